@@ -1,0 +1,26 @@
+"""The `osmanthus` command. Each group of subcommands lives in its own module; this file only
+gathers them, so that adding a command never means editing someone else's."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from service.cli_data import city, features, validate
+from service.cli_demo import demo
+from service.cli_model import evaluate, models, score, train
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """Osmanthus (桂花分): an open, explainable citizen credit score."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+for command in (city, validate, features, train, score, evaluate, models, demo):
+    main.add_command(command)
