@@ -1,0 +1,45 @@
+"""What every benchmark prints: the machine it ran on, timings, and peak memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from contextlib import contextmanager
+
+
+def machine() -> str:
+    """One line naming the machine, so a figure is never read without its context."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as handle:
+            mem_kb = int(next(line for line in handle if line.startswith("MemTotal")).split()[1])
+        memory = f"{mem_kb / 2**20:.0f} GiB"
+    except (OSError, StopIteration):
+        memory = "?"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{platform.node()} · {cpu} · {os.cpu_count()} cores · {memory} · "
+            f"Python {platform.python_version()} · load {load:.2f}")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+@contextmanager
+def timed(label: str, results: dict[str, float]):
+    """Time a block and record its seconds under `label`."""
+    start = time.perf_counter()
+    yield
+    results[label] = time.perf_counter() - start
+    print(f"  {label}: {results[label]:.2f} s", flush=True)
