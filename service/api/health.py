@@ -1,0 +1,58 @@
+"""Liveness and readiness, for load balancers and the container's HEALTHCHECK."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+blp = Blueprint("health", __name__, description="Liveness and readiness")
+
+
+class HealthSchema(Schema):
+    """The process is alive."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+
+
+class ReadySchema(Schema):
+    """Whether this instance can serve: the database answers (required); Redis answers, or
+    the instance serves from the database alone and says `degraded`."""
+
+    status = fields.String(required=True, metadata={"description": "ready, degraded or unavailable"})
+    database = fields.Boolean(required=True)
+    redis = fields.String(required=True, metadata={"description": "ok, down or not configured"})
+
+
+@blp.route("/healthz")
+@blp.response(200, HealthSchema)
+def healthz():
+    """Alive."""
+    return {"status": "ok"}
+
+
+@blp.route("/readyz")
+@blp.response(200, ReadySchema)
+@blp.alt_response(503, schema=ReadySchema, description="The database does not answer")
+def readyz():
+    """Ready to serve, degraded (Redis down), or unavailable (database down)."""
+    from service.app import database_ready
+
+    config = current_app.extensions["osmanthus.config"]
+    database = database_ready(current_app)
+    redis_state = "not configured"
+    if config.redis_url:
+        redis_state = "ok" if _redis_ok(config.redis_url) else "down"
+    status = "unavailable" if not database else ("degraded" if redis_state == "down" else "ready")
+    return {"status": status, "database": database, "redis": redis_state}, (
+        200 if database else 503
+    )
+
+
+def _redis_ok(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2).ping())
+    except redis.RedisError:
+        return False

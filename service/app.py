@@ -1,0 +1,49 @@
+"""The app factory: `create_app(config)` wires storage, the API and its error envelope."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_smorest import Api
+from sqlalchemy import text
+
+from service.config import Config
+from service.errors import register_error_handlers
+from service.store import make_engine, migrate
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """A configured app. Start-up fails loudly on a bad production configuration."""
+    config = (config or Config.from_env()).check()
+    app = Flask("osmanthus")
+    app.config.update(
+        API_TITLE="Osmanthus (桂花分)",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    app.extensions["osmanthus.config"] = config
+    engine = make_engine(config.database_url)
+    migrate(engine)
+    app.extensions["osmanthus.engine"] = engine
+
+    api = Api(app)
+    from service.api.health import blp as health
+
+    api.register_blueprint(health)
+    register_error_handlers(app)
+    return app
+
+
+def database_ready(app: Flask) -> bool:
+    try:
+        with app.extensions["osmanthus.engine"].connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        log.warning("database not reachable", exc_info=True)
+        return False

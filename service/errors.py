@@ -1,0 +1,70 @@
+"""One JSON error envelope for every error: `{code, status, message, errors}`.
+
+`code` is a stable machine word, `message` a sentence for people, `errors` field-level detail
+for bad input. Nothing internal (tracebacks, SQL, file paths, ID numbers) ever reaches it: an
+unexpected exception is logged with its traceback and answered with a plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+    422: "invalid_input", 429: "rate_limited", 500: "internal_error", 503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error the API means to return, with its status and a safe message."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 errors: dict | None = None, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.code = code or CODES.get(status, "error")
+        self.errors = errors or {}
+        self.headers = headers or {}
+
+
+def envelope(status: int, message: str, code: str | None = None, errors: dict | None = None):
+    body = {"code": code or CODES.get(status, "error"), "status": status, "message": message,
+            "errors": errors or {}}
+    return jsonify(body), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        response, status = envelope(error.status, error.message, error.code, error.errors)
+        response.headers.update(error.headers)
+        return response, status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        status = error.code or 500
+        errors = {}
+        data = getattr(error, "data", None) or {}
+        if isinstance(data.get("messages"), dict):  # webargs/marshmallow: {location: {field: [..]}}
+            for fields in data["messages"].values():
+                errors.update(fields if isinstance(fields, dict) else {"_": fields})
+        message = "some fields are invalid" if errors else (error.description or error.name)
+        response, status = envelope(status, message, None, errors)
+        for name, value in (data.get("headers") or {}).items():
+            response.headers[name] = value
+        if status == 429 and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = "1"
+        return response, status
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unexpected error, incident %s", incident)
+        return envelope(500, f"internal error (incident {incident})")
