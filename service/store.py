@@ -12,12 +12,15 @@ from pathlib import Path
 
 import polars as pl
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
     Engine,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -86,7 +89,8 @@ quarantine = Table(
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with the settings each backend needs (SQLite: foreign keys and WAL)."""
+    """An engine with the settings each backend needs (SQLite: foreign keys, WAL, and
+    transactions that serialise writers)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -95,10 +99,17 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:
+            connection.isolation_level = None  # we issue BEGIN ourselves, below
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection) -> None:
+            # Take the write lock at the start, so that a transaction that reads and then
+            # writes (an audit append, an upsert) never fails on a stale snapshot.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -127,3 +138,98 @@ def load_records(engine: Engine, person_keys: list[str] | None = None) -> Record
             frame = pl.read_database(query, connection, schema_overrides=record_schema(source))
             frames[source.value] = conform(source, frame)
     return Records(**frames)
+
+
+# --- people, scores, perks, partners, consents, disputes, audit (migration 0002) -------------
+people = Table(
+    "people", metadata,
+    Column("person_key", String(64), primary_key=True),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    # PIPL Art. 24: a person may ask that decisions about them not rest on the score alone.
+    Column("review_state", String(16), nullable=False, server_default="none"),  # none|pending|decided
+    Column("review_requested_at", DateTime(timezone=True), nullable=True),
+    Column("review_outcome", String(16), nullable=True),  # eligible|not_eligible
+)
+
+scores = Table(
+    "scores", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("person_key", String(64), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("run_id", String(64), nullable=True),
+    Column("score", Float, nullable=False),
+    Column("raw_score", Float, nullable=False),
+    Column("base_points", Float, nullable=False),
+    Column("band", String(32), nullable=False),
+    Column("points", JSON, nullable=False),  # feature → points
+    Column("reasons", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_scores_person_id", "person_key", "id"),
+    UniqueConstraint("run_id", "person_key", name="uq_scores_run_person"),
+)
+
+perks = Table(
+    "perks", metadata,
+    Column("perk_id", String(64), primary_key=True),
+    Column("policy_version", Integer, primary_key=True),
+    Column("partner_id", String(64), nullable=False),
+    Column("name_zh", Text, nullable=False),
+    Column("name_en", Text, nullable=False),
+    Column("min_score", Float, nullable=False),
+    Column("conditions", JSON, nullable=False),  # e.g. ["no_active_court_listing"]
+    Column("active", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+partners = Table(
+    "partners", metadata,
+    Column("partner_id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("api_key_hash", String(64), nullable=False, unique=True),  # sha256 of the key
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+consents = Table(
+    "consents", metadata,
+    Column("consent_id", String(32), primary_key=True),
+    Column("person_key", String(64), ForeignKey("people.person_key"), nullable=False, index=True),
+    Column("partner_id", String(64), ForeignKey("partners.partner_id"), nullable=False),
+    Column("perks", JSON, nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+disputes = Table(
+    "disputes", metadata,
+    Column("dispute_id", String(32), primary_key=True),
+    Column("person_key", String(64), ForeignKey("people.person_key"), nullable=False, index=True),
+    Column("source", String(32), nullable=False),
+    Column("record_id", String(32), nullable=False),
+    Column("statement", Text, nullable=False),
+    Column("received_on", Date, nullable=False),
+    Column("due_on", Date, nullable=False),
+    Column("state", String(16), nullable=False),  # open | upheld | rejected
+    Column("resolution", Text, nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(96), nullable=False),  # role:id, never a raw ID number
+    Column("person_key", String(64), nullable=True, index=True),
+    Column("action", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head = Table(  # one row: the chain's last link, locked while a row is appended
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
