@@ -1,0 +1,86 @@
+"""Who is asking: citizens' and admins' tokens, partners' API keys, citizens' consent tokens.
+
+- A token is a JWT (HS256) with `sub`, `role` (citizen | admin), `iss`, `iat`, `exp`. A
+  citizen's subject is their person key, so `/v1/me/...` needs no id in the path.
+- A development token (issued by `osmanthus token`) carries `dev: true` and is refused in
+  production, where the signing secret comes from configuration and never defaults.
+- A partner's API key is random; only its SHA-256 is stored, and it is looked up by that hash.
+- A consent token is a JWT with role `consent`: it names the consent, the partner and the perks,
+  and it is worth nothing once the consent is revoked or expired (checked in the database on
+  every use, not only by the token's own expiry).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import jwt
+
+from service.config import Config
+from service.errors import ApiError
+
+ROLES = ("citizen", "admin", "consent")
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str  # citizen | admin | partner
+    subject: str  # person key, admin name, or partner id
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this principal (a person key is never logged as actor)."""
+        return "citizen" if self.role == "citizen" else f"{self.role}:{self.subject}"
+
+
+def issue_token(config: Config, role: str, subject: str, *, minutes: int | None = None,
+                development: bool = False, claims: dict | None = None,
+                now: dt.datetime | None = None) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    now = now or dt.datetime.now(dt.UTC)
+    payload = {
+        "sub": subject, "role": role, "iss": config.jwt_issuer, "iat": now,
+        "exp": now + dt.timedelta(minutes=minutes or config.token_minutes),
+        **(claims or {}),
+    }
+    if development:
+        payload["dev"] = True
+    return jwt.encode(payload, config.jwt_secret, algorithm=ALGORITHM)
+
+
+def decode_token(config: Config, token: str, role: str) -> dict:
+    """The token's claims, or a 401 (not valid) / 403 (valid, but not for this)."""
+    try:
+        claims = jwt.decode(token, config.jwt_secret, algorithms=[ALGORITHM],
+                            issuer=config.jwt_issuer, options={"require": ["exp", "sub", "role"]})
+    except jwt.ExpiredSignatureError:
+        raise ApiError(401, "the token has expired") from None
+    except jwt.InvalidTokenError:
+        raise ApiError(401, "the token is not valid") from None
+    if config.production and claims.get("dev"):
+        raise ApiError(401, "development tokens are not accepted here")
+    if claims["role"] != role:
+        raise ApiError(403, f"this needs a {role} token")
+    return claims
+
+
+def bearer(header: str | None) -> str:
+    if not header or not header.lower().startswith("bearer "):
+        raise ApiError(401, "an Authorization: Bearer token is required",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return header.split(" ", 1)[1].strip()
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh partner key and the hash to store; the key itself is shown once."""
+    key = "osk_" + secrets.token_urlsafe(32)
+    return key, hash_api_key(key)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,58 @@
+"""Tokens and keys: who may pass, and what a bad one gets."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import jwt
+import pytest
+
+from service.auth import bearer, decode_token, hash_api_key, issue_token, new_api_key
+from service.config import Config
+from service.errors import ApiError
+
+DEV = Config()
+PROD = Config(env="production", jwt_secret="production-secret")
+
+
+def test_a_token_round_trips_with_its_role_and_subject():
+    claims = decode_token(DEV, issue_token(DEV, "citizen", "pk1"), "citizen")
+    assert claims["sub"] == "pk1" and claims["role"] == "citizen"
+
+
+@pytest.mark.parametrize("make,status", [
+    (lambda: issue_token(DEV, "admin", "ops"), 403),  # right signature, wrong role
+    (lambda: issue_token(DEV, "citizen", "pk", now=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)), 401),
+    (lambda: issue_token(Config(jwt_secret="other"), "citizen", "pk"), 401),
+    (lambda: "not.a.token", 401),
+    (lambda: jwt.encode({"sub": "pk", "role": "citizen"}, DEV.jwt_secret, "HS256"), 401),
+])
+def test_bad_tokens_are_refused_with_the_right_status(make, status):
+    with pytest.raises(ApiError) as caught:
+        decode_token(DEV, make(), "citizen")
+    assert caught.value.status == status
+
+
+def test_development_tokens_are_refused_in_production_even_when_signed_right():
+    token = issue_token(PROD, "citizen", "pk", development=True)
+    with pytest.raises(ApiError, match="development"):
+        decode_token(PROD, token, "citizen")
+    assert decode_token(PROD, issue_token(PROD, "citizen", "pk"), "citizen")["sub"] == "pk"
+
+
+def test_a_development_token_from_the_default_key_fails_in_production():
+    with pytest.raises(ApiError):
+        decode_token(PROD, issue_token(DEV, "citizen", "pk", development=True), "citizen")
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic abc", "Token abc"])
+def test_a_missing_bearer_header_is_a_401(header):
+    with pytest.raises(ApiError) as caught:
+        bearer(header)
+    assert caught.value.status == 401
+
+
+def test_api_keys_are_random_and_only_their_hash_is_kept():
+    key1, hash1 = new_api_key()
+    key2, _ = new_api_key()
+    assert key1 != key2 and hash_api_key(key1) == hash1 and key1 not in hash1
