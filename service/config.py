@@ -65,6 +65,8 @@ class Config:
         """Refuse a production configuration that still uses a development secret."""
         if self.production and self.jwt_secret == DEVELOPMENT_JWT_SECRET:
             raise ConfigError("production must not use the development JWT secret")
+        if self.production and len(self.jwt_secret.encode()) < 32:
+            raise ConfigError("OSMANTHUS_JWT_SECRET must be at least 32 bytes (RFC 7518 §3.2)")
         if self.production and self.database_url.startswith("sqlite"):
             raise ConfigError("production needs a PostgreSQL DATABASE_URL, not SQLite")
         return self

@@ -31,7 +31,7 @@ def test_production_refuses_development_secret_and_sqlite():
     with pytest.raises(ConfigError, match="development JWT"):
         create_app(Config(env="production", jwt_secret=DEVELOPMENT_JWT_SECRET))
     with pytest.raises(ConfigError, match="PostgreSQL"):
-        create_app(Config(env="production", jwt_secret="real", database_url="sqlite:///x.db"))
+        create_app(Config(env="production", jwt_secret="r" * 32, database_url="sqlite:///x.db"))
 
 
 def test_healthz(client):

@@ -12,7 +12,7 @@ from service.config import Config
 from service.errors import ApiError
 
 DEV = Config()
-PROD = Config(env="production", jwt_secret="production-secret")
+PROD = Config(env="production", jwt_secret="production-secret-of-at-least-32-bytes!")
 
 
 def test_a_token_round_trips_with_its_role_and_subject():
@@ -23,7 +23,7 @@ def test_a_token_round_trips_with_its_role_and_subject():
 @pytest.mark.parametrize("make,status", [
     (lambda: issue_token(DEV, "admin", "ops"), 403),  # right signature, wrong role
     (lambda: issue_token(DEV, "citizen", "pk", now=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)), 401),
-    (lambda: issue_token(Config(jwt_secret="other"), "citizen", "pk"), 401),
+    (lambda: issue_token(Config(jwt_secret="another-secret-of-at-least-32-bytes!!"), "citizen", "pk"), 401),
     (lambda: "not.a.token", 401),
     (lambda: jwt.encode({"sub": "pk", "role": "citizen"}, DEV.jwt_secret, "HS256"), 401),
 ])
