@@ -1,0 +1,83 @@
+"""Perks are configuration, not code: a threshold, extra conditions, a policy version.
+
+A condition is a named test on the person's features (from the catalog), so that a perk can
+say "no active court listing" without any code that knows what a court listing is. A decision
+is `yes`, `no`, or `pending` while the person's request for human review is open (PIPL Art. 24).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from features.catalog import BY_NAME
+
+DEFAULT_PERKS_FILE = Path(__file__).with_name("perks.json")
+
+# condition name → (feature, the most it may be, what it means in both languages)
+CONDITIONS: dict[str, tuple[str, float, str, str]] = {
+    "no_active_court_listing": ("ct_active_listings", 0.0, "无在列失信被执行记录",
+                                "no active court-enforcement listing"),
+    "no_serious_penalty_counting": ("pn_serious_counting", 0.0, "无公示期内严重行政处罚",
+                                    "no serious administrative penalty on record"),
+}
+for _feature, *_ in CONDITIONS.values():
+    assert _feature in BY_NAME, f"perk condition refers to unknown feature {_feature}"
+
+
+@dataclass(frozen=True)
+class Perk:
+    perk_id: str
+    policy_version: int
+    partner_id: str
+    name_zh: str
+    name_en: str
+    min_score: float
+    conditions: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.conditions if c not in CONDITIONS]
+        if unknown:
+            raise ValueError(f"perk {self.perk_id}: unknown conditions {unknown}")
+
+    def failed_conditions(self, features: dict[str, float]) -> list[str]:
+        return [name for name in self.conditions
+                if features.get(CONDITIONS[name][0], 0.0) > CONDITIONS[name][1]]
+
+    def decide(self, score: float, features: dict[str, float], review_state: str = "none") -> str:
+        if review_state == "pending":
+            return "pending"
+        qualifies = score >= self.min_score and not self.failed_conditions(features)
+        return "yes" if qualifies else "no"
+
+    def points_needed(self, score: float) -> float:
+        return max(0.0, self.min_score - score)
+
+
+@dataclass(frozen=True)
+class PerkConfig:
+    partners: tuple[dict, ...]
+    perks: tuple[Perk, ...]
+
+    def thresholds(self) -> dict[str, float]:
+        """Perk → minimum score: what evaluation and promotion gates check fairness at."""
+        return {perk.perk_id: perk.min_score for perk in self.perks}
+
+    def perk(self, perk_id: str) -> Perk:
+        for perk in self.perks:
+            if perk.perk_id == perk_id:
+                return perk
+        raise KeyError(perk_id)
+
+
+def load_perks(path: str | Path | None = None) -> PerkConfig:
+    data = json.loads(Path(path or DEFAULT_PERKS_FILE).read_text(encoding="utf-8"))
+    perks = tuple(
+        Perk(**{**item, "conditions": tuple(item.get("conditions", ()))}) for item in data["perks"]
+    )
+    partner_ids = {p["partner_id"] for p in data["partners"]}
+    for perk in perks:
+        if perk.partner_id not in partner_ids:
+            raise ValueError(f"perk {perk.perk_id}: unknown partner {perk.partner_id}")
+    return PerkConfig(tuple(data["partners"]), perks)
