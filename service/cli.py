@@ -10,6 +10,7 @@ import click
 from service.cli_data import city, features, validate
 from service.cli_demo import demo
 from service.cli_model import evaluate, models, score, train
+from service.cli_service import audit, ingest, token
 
 
 @click.group()
@@ -22,5 +23,6 @@ def main(verbose: bool) -> None:
     )
 
 
-for command in (city, validate, features, train, score, evaluate, models, demo):
+for command in (city, validate, features, train, score, evaluate, models, ingest, audit, token,
+                demo):
     main.add_command(command)
