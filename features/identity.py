@@ -47,7 +47,9 @@ def id_problem(resident_id: object, today: dt.date | None = None) -> str | None:
     if len(resident_id) != 18:
         return f"must be 18 characters, got {len(resident_id)}"
     value = resident_id.upper()
-    if not value[:17].isdigit() or not (value[17].isdigit() or value[17] == "X"):
+    # isascii: str.isdigit() also accepts other scripts' digits, and "²", which int() refuses
+    if (not value.isascii() or not value[:17].isdigit()
+            or not (value[17].isdigit() or value[17] == "X")):
         return "must be 17 digits followed by a digit or X"
     try:
         born = dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))

@@ -1,0 +1,116 @@
+"""Ingest: good rows stored once, bad rows quarantined with reasons, resumable, no raw IDs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from sqlalchemy import func, select, text
+
+from features.identity import make_resident_id
+from features.records import Source
+from service import ingest as ingest_module
+from service.ingest import ingest_feed
+from service.store import RECORD_TABLES, feeds, quarantine
+
+IDS = [make_resident_id(110101, dt.date(1980 + i, 1 + i % 12, 1 + i), 100 + i) for i in range(6)]
+
+
+def penalty_feed(path, rows=None):
+    rows = rows or [
+        {"decision_no": f"D-{i}", "resident_id": IDS[i], "decided_on": "2024-03-01",
+         "category": "traffic", "severity": "general", "fine": "200", "window_months": "",
+         "repaired_on": ""}
+        for i in range(6)
+    ]
+    pl.DataFrame(rows).write_csv(path)
+    return path
+
+
+def count(engine, table):
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_a_feed_lands_once_however_often_it_is_sent(engine, tmp_path):
+    feed = penalty_feed(tmp_path / "penalty.csv")
+    first = ingest_feed(engine, feed, Source.PENALTY)
+    second = ingest_feed(engine, feed, Source.PENALTY)
+    assert first.rows_stored == 6 and count(engine, RECORD_TABLES[Source.PENALTY]) == 6
+    assert len(first.changed_persons) == 6
+    assert second.changed_persons == set(), "an unchanged record is not a change"
+    assert count(engine, feeds) == 1
+
+
+def test_bad_rows_are_quarantined_and_good_rows_still_land(engine, tmp_path):
+    rows = [
+        {"decision_no": "D-1", "resident_id": IDS[0], "decided_on": "2024-03-01",
+         "category": "traffic", "severity": "general", "fine": "200", "window_months": "",
+         "repaired_on": ""},
+        {"decision_no": "D-2", "resident_id": IDS[1][:17] + ("0" if IDS[1][17] != "0" else "1"),
+         "decided_on": "2024-03-01", "category": "traffic", "severity": "general",
+         "fine": "200", "window_months": "", "repaired_on": ""},
+        {"decision_no": "D-3", "resident_id": IDS[2], "decided_on": "2024-03-01",
+         "category": "traffic", "severity": "catastrophic", "fine": "200", "window_months": "",
+         "repaired_on": ""},
+    ]
+    summary = ingest_feed(engine, penalty_feed(tmp_path / "p.csv", rows), Source.PENALTY)
+    assert (summary.rows_stored, summary.rows_quarantined) == (1, 2)
+    with engine.connect() as connection:
+        bad = connection.execute(
+            select(quarantine.c.row_number, quarantine.c.field).order_by(quarantine.c.row_number)
+        ).all()
+    assert [tuple(row) for row in bad] == [(2, "resident_id"), (3, "severity")]
+
+
+def test_a_feed_cut_off_halfway_is_finished_by_sending_it_again(engine, tmp_path, monkeypatch):
+    feed = penalty_feed(tmp_path / "penalty.csv")
+    monkeypatch.setattr(ingest_module, "CHUNK_ROWS", 2)
+    real = ingest_module._upsert_records
+    calls = {"n": 0}
+
+    def dies_on_the_second_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ConnectionError("connection lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_upsert_records", dies_on_the_second_chunk)
+    with pytest.raises(ConnectionError):
+        ingest_feed(engine, feed, Source.PENALTY)
+    assert count(engine, RECORD_TABLES[Source.PENALTY]) == 2
+    monkeypatch.setattr(ingest_module, "_upsert_records", real)
+    ingest_feed(engine, feed, Source.PENALTY)
+    assert count(engine, RECORD_TABLES[Source.PENALTY]) == 6
+
+
+def test_a_resent_record_keeps_its_dispute(engine, tmp_path):
+    feed = penalty_feed(tmp_path / "penalty.csv")
+    ingest_feed(engine, feed, Source.PENALTY)
+    table = RECORD_TABLES[Source.PENALTY]
+    with engine.begin() as connection:
+        connection.execute(table.update().values(dispute_opened_on=dt.date(2024, 5, 1)))
+    rows = pl.read_csv(feed).with_columns(pl.lit("500").alias("fine"))
+    rows.write_csv(tmp_path / "penalty2.csv")
+    summary = ingest_feed(engine, tmp_path / "penalty2.csv", Source.PENALTY)
+    assert len(summary.changed_persons) == 6
+    with engine.connect() as connection:
+        stored = connection.execute(select(table.c.fine, table.c.dispute_opened_on)).all()
+    assert {tuple(row) for row in stored} == {(500.0, dt.date(2024, 5, 1))}
+
+
+def test_no_raw_id_number_is_stored_anywhere(engine, tmp_path, caplog):
+    rows = [{"decision_no": "D-9", "resident_id": IDS[3][:10], "decided_on": "2024-03-01",
+             "category": "traffic", "severity": "general", "fine": "1", "window_months": "",
+             "repaired_on": ""}]
+    ingest_feed(engine, penalty_feed(tmp_path / "a.csv"), Source.PENALTY)
+    ingest_feed(engine, penalty_feed(tmp_path / "b.csv", rows), Source.PENALTY)
+    dump = []
+    with engine.connect() as connection:
+        for table in [*RECORD_TABLES.values(), feeds, quarantine]:
+            for row in connection.execute(text(f"SELECT * FROM {table.name}")):
+                dump.extend(str(value) for value in row)
+    haystack = "\n".join(dump) + caplog.text
+    for raw in IDS + [IDS[3][:10]]:
+        assert raw not in haystack
