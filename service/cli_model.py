@@ -2,27 +2,397 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
 import click
+import polars as pl
+
+
+def _table_or_none(path: str | None) -> pl.DataFrame | None:
+    """A CSV or Parquet table, or None when no path was given."""
+    if path is None:
+        return None
+    from model.train import read_table
+    return read_table(path)
+
+
+def _perk_thresholds(path: str | None) -> dict[str, float] | None:
+    """Perk thresholds from the perk configuration JSON: {"perk": 600}, a list of perks, or
+    {"perks": [...]}, each perk with an id and a minimum score."""
+    if path is None:
+        return None
+    data = json.loads(Path(path).read_text())
+    if isinstance(data, dict) and "perks" in data:
+        data = data["perks"]
+    if isinstance(data, dict):
+        return {str(k): float(v) for k, v in data.items()}
+    out = {}
+    for perk in data:
+        name = perk.get("id") or perk.get("perk_id") or perk.get("name_en")
+        minimum = next((perk[k] for k in ("min_score", "minimum", "minimum_score")
+                        if k in perk), None)
+        if name is None or minimum is None:
+            raise click.ClickException(f"{path}: each perk needs an id and a min_score")
+        out[str(name)] = float(minimum)
+    return out
+
+
+def _registry_option(command: Any) -> Any:
+    return click.option("--registry", "registry_root", type=click.Path(file_okay=False),
+                        default=None, help="Registry directory (default $OSMANTHUS_REGISTRY "
+                        "or var/registry).")(command)
+
+
+def _snapshot_options(command: Any) -> Any:
+    options = [
+        click.option("--features", "features_path", required=True,
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="Features table (CSV/Parquet; person_key, [snapshot], features)."),
+        click.option("--outcomes", "outcomes_path", required=True,
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="Outcomes (person_key, snapshot, defaulted)."),
+        click.option("--as-of", "as_of", required=True, type=click.DateTime(["%Y-%m-%d"]),
+                     help="The snapshot date to evaluate on."),
+        click.option("--people", "people_path", type=click.Path(exists=True, dir_okay=False),
+                     help="People (person_key, gender, birth_date, district) for fairness."),
+        click.option("--perks", "perks_path", type=click.Path(exists=True, dir_okay=False),
+                     help="Perk configuration JSON; its minimum scores are the fairness "
+                     "thresholds (default: the band floors 550/600/700/750)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _load_model_ref(registry: Any, ref: str) -> Any:
+    from model.bundle import ModelRefused
+    try:
+        return registry.resolve(ref)
+    except ModelRefused as error:
+        raise click.ClickException(f"model refused: {error}") from error
+    except (KeyError, LookupError) as error:
+        raise click.ClickException(str(error.args[0] if error.args else error)) from error
+
+
+def _directions_file(path: str | None) -> dict[str, int]:
+    """A modeller's catalog: {"column": +1 | -1 | 0}, +1 meaning more of it raises the score."""
+    if path is None:
+        return {}
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or not all(v in (-1, 0, 1) for v in data.values()):
+        raise click.ClickException(f"{path}: expected {{\"column\": 1 | -1 | 0, ...}}")
+    return {str(k): int(v) for k, v in data.items()}
+
+
+def _write_table(frame: pl.DataFrame, path: str) -> None:
+    if path.lower().endswith((".parquet", ".pq")):
+        frame.write_parquet(path)
+    else:
+        frame.write_csv(path)
 
 
 @click.command()
-def train() -> None:
-    """Train a scorecard (not yet built)."""
-    raise click.ClickException("not yet built")
+@click.option("--features", "features_path", type=click.Path(exists=True, dir_okay=False),
+              help="Catalog mode: features table (person_key, [snapshot], catalog features).")
+@click.option("--valid-features", "valid_features_path",
+              type=click.Path(exists=True, dir_okay=False),
+              help="Catalog mode: the validation snapshot's features (default: --features).")
+@click.option("--outcomes", "outcomes_path", type=click.Path(exists=True, dir_okay=False),
+              help="Catalog mode: outcomes (person_key, snapshot, defaulted).")
+@click.option("--train-as-of", type=click.DateTime(["%Y-%m-%d"]),
+              help="Catalog mode: the snapshot to fit on.")
+@click.option("--valid-as-of", type=click.DateTime(["%Y-%m-%d"]),
+              help="Catalog mode: a later snapshot to calibrate and validate on.")
+@click.option("--people", "people_path", type=click.Path(exists=True, dir_okay=False),
+              help="People (person_key, gender, birth_date, district) for the fairness tables.")
+@click.option("--table", "table_path", type=click.Path(exists=True, dir_okay=False),
+              help="Table mode: any credit table (CSV/Parquet) with a target column.")
+@click.option("--valid-table", "valid_table_path", type=click.Path(exists=True, dir_okay=False),
+              help="Table mode: a later table to calibrate and validate on.")
+@click.option("--target", help="Table mode: the target column.")
+@click.option("--bad", default=None, help="Table mode: the target value meaning default "
+              "(needed unless the target is 0/1).")
+@click.option("--catalog", "catalog_path", type=click.Path(exists=True, dir_okay=False),
+              help="Table mode: JSON {column: 1 | -1 | 0}, monotone directions (else free).")
+@click.option("--id-column", "id_columns", multiple=True,
+              help="Table mode: a column that is not a feature (repeatable).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="The model directory to write (must not exist or be empty).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--num-threads", default=1, show_default=True, type=int)
+@click.option("--description", default="", help="A line for the model card.")
+def train(features_path: str | None, valid_features_path: str | None,
+          outcomes_path: str | None, train_as_of: dt.datetime | None,
+          valid_as_of: dt.datetime | None, people_path: str | None, table_path: str | None,
+          valid_table_path: str | None, target: str | None, bad: str | None,
+          catalog_path: str | None, id_columns: tuple[str, ...], out_dir: str, seed: int,
+          num_threads: int, description: str) -> None:
+    """Train a scorecard and write it as a model directory.
+
+    \b
+    Catalog mode (the city's features, catalog directions):
+      osmanthus train --features F.parquet --outcomes O.parquet \\
+        --train-as-of 2024-01-01 --valid-as-of 2025-01-01 --out models/new
+    Table mode (any credit table; text columns become categories):
+      osmanthus train --table credit.csv --target default [--bad yes] \\
+        [--catalog directions.json] [--valid-table later.csv] --out models/credit
+    """
+    from features.catalog import FEATURE_NAMES, directions
+    from model.bundle import frame_hash, save_model
+    from model.evaluate import evaluate as run_evaluation
+    from model.evaluate import snapshot
+    from model.train import ID_COLUMNS, encode_target, read_table, train_scorecard
+
+    if (table_path is None) == (features_path is None):
+        raise click.UsageError("give either --table (table mode) or --features (catalog mode)")
+    if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
+        raise click.ClickException(f"{out_dir} is not empty: choose a new model directory")
+    valid_frame = valid_y = None
+    valid_day = None
+    try:
+        if features_path is not None:
+            if outcomes_path is None or train_as_of is None:
+                raise click.UsageError("catalog mode needs --outcomes and --train-as-of")
+            frame = read_table(features_path)
+            outcomes = read_table(outcomes_path)
+            train_frame, y, _ = snapshot(frame, outcomes, train_as_of.date())
+            if valid_as_of is not None:
+                valid_day = valid_as_of.date()
+                valid_source = read_table(valid_features_path) if valid_features_path else frame
+                valid_frame, valid_y, _ = snapshot(valid_source, outcomes, valid_day)
+            features, dirs, bad_value = list(FEATURE_NAMES), directions(), None
+            missing = [n for n in features if n not in train_frame.columns]
+            if missing:
+                raise click.ClickException(f"features table lacks {', '.join(missing[:5])}")
+        else:
+            if target is None:
+                raise click.UsageError("table mode needs --target")
+            train_frame = read_table(table_path)
+            if target not in train_frame.columns:
+                raise click.ClickException(f"no column {target!r} in {table_path}")
+            y, bad_value = train_frame[target], bad
+            if valid_table_path:
+                valid_frame = read_table(valid_table_path)
+                valid_y = valid_frame[target]
+            skip = {target, *ID_COLUMNS, *id_columns}
+            features = [c for c in train_frame.columns if c not in skip]
+            dirs = _directions_file(catalog_path)
+        click.echo(f"training on {len(y)} rows, {len(features)} features"
+                   + (f"; validating on {len(valid_y)}" if valid_y is not None else ""))
+        card, report = train_scorecard(train_frame, y, valid_frame, valid_y, features=features,
+                                       directions=dirs, seed=seed, num_threads=num_threads,
+                                       progress=True, bad=bad_value)
+        evaluation = None
+        if valid_frame is not None:
+            evaluation = run_evaluation(
+                card, valid_frame, encode_target(valid_y, bad_value),
+                train_frame=train_frame, people=_table_or_none(people_path), as_of=valid_day)
+        save_model(card, out_dir, report=report, evaluation=evaluation,
+                   training_data_hash=frame_hash(train_frame.select(features),
+                                                 encode_target(y, bad_value)),
+                   description=description)
+    except (ValueError, KeyError, FileExistsError) as error:
+        raise click.ClickException(str(error.args[0] if error.args else error)) from error
+    click.echo(f"{report['rounds']} rounds by {report['cv_folds']}-fold CV, CV AUC "
+               f"{report['cv_auc']:.4f}" + (f", validation AUC {report['valid_auc']:.4f}"
+                                           if "valid_auc" in report else "")
+               + f"; calibrated on {report['calibrated_on']}; base points "
+               f"{card.base_points:.1f}")
+    click.echo(f"wrote {out_dir}")
 
 
 @click.command()
-def score() -> None:
-    """Score a table (not yet built)."""
-    raise click.ClickException("not yet built")
+@click.option("--model", "model_ref", required=True,
+              help="A model directory, a registered version (v0003) or 'champion'.")
+@click.option("--table", "table_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A table (CSV/Parquet) with the model's feature columns.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the scores (.csv or .parquet).")
+@click.option("--keep", "keep", multiple=True,
+              help="Also copy this column to the output (person_key is always kept).")
+@_registry_option
+def score(model_ref: str, table_path: str, out_path: str, keep: tuple[str, ...],
+          registry_root: str | None) -> None:
+    """Score a table: for each row, the probability of default, the score, the band and every
+    feature's points (points_<feature>), keeping person_key and other id columns."""
+    from model.registry import Registry
+    from model.train import ID_COLUMNS, read_table
+
+    loaded = _load_model_ref(Registry(registry_root), model_ref)
+    frame = read_table(table_path)
+    kept = [c for c in frame.columns if c in ID_COLUMNS or c in keep]
+    try:
+        scored = loaded.scorecard.score_frame(frame)
+    except KeyError as error:
+        raise click.ClickException(str(error.args[0])) from error
+    out = pl.concat([frame.select(kept), scored.to_frame()], how="horizontal")
+    _write_table(out, out_path)
+    click.echo(f"scored {frame.height} rows with {model_ref}: mean score "
+               f"{float(scored.score.mean()):.1f}; wrote {out_path}")
 
 
 @click.command()
-def evaluate() -> None:
-    """Evaluate a model (not yet built)."""
-    raise click.ClickException("not yet built")
+@click.option("--model", "model_ref", required=True,
+              help="A model directory, a registered version (v0003) or 'champion'.")
+@_snapshot_options
+@click.option("--truth", "truth_path", type=click.Path(exists=True, dir_okay=False),
+              help="True default probabilities (person_key, snapshot, true_pd): the upper bound.")
+@click.option("--train-features", "train_path", type=click.Path(exists=True, dir_okay=False),
+              help="The training snapshot's features, for score and feature PSI.")
+@_registry_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for evaluation.json and evaluation.md.")
+def evaluate(model_ref: str, features_path: str, outcomes_path: str, as_of: dt.datetime,
+             people_path: str | None, perks_path: str | None, truth_path: str | None,
+             train_path: str | None, registry_root: str | None, out_dir: str) -> None:
+    """Evaluate a model on one snapshot: AUC, KS, Gini, Brier, calibration, bands, PSI and
+    fairness by gender, age band and district; writes evaluation.json and evaluation.md."""
+    from model.evaluate import evaluate as run_evaluation
+    from model.evaluate import snapshot, write_report
+    from model.registry import Registry
+
+    loaded = _load_model_ref(Registry(registry_root), model_ref)
+    day = as_of.date()
+    try:
+        frame, target, true_pd = snapshot(_table_or_none(features_path), _table_or_none(outcomes_path), day,
+                                          _table_or_none(truth_path))
+        train_frame = _table_or_none(train_path)
+        result = run_evaluation(loaded.scorecard, frame, target, train_frame=train_frame,
+                                people=_table_or_none(people_path), thresholds=_perk_thresholds(perks_path),
+                                true_pd=true_pd, as_of=day)
+    except (ValueError, KeyError) as error:
+        raise click.ClickException(str(error)) from error
+    json_path, md_path = write_report(result, out_dir)
+    m = result["metrics"]
+    click.echo(f"model {model_ref} on {day}: {result['rows']} people, AUC {m['auc']:.4f}, "
+               f"KS {m['ks']:.4f}, Gini {m['gini']:.4f}, Brier {m['brier']:.4f}")
+    if "true_pd" in result:
+        click.echo(f"true-probability AUC (upper bound): {result['true_pd']['auc']:.4f}")
+    if "score_psi" in result["stability"]:
+        click.echo(f"score PSI against training: {result['stability']['score_psi']:.4f}")
+    for failure in result.get("fairness_failures", []):
+        click.echo(f"fairness: {failure}")
+    click.echo(f"wrote {json_path} and {md_path}")
 
 
 @click.group()
 def models() -> None:
-    """The model registry (not yet built)."""
+    """The model registry: list, register, promote, roll back, export."""
+
+
+@models.command("list")
+@_registry_option
+def models_list(registry_root: str | None) -> None:
+    """List registered versions; * marks the champion."""
+    from model.registry import Registry
+
+    registry = Registry(registry_root)
+    rows = registry.list()
+    if not rows:
+        click.echo(f"no model registered in {registry.root}")
+        return
+    for row in rows:
+        metrics = row.get("metrics") or {}
+        auc = (metrics.get("validation") or {}).get("auc") or metrics.get("valid_auc")
+        forced = " forced" if row["forced"] else ""
+        click.echo(f"{'*' if row['champion'] else ' '} {row['version']}  created "
+                   f"{row['created_at']}  by {row['by']}  AUC "
+                   f"{'—' if auc is None else f'{auc:.4f}'}{forced}  {row['why']}".rstrip())
+
+
+@models.command("register")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--by", default=None, help="Who registers it (default $USER).")
+@click.option("--why", default="", help="Why.")
+@_registry_option
+def models_register(directory: str, by: str | None, why: str, registry_root: str | None) -> None:
+    """Register a model directory as a new version (verified first)."""
+    from model.bundle import ModelRefused
+    from model.registry import Registry
+
+    try:
+        version = Registry(registry_root).register(directory, by=by, why=why)
+    except ModelRefused as error:
+        raise click.ClickException(f"model refused: {error}") from error
+    click.echo(f"registered {directory} as {version}")
+
+
+@models.command("promote")
+@click.argument("version")
+@_snapshot_options
+@click.option("--force", is_flag=True, help="Promote despite failed gates (needs --why).")
+@click.option("--why", default=None, help="Why (recorded; required with --force).")
+@click.option("--by", default=None, help="Who promotes (default $USER).")
+@_registry_option
+def models_promote(version: str, features_path: str, outcomes_path: str, as_of: dt.datetime,
+                   people_path: str | None, perks_path: str | None, force: bool,
+                   why: str | None, by: str | None, registry_root: str | None) -> None:
+    """Make VERSION the champion if it passes the gates on a validation snapshot: AUC within
+    0.005 of the champion's, score PSI against the champion's ≤ 0.25, adverse-impact ratio
+    ≥ 0.8 for every group at every perk threshold, and every monotone direction kept."""
+    from model.bundle import ModelRefused
+    from model.evaluate import snapshot
+    from model.registry import PromotionRefused, Registry
+
+    if force and not why:
+        raise click.UsageError("--force needs --why")
+    registry = Registry(registry_root)
+    try:
+        frame, target, _ = snapshot(_table_or_none(features_path), _table_or_none(outcomes_path), as_of.date())
+        result = registry.promote(version, frame=frame, target=target, people=_table_or_none(people_path),
+                                  thresholds=_perk_thresholds(perks_path), as_of=as_of.date(),
+                                  force=force, by=by, why=why)
+    except PromotionRefused as error:
+        click.echo(f"{version} not promoted; the champion is still "
+                   f"{registry.champion() or 'none'}:", err=True)
+        for reason in error.reasons:
+            click.echo(f"  - {reason}", err=True)
+        raise SystemExit(1) from error
+    except ModelRefused as error:
+        raise click.ClickException(f"model refused, champion unchanged: {error}") from error
+    except (KeyError, LookupError, ValueError) as error:
+        raise click.ClickException(str(error.args[0] if error.args else error)) from error
+    if result.forced:
+        click.echo(f"{version} FORCED to champion by {by or 'you'} despite:")
+        for reason in result.reasons:
+            click.echo(f"  - {reason}")
+    else:
+        click.echo(f"{version} is the champion (was {result.previous or 'none'})")
+
+
+@models.command("rollback")
+@click.option("--by", default=None, help="Who rolls back (default $USER).")
+@click.option("--why", default="", help="Why (recorded).")
+@_registry_option
+def models_rollback(by: str | None, why: str, registry_root: str | None) -> None:
+    """Make the previous champion the champion again."""
+    from model.bundle import ModelRefused
+    from model.registry import Registry
+
+    registry = Registry(registry_root)
+    current = registry.champion()
+    try:
+        version = registry.rollback(by=by, why=why)
+    except ModelRefused as error:
+        raise click.ClickException(f"previous champion refused, {current} still serves: "
+                                   f"{error}") from error
+    except LookupError as error:
+        raise click.ClickException(str(error.args[0])) from error
+    click.echo(f"rolled back from {current} to {version}")
+
+
+@models.command("export")
+@click.argument("version")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@_registry_option
+def models_export(version: str, out_dir: str, registry_root: str | None) -> None:
+    """Write the classic scorecard (bins and points per feature) as CSV and Markdown."""
+    from model.export import export_scorecard
+    from model.registry import Registry
+
+    loaded = _load_model_ref(Registry(registry_root), version)
+    csv_path, md_path = export_scorecard(loaded.scorecard, out_dir)
+    click.echo(f"wrote the scorecard of {version} to {csv_path} and {md_path}")

@@ -1,0 +1,131 @@
+"""The model card: what a model is for, what it must not be used for, and how it did, for
+every group we measure — after Mitchell et al., "Model Cards for Model Reporting" (FAT* 2019).
+
+Written from the bundle's metadata and evaluation, so the card can never disagree with them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model.evaluate import AIR_FLOOR
+
+INTENDED_USE = (
+    "Estimate a resident's chance of defaulting on a deposit-free city service (an unpaid fee "
+    "or bill more than 30 days overdue within 12 months) and turn it into a points score, so "
+    "that partner services (public bicycles, libraries, hospitals) can waive a deposit for "
+    "residents who qualify. Every score is explained in points per record, and residents can "
+    "see and dispute the records used.")
+OUT_OF_SCOPE = (
+    "employment, hiring or promotion decisions",
+    "lending, credit limits or insurance pricing beyond the configured deposit-free perks",
+    "policing, surveillance, immigration or any enforcement decision",
+    "access to essential public services (health care, education, housing, social benefits)",
+    "ranking or comparing neighbourhoods, families or demographic groups",
+    "any decision about a person without their consent and the right to human review "
+    "(PIPL Art. 24)",
+)
+FACTORS = (
+    "Gender, age band (18–29, 30–44, 45–59, 60+) and district are never features; they are "
+    "used only to measure approval rates and adverse-impact ratios at each perk threshold.")
+ETHICS = (
+    "Public records reflect enforcement and access as well as behaviour: districts with more "
+    "transit inspection or fewer social-security employers may show more negative records. "
+    "Penalties count only inside their legal disclosure window; repaired and disputed records "
+    "do not count. A person with no records gets the base score, never a penalty for a thin "
+    "file beyond what the catalogue's history features say.")
+CAVEATS = (
+    "Validated out of time on one later snapshot; re-evaluate on every new snapshot and watch "
+    "the score PSI (above 0.25 means the population has shifted).",
+    "Adverse-impact ratios are measured over groups of a minimum size; small groups are listed "
+    "but noisy.",
+    "Metrics on the synthetic city show how the method works, not how it will do on real "
+    "records; there, the true-probability AUC is the ceiling no model can pass.",
+    "Promote only through the registry, whose gates check AUC, score stability, fairness and "
+    "monotone directions.",
+)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _fairness_lines(evaluation: dict[str, Any]) -> list[str]:
+    lines = ["| perk threshold | attribute | groups (approval rate) | AIR |", "|---|---|---|---|"]
+    for perk, entry in evaluation["fairness"].items():
+        for attribute, detail in entry["attributes"].items():
+            groups = ", ".join(f"{g['group']} {_num(g['rate'], 2)} (n={g['count']})"
+                               for g in detail["groups"])
+            air = _num(detail["air"], 3)
+            flag = " ⚠" if detail["air"] is not None and detail["air"] < AIR_FLOOR else ""
+            lines.append(f"| {perk} ≥ {entry['threshold']:g} | {attribute} | {groups} | "
+                         f"{air}{flag} |")
+    return lines
+
+
+def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
+    """The Markdown model card for a bundle's metadata and (optional) evaluation."""
+    scale = meta.get("points_scaling") or {}
+    versions = meta.get("library_versions") or {}
+    features = meta.get("features") or []
+    monotone = {k: v for k, v in (meta.get("directions") or {}).items() if v}
+    lines = [
+        "# Model card: Osmanthus scorecard", "",
+        "## Model details", "",
+        f"- Created: {meta.get('created_at')}",
+        "- Type: LightGBM binary classifier with monotone constraints, "
+        + ("trees of one feature each except the declared pairs "
+           f"{(meta.get('scorecard') or {}).get('interactions')}"
+           if (meta.get("scorecard") or {}).get("interactions") else
+           "trees of one feature each (an exact scorecard)")
+        + ", Platt-calibrated, scaled to points "
+        f"({scale.get('base_score')} points at {scale.get('base_odds')}:1 good:bad odds, "
+        f"{scale.get('pdo')} points to double the odds, clipped to "
+        f"{scale.get('min_score')}–{scale.get('max_score')}).",
+        f"- Features: {len(features)} ({len(monotone)} with a monotone direction).",
+        f"- Feature catalog: {meta.get('catalog_hash') or 'none (a modeller’s own table)'}",
+        f"- Training data hash: {meta.get('training_data_hash')}",
+        f"- Seed: {meta.get('seed')}; libraries: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
+    ]
+    if meta.get("description"):
+        lines.append(f"- Notes: {meta['description']}")
+    lines += ["", "## Intended use", "", INTENDED_USE, "", "## Out-of-scope use", "",
+              "This model must not be used for:", ""]
+    lines += [f"- {item}" for item in OUT_OF_SCOPE]
+    lines += ["", "## Factors", "", FACTORS, "", "## Metrics", "",
+              "AUC, KS and Gini (ranking), Brier score and a calibration table by decile "
+              "(probability accuracy), PSI (stability), approval rate and adverse-impact ratio "
+              f"(lowest group ÷ highest; below {AIR_FLOOR} fails) at each perk threshold.", ""]
+    training = meta.get("metrics") or {}
+    plain = {k: v for k, v in training.items() if isinstance(v, int | float)}
+    if plain:
+        lines += ["Summary metrics: " + ", ".join(f"{k} {_num(v)}" for k, v in
+                                                  sorted(plain.items())), ""]
+    lines += ["## Training data", "",
+              "Features as of one snapshot date (records known before it) and defaults in the "
+              f"12 months after it; table hash {meta.get('training_data_hash')}.", "",
+              "## Evaluation data", ""]
+    if evaluation is None:
+        lines += ["No evaluation was attached to this bundle.", ""]
+    else:
+        m = evaluation["metrics"]
+        lines += [f"A later snapshot, as of {evaluation.get('as_of')}: {evaluation.get('rows')} "
+                  f"people, default rate {_num(evaluation.get('default_rate'))}.", "",
+                  "## Quantitative analyses", "",
+                  "| AUC | KS | Gini | Brier | true-probability AUC | score PSI |",
+                  "|---|---|---|---|---|---|",
+                  f"| {_num(m['auc'])} | {_num(m['ks'])} | {_num(m['gini'])} | "
+                  f"{_num(m['brier'])} | {_num((evaluation.get('true_pd') or {}).get('auc'))} | "
+                  f"{_num((evaluation.get('stability') or {}).get('score_psi'))} |", ""]
+        if evaluation.get("fairness"):
+            lines += ["### Disaggregated results (approval rates by group)", ""]
+            lines += _fairness_lines(evaluation) + [""]
+            failures = evaluation.get("fairness_failures") or []
+            lines += ["Fairness failures: " + ("; ".join(failures) if failures else "none"), ""]
+        else:
+            lines += ["No disaggregated results: no people table was given.", ""]
+    lines += ["## Ethical considerations", "", ETHICS, "",
+              "## Caveats and recommendations", ""]
+    lines += [f"- {item}" for item in CAVEATS]
+    return "\n".join(lines) + "\n"
