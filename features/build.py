@@ -1,8 +1,19 @@
 """Features as of a date: one row per person, the catalog's columns, from counting records.
 
-The same function serves one person re-scored after a dispute and a city of millions: it is a
-handful of Polars group-bys, one per source, over the records that count (`features.rules`),
-joined on the person key. There is no per-person Python.
+The same function serves one person re-scored after a dispute and a city of millions: one
+Polars group-by per source over the records that count (`features.rules`), joined on the person
+key. There is no per-person Python.
+
+Where the time goes, and why it is shaped this way (see `bench/features.py`):
+- hashing the 64-character person key is the floor; each source is grouped exactly once;
+- the rules are date comparisons against literals computed once from the as-of date (no string
+  reasons: `counts_expr` is a boolean), and `m_ago` and `bit` of the person × month sources are
+  table lookups, before the group-by (calendar arithmetic and a per-row power cost more than
+  the rest of the build together);
+- the catalog's aggregations mask (`when/then`) rather than `.filter()` inside the group-by, so
+  Polars evaluates them over whole columns and then reduces per group;
+- the people to return are the groups' own keys plus the few people whose records of a source
+  all fail the rules, not a second pass over every record's key.
 """
 
 from __future__ import annotations
@@ -12,35 +23,66 @@ import datetime as dt
 import polars as pl
 
 from features.catalog import DERIVED, FEATURE_NAMES, FEATURES, features_of
-from features.records import SCHEMAS, Records, Source
-from features.rules import counts_expr
+from features.records import RETENTION_MONTHS, SCHEMAS, Records, Source
+from features.rules import (
+    add_months,
+    counts_expr,
+    is_monthly,
+    month_index,
+    month_index_expr,
+)
 
 RECORDS_COUNTED = "records_counted"  # not a feature: 0 means "no record yet"
+BITMAP_MONTHS = 36  # `bit` covers m_ago 1..36
+EPOCH = dt.date(1970, 1, 1)
 
 
-def _month_index(expr: pl.Expr) -> pl.Expr:
-    return expr.dt.year().cast(pl.Int32) * 12 + expr.dt.month().cast(pl.Int32)
+def _uses(source: Source, column: str) -> bool:
+    return any(column in f.expr.meta.root_names() for f in features_of(source))
 
 
-def _source_frame(records: Records, source: Source, as_of: dt.date) -> pl.LazyFrame:
+def _m_ago(source: Source, as_of: dt.date) -> pl.Expr:
+    """Months between a counting record's month and the as-of month.
+
+    For person × month sources, the rules leave only months from the oldest retained one to
+    last month, a span of about 1,830 days: a lookup by days before the as-of date replaces
+    per-row calendar arithmetic on tens of millions of rows (the index is clipped, so a record
+    outside the span could only read a wrong month, never fail; the rules exclude them)."""
     spec = SCHEMAS[source]
-    as_of_index = as_of.year * 12 + as_of.month
-    m_ago = (pl.lit(as_of_index, dtype=pl.Int32) - _month_index(pl.col(spec.date_column)))
+    if not is_monthly(source):
+        return pl.lit(month_index(as_of), dtype=pl.Int32) - month_index_expr(spec.date_column)
+    oldest = (add_months(as_of, -RETENTION_MONTHS) + dt.timedelta(days=1)).replace(day=1)
+    span = (as_of - oldest).days
+    table = pl.Series([month_index(as_of) - month_index(as_of - dt.timedelta(days=k))
+                       for k in range(span + 1)], dtype=pl.Int32)
+    days_before = pl.lit((as_of - EPOCH).days, dtype=pl.Int32) - pl.col(spec.date_column).cast(
+        pl.Int32)
+    return pl.lit(table).gather(days_before.clip(0, span))
+
+
+def counting_frame(records: Records, source: Source, as_of: dt.date) -> pl.LazyFrame:
+    """The records of a source that count as of `as_of`, with the helper columns the catalog's
+    expressions use: `m_ago` and, for person × month sources, `bit` (2**(m_ago-1) for m_ago in
+    1..36, else 0; looked up, since a per-row power is several times slower)."""
     frame = records.get(source).lazy().filter(counts_expr(source, as_of)).with_columns(
-        m_ago.alias("m_ago")
-    )
-    if spec.column(spec.date_column).month:
-        in_bitmap = (pl.col("m_ago") >= 1) & (pl.col("m_ago") <= 36)
+        _m_ago(source, as_of).alias("m_ago"))
+    if is_monthly(source) and _uses(source, "bit"):
+        bits = pl.Series([0, *(2 ** k for k in range(BITMAP_MONTHS)), 0], dtype=pl.Int64)
         frame = frame.with_columns(
-            pl.when(in_bitmap)
-            .then(pl.lit(2, dtype=pl.Int64).pow(pl.col("m_ago") - 1))
-            .otherwise(0)
-            .cast(pl.Int64)
-            .alias("bit")
-        )
+            pl.lit(bits).gather(pl.col("m_ago").clip(0, BITMAP_MONTHS + 1)).alias("bit"))
+    return frame
+
+
+def _aggregate(records: Records, source: Source, as_of: dt.date) -> pl.LazyFrame:
     aggregations = [f.expr.alias(f.name) for f in features_of(source)]
     aggregations.append(pl.len().cast(pl.Int64).alias(f"_n_{source.value}"))
-    return frame.group_by("person_key").agg(aggregations)
+    return counting_frame(records, source, as_of).group_by("person_key").agg(aggregations)
+
+
+def _not_counting_keys(records: Records, source: Source, as_of: dt.date) -> pl.LazyFrame:
+    """Keys of people with a record of this source that does not count (usually few rows)."""
+    return (records.get(source).lazy().filter(~counts_expr(source, as_of))
+            .select("person_key").unique())
 
 
 def build_features(
@@ -48,28 +90,32 @@ def build_features(
     as_of: dt.date,
     persons: pl.Series | list[str] | None = None,
 ) -> pl.DataFrame:
-    """One row per person as of `as_of`, sorted by person key.
+    """One row per person as of `as_of`, sorted by person key; every feature Float64.
 
     `persons` lists whom to return (people with no records get the catalog defaults);
     by default, everyone who has any record of any source, counting or not.
     """
+    sources = list(Source)
+    plans = [_aggregate(records, s, as_of) for s in sources]
     if persons is None:
-        persons = records.persons()
-    base = pl.DataFrame({"person_key": pl.Series(list(persons), dtype=pl.String)}).unique()
-    joined = base.lazy()
-    for source in Source:
-        joined = joined.join(_source_frame(records, source, as_of), on="person_key", how="left")
+        plans += [_not_counting_keys(records, s, as_of) for s in sources]
+    frames = pl.collect_all(plans)
+    aggregates = frames[: len(sources)]
+    if persons is None:
+        keys = pl.concat([f.select("person_key") for f in frames])
+    else:
+        keys = pl.DataFrame({"person_key": pl.Series(list(persons), dtype=pl.String)})
+    joined = keys.unique().sort("person_key")
+    for aggregate in aggregates:
+        joined = joined.join(aggregate, on="person_key", how="left", maintain_order="left")
+
     source_features = [f for f in FEATURES if f.source != DERIVED]
-    counts = [f"_n_{s.value}" for s in Source]
+    counted = [pl.col(f"_n_{s.value}").fill_null(0) for s in sources]
     joined = joined.with_columns(
         [pl.col(f.name).cast(pl.Float64).fill_null(f.default) for f in source_features]
-        + [pl.sum_horizontal([pl.col(c).fill_null(0) for c in counts]).alias(RECORDS_COUNTED)]
+        + [pl.sum_horizontal(counted).cast(pl.Int64).alias(RECORDS_COUNTED)]
     )
     joined = joined.with_columns(
         [f.expr.cast(pl.Float64).alias(f.name) for f in FEATURES if f.source == DERIVED]
     )
-    return (
-        joined.select(["person_key", *FEATURE_NAMES, RECORDS_COUNTED])
-        .sort("person_key")
-        .collect()
-    )
+    return joined.select(["person_key", *FEATURE_NAMES, RECORDS_COUNTED])

@@ -9,9 +9,17 @@ A feature is computed from the records of one source that count as of the as-of 
 person with no counting record of a source gets each of its features' `default`.
 
 Helper columns available to a source's expressions (added by the builder):
-- `m_ago`: whole months between the record's month and the as-of date's month (1 = last month);
-- for person × month sources, `bit`: 2**(m_ago-1) for m_ago in 1..36, else 0, so that a sum of
-  `bit` over paid months is a 36-month bitmap whose trailing ones are the current streak.
+- `m_ago`: calendar months between the record's month and the as-of date's month. A person ×
+  month record that counts has m_ago >= 1 (1 = last month), so "the last 12 months" is
+  `m_ago <= 12`; an event that counts has m_ago >= 0 (0 = this month), so "the last 24 months"
+  is `m_ago < 24`: either way, N calendar months;
+- for person × month sources, `bit`: 2**(m_ago-1) for m_ago in 1..36, else 0, so that the
+  bitwise OR of `bit` over paid months is a 36-month bitmap whose trailing ones are the current
+  streak (a month with no record is a month not paid).
+
+Monotone directions and the "months since" defaults agree: NEVER (61) is above every value a
+person with such a record can have (an active court listing older than 60 months is capped at
+60), so having no such record always ranks as at least as good as having one.
 
 Court listings that are fulfilled or removed do not count (DESIGN.md), so "past" court
 features are about counting listings: how many, how much, and how long since the latest.
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -46,8 +54,10 @@ class Feature:
     raises_en: str
     expr: pl.Expr
     default: float = 0.0
+    scored: bool = True  # False: computed and shown (a thin file is visible), worth no points
 
     def text(self, value: float, points: float, lang: str = "en") -> str:
+        """The reason shown to a citizen: the lowering text when the feature cost points."""
         template = (self.raises_zh if points >= 0 else self.lowers_zh) if lang == "zh" else (
             self.raises_en if points >= 0 else self.lowers_en)
         return template.format(value=value)
@@ -59,7 +69,9 @@ def _f(name, source, unit, zh, en, direction, lowers, raises, expr, default=0.0)
 
 
 m = pl.col("m_ago")
-paid = pl.col("status") == "paid"
+# A month in good standing: paid, or exempt (not liable, as on a pension). Retirement must
+# never look like a gap, or the score would stand in for age.
+paid = pl.col("status").is_in(["paid", "exempt"])
 missed = pl.col("status") == "missed"
 
 
@@ -67,22 +79,30 @@ def _count(condition: pl.Expr) -> pl.Expr:
     return condition.sum().cast(pl.Float64)
 
 
+def _where(column: str | pl.Expr, condition: pl.Expr) -> pl.Expr:
+    """The column where the condition holds, else null. Aggregations skip nulls, and masking
+    beats `.filter()` inside a group-by (it runs on the whole frame, then on the groups)."""
+    value = pl.col(column) if isinstance(column, str) else column
+    return pl.when(condition).then(value)
+
+
 def _sum(column: str, condition: pl.Expr) -> pl.Expr:
-    return pl.col(column).filter(condition).sum().cast(pl.Float64)
+    return _where(column, condition).sum().cast(pl.Float64)
 
 
 def _latest(column: str, within: int) -> pl.Expr:
     """The value of the most recent record within `within` months (0 when there is none)."""
-    recent = m <= within
-    return pl.col(column).filter(recent).get(m.filter(recent).arg_min(), null_on_oob=True) \
-        .cast(pl.Float64)
+    return _where(column, m <= within).min_by(m).cast(pl.Float64).fill_null(0.0)
 
 
 def _months_since(condition: pl.Expr) -> pl.Expr:
-    return m.filter(condition).min().cast(pl.Float64)
+    return _where(m, condition).min().cast(pl.Float64)
 
 
-PAID_BITMAP = pl.col("bit").filter(paid).sum().cast(pl.Int64)
+# A bitmap of the months in good standing among the last 36: bit m-1 is set when month
+# m_ago = m was paid or exempt.
+# Bitwise OR, not a sum, so that a month sent twice cannot carry into the next bit.
+PAID_BITMAP = _where("bit", paid).bitwise_or().fill_null(0).cast(pl.Int64)
 MASK_24 = (1 << 24) - 1
 
 SS, TR, CT, PN, PO = (Source.SOCIAL_SECURITY, Source.TRANSIT, Source.COURT, Source.PENALTY,
@@ -91,9 +111,9 @@ SS, TR, CT, PN, PO = (Source.SOCIAL_SECURITY, Source.TRANSIT, Source.COURT, Sour
 FEATURES: tuple[Feature, ...] = (
     # Social security: continuity and arrears
     _f("ss_months_paid_12m", SS, "months", "近12个月社保缴费月数",
-       "months of social-security contributions paid in the last 12 months", +1,
-       ("近12个月仅缴费{value:.0f}个月", "only {value:.0f} of the last 12 months' contributions paid"),
-       ("近12个月缴费{value:.0f}个月", "{value:.0f} of the last 12 months' contributions paid"),
+       "months of social-security contributions paid, or not due (as on a pension), in the last 12 months", +1,
+       ("近12个月仅{value:.0f}个月正常缴费", "only {value:.0f} of the last 12 months in good standing"),
+       ("近12个月{value:.0f}个月正常缴费", "{value:.0f} of the last 12 months in good standing"),
        _count(paid & (m <= 12))),
     _f("ss_months_missed_12m", SS, "months", "近12个月社保欠缴月数",
        "months of social-security contributions missed in the last 12 months", -1,
@@ -106,7 +126,7 @@ FEATURES: tuple[Feature, ...] = (
        ("近36个月无社保欠缴", "no missed social-security month in the last 36 months"),
        _count(missed & (m <= 36))),
     _f("ss_current_paid_streak", SS, "months", "社保连续缴费月数（截至上月）",
-       "consecutive months of contributions paid, up to last month", +1,
+       "consecutive months of contributions paid or not due, up to last month", +1,
        ("社保连续缴费仅{value:.0f}个月", "contributions paid continuously for only {value:.0f} months"),
        ("社保已连续缴费{value:.0f}个月", "contributions paid continuously for {value:.0f} months"),
        PAID_BITMAP.bitwise_trailing_ones().cast(pl.Float64)),
@@ -126,11 +146,6 @@ FEATURES: tuple[Feature, ...] = (
        ("近24个月有{value:.0f}个月存在社保欠费", "arrears outstanding in {value:.0f} of the last 24 months"),
        ("近24个月无社保欠费", "no arrears in the last 24 months"),
        _count((pl.col("arrears") > 0) & (m <= 24))),
-    _f("ss_contribution_base_avg_12m", SS, "CNY", "近12个月平均缴费基数",
-       "average contribution base over paid months in the last 12 months", 0,
-       ("平均缴费基数¥{value:,.0f}", "average contribution base ¥{value:,.0f}"),
-       ("平均缴费基数¥{value:,.0f}", "average contribution base ¥{value:,.0f}"),
-       pl.col("contribution_base").filter(paid & (m <= 12)).mean().fill_null(0.0)),
     _f("ss_months_of_history", SS, "months", "社保记录月数",
        "months since the first social-security record (up to 60)", +1,
        ("社保记录仅{value:.0f}个月", "only {value:.0f} months of social-security history"),
@@ -170,7 +185,7 @@ FEATURES: tuple[Feature, ...] = (
        "highest fees outstanding at any month end in the last 12 months", -1,
        ("近12个月最高未缴费用¥{value:,.0f}", "up to ¥{value:,.0f} of fees unpaid in the last 12 months"),
        ("近12个月无未缴费用", "no fee left unpaid in the last 12 months"),
-       pl.col("unpaid_fees").filter(m <= 12).max().fill_null(0.0)),
+       _where("unpaid_fees", m <= 12).max().cast(pl.Float64).fill_null(0.0)),
     _f("tr_months_with_unpaid_fees_12m", TR, "months", "近12个月有未缴费用的月数",
        "months ending with fees unpaid in the last 12 months", -1,
        ("近12个月有{value:.0f}个月存在未缴费用", "fees unpaid at the end of {value:.0f} of the last 12 months"),
@@ -210,12 +225,12 @@ FEATURES: tuple[Feature, ...] = (
        "active listings filed in the last 24 months", -1,
        ("近24个月新增失信条目{value:.0f}条", "{value:.0f} court listings filed in the last 24 months"),
        ("近24个月无新增失信条目", "no court listing filed in the last 24 months"),
-       _count(m <= 24)),
+       _count(m < 24)),
     _f("ct_months_since_listing", CT, "months", "距最近一次在列失信条目的月数",
-       "months since the latest active listing was filed (61 when none)", +1,
+       "months since the latest active listing was filed (at most 60; 61 when none)", +1,
        ("{value:.0f}个月前被列为失信被执行人", "listed by a court {value:.0f} months ago"),
        ("无在列失信条目", "no active court listing"),
-       m.min().cast(pl.Float64), NEVER),
+       m.min().clip(upper_bound=RETENTION_MONTHS).cast(pl.Float64), NEVER),
     # Administrative penalties (行政处罚), within their disclosure windows
     _f("pn_general_counting", PN, "decisions", "公示期内一般行政处罚数",
        "general administrative penalties within their disclosure window", -1,
@@ -231,7 +246,7 @@ FEATURES: tuple[Feature, ...] = (
        "disclosed administrative penalties decided in the last 6 months", -1,
        ("近6个月行政处罚{value:.0f}起", "{value:.0f} administrative penalties in the last 6 months"),
        ("近6个月无行政处罚", "no administrative penalty in the last 6 months"),
-       _count(m <= 6)),
+       _count(m < 6)),
     _f("pn_fines_counting", PN, "CNY", "公示期内罚款总额",
        "fines of disclosed administrative penalties", -1,
        ("公示期内罚款¥{value:,.0f}", "¥{value:,.0f} of fines on record"),
@@ -252,12 +267,12 @@ FEATURES: tuple[Feature, ...] = (
        "volunteering hours in the last 24 months", +1,
        ("近24个月志愿服务{value:.0f}小时", "{value:.0f} volunteering hours in the last 24 months"),
        ("近24个月志愿服务{value:.0f}小时", "{value:.0f} volunteering hours in the last 24 months"),
-       _sum("hours", (pl.col("kind") == "volunteering") & (m <= 24))),
+       _sum("hours", (pl.col("kind") == "volunteering") & (m < 24))),
     _f("po_blood_donations_36m", PO, "donations", "近36个月无偿献血次数",
        "blood donations in the last 36 months", +1,
        ("近36个月献血{value:.0f}次", "{value:.0f} blood donations in the last 36 months"),
        ("近36个月献血{value:.0f}次", "{value:.0f} blood donations in the last 36 months"),
-       _count((pl.col("kind") == "blood_donation") & (m <= 36))),
+       _count((pl.col("kind") == "blood_donation") & (m < 36))),
     _f("po_honours_60m", PO, "honours", "近5年获得表彰次数", "honours in the last 5 years", +1,
        ("近5年获表彰{value:.0f}次", "{value:.0f} honours in the last 5 years"),
        ("近5年获表彰{value:.0f}次", "{value:.0f} honours in the last 5 years"),
@@ -266,10 +281,10 @@ FEATURES: tuple[Feature, ...] = (
        "positive records in the last 24 months", +1,
        ("近24个月守信记录{value:.0f}条", "{value:.0f} positive records in the last 24 months"),
        ("近24个月守信记录{value:.0f}条", "{value:.0f} positive records in the last 24 months"),
-       _count(m <= 24)),
+       _count(m < 24)),
     # Across sources
-    _f("months_of_history", DERIVED, "months", "信用记录月数（全部来源）",
-       "months since the first record of any source (up to 60): a thin file shows here", +1,
+    _f("months_of_history", DERIVED, "months", "信用记录月数（社保或出行）",
+       "months since the first social-security or transit month (up to 60): a thin file shows here", +1,
        ("信用记录仅{value:.0f}个月", "only {value:.0f} months of records"),
        ("信用记录{value:.0f}个月", "{value:.0f} months of records"),
        pl.max_horizontal("ss_months_of_history", "tr_months_of_history")),
@@ -283,8 +298,20 @@ FEATURES: tuple[Feature, ...] = (
            > 0).cast(pl.Float64))),
 )
 
+# How much of a life is on record is shown, but carries no points: a short history or a quiet
+# bus card is not misbehaviour, and these features stood in for age and district (the young
+# have short files, rural districts ride less): models that scored them failed the fairness
+# gate, while scoring behaviour alone lost no AUC out of time (README, "Decisions").
+UNSCORED = frozenset({
+    "ss_months_paid_12m", "ss_current_paid_streak", "ss_months_of_history",
+    "tr_rides_12m", "tr_bike_rides_12m", "tr_active_months_12m", "tr_months_of_history",
+    "months_of_history", "sources_reporting",
+})
+FEATURES = tuple(replace(f, scored=f.name not in UNSCORED) for f in FEATURES)
+
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
+SCORED_FEATURES: list[str] = [f.name for f in FEATURES if f.scored]  # what the scorecard uses
 # Pairs of features whose trees may share a split. Empty: the model is a pure scorecard.
 INTERACTIONS: tuple[tuple[str, str], ...] = ()
 
@@ -305,7 +332,7 @@ def catalog_hash() -> str:
     computations. A model trained on another catalog is refused at load time."""
     described = [
         {"name": f.name, "source": str(f.source), "direction": f.direction,
-         "default": f.default, "expr": str(f.expr)}
+         "default": f.default, "expr": str(f.expr), "scored": f.scored}
         for f in FEATURES
     ]
     payload = json.dumps({"features": described, "interactions": INTERACTIONS}, sort_keys=True)

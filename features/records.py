@@ -72,7 +72,8 @@ RESIDENT_ID = Column("resident_id", pl.String, "18-character resident ID number 
 SEVERITIES = ("minor", "general", "serious")
 PENALTY_CATEGORIES = ("traffic", "environment", "tax", "market", "public_order", "other")
 COURT_STATUSES = ("active", "fulfilled", "removed")
-CONTRIBUTION_STATUSES = ("paid", "missed")
+# exempt: not liable that month (drawing a pension, in full-time study): never a failure.
+CONTRIBUTION_STATUSES = ("paid", "missed", "exempt")
 POSITIVE_KINDS = ("volunteering", "blood_donation", "honour")
 
 # Disclosure windows of administrative penalties, in months (DESIGN.md, "Record rules").
@@ -98,7 +99,8 @@ SCHEMAS: dict[Source, SourceSchema] = {
         columns=(
             RESIDENT_ID,
             Column("month", pl.Date, "contribution month, YYYY-MM", month=True, not_in_future=True),
-            Column("status", pl.String, "contribution paid or missed", allowed=CONTRIBUTION_STATUSES),
+            Column("status", pl.String, "paid, missed, or exempt (not liable, e.g. retired)",
+                   allowed=CONTRIBUTION_STATUSES),
             Column("contribution_base", pl.Float64, "monthly contribution base, CNY", minimum=0),
             Column("arrears", pl.Float64, "contribution arrears outstanding at month end, CNY", minimum=0),
         ),

@@ -135,7 +135,7 @@ def save_model(scorecard: Any, directory: str | Path, *, report: dict[str, Any],
         raise FileExistsError(f"{directory} is not empty")
     model_text, scorecard_meta = scorecard.to_parts()
     if catalog is None:
-        catalog = list(scorecard.feature_names) == FEATURE_NAMES
+        catalog = set(scorecard.feature_names) <= set(FEATURE_NAMES)
     meta = {
         "format": FORMAT_VERSION,
         "created_at": created_at or dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),

@@ -27,6 +27,7 @@ AGE_BANDS: tuple[tuple[str, int, int], ...] = (
     ("18-29", 18, 29), ("30-44", 30, 44), ("45-59", 45, 59), ("60+", 60, 200))
 FAIRNESS_ATTRIBUTES = ("gender", "age_band", "district")
 AIR_FLOOR = 0.8  # the four-fifths rule
+SIGNIFICANCE = 0.05  # a gap must also be statistically significant to count as adverse impact
 PSI_EPSILON = 1e-4  # an empty bin counts as this share, so that ln(a/e) stays finite
 MIN_GROUP = 30  # groups smaller than this are reported but left out of the ratio (noise)
 
@@ -200,29 +201,70 @@ def fairness(scores: np.ndarray, groups: pl.DataFrame, thresholds: dict[str, flo
                              "approved": int(approved[mask].sum()),
                              "rate": _f(approved[mask].mean()),
                              "in_ratio": bool(mask.sum() >= min_group)})
-            rates = [r["rate"] for r in rows if r["in_ratio"]]
+            counted = [r for r in rows if r["in_ratio"]]
+            rates = [r["rate"] for r in counted]
             ratio = (min(rates) / max(rates)) if rates and max(rates) > 0 else None
-            lowest = min((r for r in rows if r["in_ratio"]), key=lambda r: r["rate"],
-                         default=None)
+            lowest = min(counted, key=lambda r: r["rate"], default=None)
+            highest = max(counted, key=lambda r: r["rate"], default=None)
+            p_value = None
+            if ratio is not None and lowest is not highest:
+                pairs = len(counted) * (len(counted) - 1) // 2
+                p_value = min(1.0, pairs * two_proportion_p(lowest, highest))
             per_attribute[attribute] = {
                 "groups": rows, "air": _f(ratio),
-                "lowest_group": lowest["group"] if lowest and ratio is not None else None}
+                "lowest_group": lowest["group"] if lowest and ratio is not None else None,
+                "highest_group": highest["group"] if highest and ratio is not None else None,
+                "p_value": _f(p_value)}
         out[perk] = {"threshold": float(minimum), "approval_rate": _f(approved.mean()),
                      "attributes": per_attribute}
     return out
 
 
-def fairness_failures(result: dict[str, Any], floor: float = AIR_FLOOR) -> list[str]:
-    """Every (perk, attribute) whose adverse-impact ratio is below `floor`, as readable text."""
+def two_proportion_p(low: dict[str, Any], high: dict[str, Any]) -> float:
+    """Two-sided p-value of a two-proportion z-test between two groups' approval rates."""
+    n1, n2 = low["count"], high["count"]
+    pooled = (low["approved"] + high["approved"]) / (n1 + n2)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if spread == 0:
+        return 1.0
+    z = abs(high["approved"] / n2 - low["approved"] / n1) / spread
+    return math.erfc(z / math.sqrt(2))
+
+
+def fairness_failures(result: dict[str, Any], floor: float = AIR_FLOOR,
+                      alpha: float = SIGNIFICANCE) -> list[str]:
+    """Every (perk, attribute) with adverse impact, as readable text: a ratio below `floor`
+    whose gap is statistically significant (Bonferroni over the attribute's pairs of groups).
+
+    The four-fifths rule's own source (Uniform Guidelines, 29 CFR 1607.4D) says a larger gap
+    "may not constitute adverse impact where the differences are based on small numbers and
+    are not statistically significant": at a high threshold only a few dozen people in a
+    district may qualify, and a ratio of such counts is mostly noise. Such ratios are still
+    reported (`fairness_notes`), never hidden."""
     reasons = []
     for perk, entry in (result.get("fairness") or {}).items():
         for attribute, detail in entry["attributes"].items():
             air = detail["air"]
-            if air is not None and air < floor:
+            p_value = detail.get("p_value")
+            if air is not None and air < floor and (p_value is None or p_value < alpha):
                 reasons.append(f"adverse-impact ratio {air:.3f} < {floor} for {attribute} "
                                f"(group {detail['lowest_group']}) at {perk} "
-                               f"(score ≥ {entry['threshold']:g})")
+                               f"(score ≥ {entry['threshold']:g}, p = {p_value or 0:.2g})")
     return reasons
+
+
+def fairness_notes(result: dict[str, Any], floor: float = AIR_FLOOR,
+                   alpha: float = SIGNIFICANCE) -> list[str]:
+    """Ratios below `floor` whose gap is not statistically significant: shown, not gated."""
+    notes = []
+    for perk, entry in (result.get("fairness") or {}).items():
+        for attribute, detail in entry["attributes"].items():
+            air, p_value = detail["air"], detail.get("p_value")
+            if air is not None and air < floor and p_value is not None and p_value >= alpha:
+                notes.append(f"adverse-impact ratio {air:.3f} for {attribute} (group "
+                             f"{detail['lowest_group']}) at {perk} is not significant "
+                             f"(p = {p_value:.2g}): too few approvals to tell")
+    return notes
 
 
 def _group_frame(frame: pl.DataFrame, people: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
@@ -328,6 +370,7 @@ def evaluate(scorecard: Any, frame: pl.DataFrame, target: np.ndarray, *,
         result["fairness"] = fairness(scores, groups, thresholds, min_group)
         result["fairness_min_group"] = min_group
         result["fairness_failures"] = fairness_failures(result)
+        result["fairness_notes"] = fairness_notes(result)
     return result
 
 
@@ -375,8 +418,10 @@ def to_markdown(result: dict[str, Any]) -> str:
     if "fairness" in result:
         lines += ["## Fairness: approval rates by group", "",
                   f"Adverse-impact ratio (AIR) = lowest group's approval rate ÷ highest, over "
-                  f"groups of at least {result['fairness_min_group']} people; below "
-                  f"{AIR_FLOOR} fails.", ""]
+                  f"groups of at least {result['fairness_min_group']} people. Below "
+                  f"{AIR_FLOOR} fails when the gap between the lowest and highest group is "
+                  f"statistically significant (two-proportion z-test, Bonferroni-adjusted "
+                  f"p < {SIGNIFICANCE}); a ratio resting on too few approvals is noted.", ""]
         for perk, entry in result["fairness"].items():
             lines += [f"### {perk} (score ≥ {entry['threshold']:g}): "
                       f"{_num(entry['approval_rate'], 3)} approved", ""]
@@ -384,10 +429,15 @@ def to_markdown(result: dict[str, Any]) -> str:
             for attribute, detail in entry["attributes"].items():
                 for g in detail["groups"]:
                     rows.append([attribute, g["group"], g["count"], _num(g["rate"], 3)])
-                rows.append([attribute, "**AIR**", "", f"**{_num(detail['air'], 3)}**"])
+                p_value = detail.get("p_value")
+                rows.append([attribute, "**AIR**", "" if p_value is None else f"p = {p_value:.2g}",
+                             f"**{_num(detail['air'], 3)}**"])
             lines += _table(["attribute", "group", "people", "approval rate"], rows)
         failures = result.get("fairness_failures") or []
         lines += ["**Fairness failures:** " + ("; ".join(failures) if failures else "none"), ""]
+        notes = result.get("fairness_notes") or []
+        if notes:
+            lines += ["**Noted, not significant:** " + "; ".join(notes), ""]
     return "\n".join(lines)
 
 

@@ -140,7 +140,7 @@ def train(features_path: str | None, valid_features_path: str | None,
       osmanthus train --table credit.csv --target default [--bad yes] \\
         [--catalog directions.json] [--valid-table later.csv] --out models/credit
     """
-    from features.catalog import FEATURE_NAMES, directions
+    from features.catalog import SCORED_FEATURES, directions
     from model.bundle import frame_hash, save_model
     from model.evaluate import evaluate as run_evaluation
     from model.evaluate import snapshot
@@ -163,7 +163,7 @@ def train(features_path: str | None, valid_features_path: str | None,
                 valid_day = valid_as_of.date()
                 valid_source = read_table(valid_features_path) if valid_features_path else frame
                 valid_frame, valid_y, _ = snapshot(valid_source, outcomes, valid_day)
-            features, dirs, bad_value = list(FEATURE_NAMES), directions(), None
+            features, dirs, bad_value = list(SCORED_FEATURES), directions(), None
             missing = [n for n in features if n not in train_frame.columns]
             if missing:
                 raise click.ClickException(f"features table lacks {', '.join(missing[:5])}")
@@ -275,6 +275,8 @@ def evaluate(model_ref: str, features_path: str, outcomes_path: str, as_of: dt.d
         click.echo(f"score PSI against training: {result['stability']['score_psi']:.4f}")
     for failure in result.get("fairness_failures", []):
         click.echo(f"fairness: {failure}")
+    for note in result.get("fairness_notes", []):
+        click.echo(f"fairness (noted): {note}")
     click.echo(f"wrote {json_path} and {md_path}")
 
 

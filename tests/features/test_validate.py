@@ -68,7 +68,7 @@ MATRIX = [
     *[(s, "resident_id", IDS[1][:10], "must be 18 characters, got 10") for s in Source],
     (Source.SOCIAL_SECURITY, "month", "2024-13", "not a month (expected YYYY-MM)"),
     (Source.SOCIAL_SECURITY, "month", "2030-01", "in the future"),
-    (Source.SOCIAL_SECURITY, "status", "late", "must be one of: paid, missed"),
+    (Source.SOCIAL_SECURITY, "status", "late", "must be one of: paid, missed, exempt"),
     (Source.SOCIAL_SECURITY, "contribution_base", "-1", "must be ≥ 0"),
     (Source.SOCIAL_SECURITY, "arrears", "abc", "not a number"),
     (Source.TRANSIT, "month", None, "missing"),

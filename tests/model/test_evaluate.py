@@ -17,6 +17,7 @@ from model.evaluate import (
     evaluate,
     fairness,
     fairness_failures,
+    fairness_notes,
     psi,
     snapshot,
     write_report,
@@ -140,6 +141,37 @@ def test_adverse_impact_ratio_is_lowest_over_highest_group():
     assert detail["lowest_group"] == "M"
     failures = fairness_failures({"fairness": result})
     assert len(failures) == 1 and "gender" in failures[0] and "perk" in failures[0]
+
+
+def _two_groups(approved_a: int, approved_b: int, size: int) -> dict:
+    scores = np.array([700.0] * approved_a + [500.0] * (size - approved_a)
+                      + [700.0] * approved_b + [500.0] * (size - approved_b))
+    groups = pl.DataFrame({"district": ["A"] * size + ["B"] * size})
+    return {"fairness": fairness(scores, groups, {"perk": 600.0}, min_group=30)}
+
+
+def test_a_low_ratio_on_a_handful_of_approvals_is_noted_not_failed():
+    result = _two_groups(approved_a=3, approved_b=5, size=1000)  # AIR 0.6 on 8 approvals
+    detail = result["fairness"]["perk"]["attributes"]["district"]
+    assert detail["air"] == pytest.approx(0.6) and detail["p_value"] > 0.05
+    assert fairness_failures(result) == []
+    assert len(fairness_notes(result)) == 1 and "not significant" in fairness_notes(result)[0]
+
+
+def test_the_same_ratio_on_many_approvals_fails():
+    result = _two_groups(approved_a=300, approved_b=500, size=1000)  # AIR 0.6 on 800 approvals
+    assert result["fairness"]["perk"]["attributes"]["district"]["p_value"] < 1e-6
+    assert len(fairness_failures(result)) == 1 and fairness_notes(result) == []
+
+
+def test_the_p_value_is_corrected_for_the_number_of_groups():
+    scores = np.array([700.0] * 40 + [500.0] * 60 + [700.0] * 55 + [500.0] * 45
+                      + [700.0] * 50 + [500.0] * 50)
+    two = fairness(scores[:200], pl.DataFrame({"g": ["a"] * 100 + ["b"] * 100}), {"p": 600.0})
+    three = fairness(scores, pl.DataFrame({"g": ["a"] * 100 + ["b"] * 100 + ["c"] * 100}),
+                     {"p": 600.0})
+    p_two = two["p"]["attributes"]["g"]["p_value"]
+    assert three["p"]["attributes"]["g"]["p_value"] == pytest.approx(min(1.0, 3 * p_two))
 
 
 def test_snapshot_joins_features_outcomes_and_truth():

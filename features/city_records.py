@@ -1,0 +1,359 @@
+"""The synthetic city's lives, month by month, and the five feeds they leave behind.
+
+One call simulates one chunk of residents over the whole span (arrays of people × months),
+then turns the months into feed rows with exactly the columns of `features.records.SCHEMAS`.
+See `features.city` for the generative story; the constants below are its dials.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from features.city_people import FLEXIBLE, NONE, RETIREMENT_AGE, Population, month_index
+from features.records import PENALTY_CATEGORIES, POSITIVE_KINDS, SCHEMAS, SEVERITIES, Source
+
+DEFAULT_INTERCEPT = -7.5  # monthly default hazard, logit scale: a few percent a year
+STRAIN_RHO, STRAIN_SD = 0.95, 0.7  # strain: monthly AR(1)
+CATEGORY_SHARES = (0.45, 0.10, 0.07, 0.10, 0.18, 0.10)  # in PENALTY_CATEGORIES order
+SEASON = np.array([1.0, 0.75, 0.95, 1.0, 1.0, 1.0, 0.9, 0.9, 1.0, 0.95, 1.0, 1.0])  # Jan..Dec
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """The span of months the city covers, as month indices (year*12 + month-1)."""
+
+    start: int
+    months: int
+
+    @classmethod
+    def between(cls, start: str, end: str) -> Calendar:
+        first = month_index(dt.date.fromisoformat(f"{start}-01"))
+        last = month_index(dt.date.fromisoformat(f"{end}-01"))
+        if last < first:
+            raise ValueError("the span ends before it starts")
+        return cls(first, last - first + 1)
+
+    @property
+    def index(self) -> np.ndarray:
+        return self.start + np.arange(self.months)
+
+    @property
+    def labels(self) -> pl.Series:
+        return pl.Series([f"{i // 12:04d}-{i % 12 + 1:02d}" for i in self.index], dtype=pl.String)
+
+    @property
+    def first_day(self) -> np.ndarray:
+        return (self.index - 1970 * 12).astype("datetime64[M]").astype("datetime64[D]")
+
+    @property
+    def days(self) -> np.ndarray:
+        return ((self.index + 1 - 1970 * 12).astype("datetime64[M]").astype("datetime64[D]")
+                - self.first_day).astype(np.int64)
+
+    @property
+    def last_day(self) -> dt.date:
+        return (self.first_day[-1] + np.timedelta64(int(self.days[-1]) - 1, "D")).item()
+
+
+@dataclass
+class Chunk:
+    """What one chunk of residents produced: feed frames and per-snapshot outcomes."""
+
+    feeds: dict[Source, pl.DataFrame]
+    defaulted: list[np.ndarray]  # per snapshot, bool per person
+    true_pd: list[np.ndarray]
+    strain_at: list[np.ndarray]  # per snapshot: strain in the last month before it
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _iso(days: np.ndarray) -> pl.Series:
+    return pl.Series(days.astype("datetime64[D]")).dt.strftime("%Y-%m-%d")
+
+
+def _event_days(rng: np.random.Generator, cal: Calendar, t: np.ndarray) -> np.ndarray:
+    """A random day within each event's month."""
+    offset = np.floor(rng.random(len(t)) * cal.days[t]).astype(np.int64)
+    return cal.first_day[t] + offset.astype("timedelta64[D]")
+
+
+def _balance(rows: np.ndarray, added: np.ndarray, cleared: np.ndarray) -> np.ndarray:
+    """A running amount owed: grows by `added`, paid off in full when `cleared`. Only people
+    who ever owe anything are stepped through the months."""
+    out = np.zeros(added.shape)
+    owing = np.flatnonzero(added.any(axis=1))
+    add, clear = added[owing], cleared[owing]
+    owed = np.zeros(len(owing))
+    steps = np.zeros(add.shape)
+    for t in range(add.shape[1]):
+        owed = np.where(clear[:, t] & (add[:, t] == 0), 0.0, owed) + add[:, t]
+        steps[:, t] = owed
+    out[owing] = steps
+    return np.where(rows, out, 0.0)
+
+
+def simulate(pop: Population, cal: Calendar, snapshots: list[int],
+             rng: np.random.Generator) -> Chunk:
+    """Live every resident of the chunk through the span; `snapshots` are column indices."""
+    n, months = len(pop), cal.months
+    month = cal.index[None, :]
+    born = pop.birth_month[:, None]
+    rel = pop.reliability[:, None]
+    age = (month - born) / 12
+    adult = month > born + 12 * 18
+    retire = np.where(pop.male, RETIREMENT_AGE[True], RETIREMENT_AGE[False])[:, None]
+    working = adult & (month < born + 12 * retire) & (month >= pop.study_until[:, None])
+
+    # Employment: a two-state Markov chain; losing a job is likelier under strain.
+    p_loss = _sigmoid(-4.7 + 0.5 * pop.base_strain - 0.4 * pop.reliability)
+    p_find = 0.12 + 0.04 * np.tanh(pop.reliability)
+    draws = rng.random((n, months))
+    employed = np.empty((n, months), dtype=bool)
+    state = rng.random(n) > 0.05
+    for t in range(months):
+        state = np.where(state, draws[:, t] >= p_loss, draws[:, t] < p_find)
+        employed[:, t] = state
+    unemployed = working & ~employed
+
+    # Financial strain: a personal level, a slow AR(1) drift, rare shocks, and job loss.
+    eps = rng.standard_normal((n, months))
+    shocks = rng.random((n, months)) < 0.006
+    drift = np.empty((n, months))
+    x = STRAIN_SD * rng.standard_normal(n)
+    scale = np.sqrt(1 - STRAIN_RHO**2) * STRAIN_SD
+    for t in range(months):
+        x = STRAIN_RHO * x + scale * eps[:, t] + 1.2 * shocks[:, t]
+        drift[:, t] = x
+    strain = pop.base_strain[:, None] + drift + 0.6 * unemployed
+    risk = strain - 0.8 * rel  # the propensity to leave an obligation unmet this month
+
+    # Defaults on deposit-free services: the outcome, one hazard per month.
+    hazard = _sigmoid(DEFAULT_INTERCEPT + 1.1 * strain - 0.6 * rel
+                      + 0.35 * pop.luck[:, None]) * adult
+    default = rng.random((n, months)) < hazard
+
+    feeds = {
+        Source.SOCIAL_SECURITY: _social_security(pop, cal, rng, working & employed,
+                                                   adult & ~working & (age >= 50), risk),
+        Source.TRANSIT: _transit(pop, cal, rng, adult, strain, risk, default),
+        Source.COURT: _court(pop, cal, rng, adult, risk, default),
+        Source.PENALTY: _penalty(pop, cal, rng, adult, strain),
+        Source.POSITIVE: _positive(pop, cal, rng, adult, age),
+    }
+    return Chunk(
+        feeds,
+        [default[:, t:t + 12].any(axis=1) for t in snapshots],
+        [1 - np.prod(1 - hazard[:, t:t + 12], axis=1) for t in snapshots],
+        [strain[:, t - 1] if t > 0 else pop.base_strain for t in snapshots],
+    )
+
+
+def _text(values: tuple[str, ...], index: np.ndarray) -> pl.Series:
+    """Strings from a closed list by position: far cheaper than numpy string arrays."""
+    return pl.Series(values, dtype=pl.String).gather(index.astype(np.int64))
+
+
+def _monthly_frame(pop: Population, cal: Calendar, person: np.ndarray, t: np.ndarray,
+                   columns: dict[str, np.ndarray | pl.Series]) -> pl.DataFrame:
+    return pl.DataFrame({
+        "resident_id": pop.resident_id.gather(person),
+        "month": cal.labels.gather(t),
+        **columns,
+    })
+
+
+def _scatter(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A people × months matrix holding `values` at the cells of `mask` (row-major order)."""
+    out = np.zeros(mask.shape, dtype=values.dtype)
+    out[mask] = values
+    return out
+
+
+def _social_security(pop: Population, cal: Calendar, rng: np.random.Generator,
+                     on_payroll: np.ndarray, retired: np.ndarray,
+                     risk: np.ndarray) -> pl.DataFrame:
+    """A row for every covered month in work, and an `exempt` row for every month of a
+    covered resident's pension: retirement is not a gap. Missed months build up arrears."""
+    covered = (pop.coverage != NONE)[:, None]
+    pension = retired & covered
+    rows = (on_payroll & covered) | pension
+    person, t = np.nonzero(rows)
+    k = len(person)
+    exempt = pension[rows]
+    flexible = pop.coverage[person] == FLEXIBLE
+    q = risk[rows]
+    missed = ~exempt & (rng.random(k) < _sigmoid(np.where(flexible, -3.4, -5.4) + 1.8 * q))
+    base = np.where(exempt, 0.0, pop.contribution_base[person])
+    due = np.where(missed, np.where(flexible, 0.2, 0.3) * base, 0.0)
+    cleared = rng.random(k) < 0.6 * _sigmoid(0.5 - q)
+    arrears = _balance(rows, _scatter(rows, due), _scatter(rows, cleared))[rows]
+    status = np.where(exempt, 2, missed.astype(np.int64))
+    return _monthly_frame(pop, cal, person, t, {
+        "status": _text(("paid", "missed", "exempt"), status), "contribution_base": base,
+        "arrears": np.round(arrears, 2),
+    })
+
+
+def _transit(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np.ndarray,
+             strain: np.ndarray, risk: np.ndarray, default: np.ndarray) -> pl.DataFrame:
+    """Card holders' monthly rides; fees left unpaid, including defaults, stay on the card."""
+    card = adult & pop.transit_card[:, None]
+    person, t = np.nonzero(card)
+    k = len(person)
+    rel, s, q = pop.reliability[person], strain[card], risk[card]
+    scale = SEASON[cal.index[t] % 12] * (rng.random(k) < 0.9)  # 10% of months unused
+    lam = pop.ride_rate[person] * scale  # transit rides: Poisson, drawn as its normal limit
+    rides = np.maximum(np.rint(lam + np.sqrt(lam) * rng.standard_normal(k)), 0).astype(np.int64)
+    bikes = rng.poisson(pop.bike_rate[person] * scale)
+    used = rides + bikes > 0
+    biked = bikes > 0
+    overdue, damage = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
+    overdue[biked] = rng.poisson(bikes[biked] * 0.02 * np.exp(-1.2 * rel[biked] + 0.5 * s[biked]))
+    damage[biked] = rng.poisson(bikes[biked] * 0.001 * np.exp(-0.5 * rel[biked]))
+    evasions = rng.poisson(rides * 0.0006 * np.exp(-1.0 * rel + 0.4 * s))
+    small = used & (rng.random(k) < _sigmoid(-4.2 + 1.7 * q))
+    small_fee = np.zeros(k)
+    small_fee[small] = np.round(rng.uniform(2, 40, small.sum()), 1)
+    visible = default[card] & (rng.random(k) < 0.75)  # defaults on transit-linked services
+    big_fee = np.zeros(k)
+    big_fee[visible] = np.round(rng.uniform(80, 600, visible.sum()), 1)
+    unpaid = (
+        _balance(card, _scatter(card, small_fee), _scatter(card, rng.random(k) < 0.65))
+        + _balance(card, _scatter(card, big_fee),
+                   _scatter(card, rng.random(k) < 0.3 * _sigmoid(-q) + 0.1))
+    )[card]
+    rows = used | (unpaid > 0)
+    return _monthly_frame(pop, cal, person[rows], t[rows], {
+        "rides": rides[rows], "bike_rides": bikes[rows], "overdue_returns": overdue[rows],
+        "unpaid_fees": np.round(unpaid[rows], 2), "fare_evasions": evasions[rows],
+        "damage_incidents": damage[rows],
+    })
+
+
+def _events(pop: Population, cal: Calendar, rng: np.random.Generator,
+            mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    person, t = np.nonzero(mask)
+    return person, t, _event_days(rng, cal, t)
+
+
+NUMBERS = {Source.COURT: ("case_no", "号"), Source.PENALTY: ("decision_no", "号"),
+           Source.POSITIVE: ("event_no", "")}
+
+
+def numbered(source: Source, frame: pl.DataFrame, first: int) -> pl.DataFrame:
+    """The feed's own columns, in order; events get reference numbers that run on from
+    `first` (the rows already written), so that they are unique city-wide."""
+    if source in NUMBERS:
+        name, suffix = NUMBERS[source]
+        sequence = pl.int_range(first + 1, first + 1 + pl.len(), dtype=pl.Int64)
+        frame = frame.with_columns(pl.format("{}{}" + suffix, "_prefix", sequence).alias(name))
+    return frame.select(SCHEMAS[source].column_names)
+
+
+def _court(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np.ndarray,
+           risk: np.ndarray, default: np.ndarray) -> pl.DataFrame:
+    """Rare listings after unpaid debts; most are later fulfilled, a few removed."""
+    recent_default = np.cumsum(default, axis=1) > 0
+    hazard = _sigmoid(-11.3 + 1.2 * risk + 1.5 * recent_default)
+    person, t, filed = _events(pop, cal, rng, adult & (rng.random(adult.shape) < hazard))
+    k = len(person)
+    amount = np.round(np.exp(np.log(25000) + rng.standard_normal(k)), -1)
+    wait = rng.geometric(0.06, k) * 30 + rng.integers(0, 30, k)
+    closed = filed + wait.astype("timedelta64[D]")
+    is_closed = closed <= np.datetime64(cal.last_day)
+    status = _text(("active", "fulfilled", "removed"),
+                   np.where(~is_closed, 0, np.where(rng.random(k) < 0.8, 1, 2)))
+    year = cal.index[t] // 12
+    region = (pop.resident_id.gather(person).str.slice(2, 4))
+    return pl.DataFrame({
+        "resident_id": pop.resident_id.gather(person),
+        "filed_on": _iso(filed),
+        "amount": amount,
+        "status": status,
+        "closed_on": _iso(closed),
+        "_year": year,
+        "_region": region,
+    }).with_columns(
+        _prefix=pl.format("({})浙{}执", "_year", "_region"),
+        closed_on=pl.when(pl.col("status") == "active").then(None).otherwise("closed_on"),
+    )
+
+
+def _penalty(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np.ndarray,
+             strain: np.ndarray) -> pl.DataFrame:
+    """Administrative penalties: mostly minor traffic and public-order matters."""
+    rel = pop.reliability[:, None]
+    hazard = 0.004 * np.exp(-0.6 * rel + 0.2 * strain)
+    person, t, decided = _events(pop, cal, rng, adult & (rng.random(adult.shape) < hazard))
+    k = len(person)
+    u = rng.random(k)
+    p_serious = 0.03 * np.exp(-0.5 * pop.reliability[person])
+    level = np.where(u < p_serious, 2, np.where(u < p_serious + 0.38, 1, 0))
+    severity = np.array(SEVERITIES)[level]
+    category = _text(PENALTY_CATEGORIES, rng.choice(len(PENALTY_CATEGORIES), k, p=CATEGORY_SHARES))
+    noise = rng.standard_normal(k)
+    fine = np.select(
+        [severity == "minor", severity == "general"],
+        [rng.uniform(50, 200, k), np.clip(np.exp(np.log(1000) + 0.8 * noise), 200, 20000)],
+        np.clip(np.exp(np.log(20000) + 0.9 * noise), 5000, 500000),
+    )
+    stated = rng.random(k) < 0.4
+    window = np.select([severity == "general", severity == "serious"],
+                       [rng.integers(3, 13, k), rng.integers(12, 37, k)], 0)
+    repaired = decided + rng.integers(90, 400, k).astype("timedelta64[D]")
+    repair = ((severity != "minor") & (rng.random(k) < 0.25 * _sigmoid(pop.reliability[person]))
+              & (repaired <= np.datetime64(cal.last_day)))
+    year = cal.index[t] // 12
+    return pl.DataFrame({
+        "resident_id": pop.resident_id.gather(person),
+        "decided_on": _iso(decided),
+        "category": category,
+        "severity": _text(SEVERITIES, level),
+        "fine": np.round(fine, -1),
+        "window_months": pl.Series(window, dtype=pl.Int64),
+        "repaired_on": _iso(repaired),
+        "_year": year,
+        "_stated": stated & (severity != "minor"),
+        "_repair": repair,
+    }).with_columns(
+        _prefix=pl.format("杭罚决〔{}〕", "_year"),
+        window_months=pl.when("_stated").then("window_months"),
+        repaired_on=pl.when("_repair").then("repaired_on"),
+    )
+
+
+def _positive(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np.ndarray,
+              age: np.ndarray) -> pl.DataFrame:
+    """Volunteering (more among the reliable and the retired), blood donation, honours."""
+    rel = pop.reliability[:, None]
+    shape = adult.shape
+    volunteering = rng.poisson(0.05 * np.exp(0.7 * rel) * adult)
+    blood = adult & (age <= 60) & (rng.random(shape) < 0.0025 * np.exp(0.4 * rel))
+    honour = adult & (rng.random(shape) < 0.0004 * np.exp(0.9 * rel))
+    person, t = np.nonzero(volunteering)
+    reps = volunteering[person, t]
+    person, t = np.repeat(person, reps), np.repeat(t, reps)
+    kinds = [np.zeros(len(person), dtype=np.int64)]
+    for code, mask in ((1, blood), (2, honour)):  # POSITIVE_KINDS order
+        p, q = np.nonzero(mask)
+        person, t = np.r_[person, p], np.r_[t, q]
+        kinds.append(np.full(len(p), code))
+    kind = np.concatenate(kinds)
+    order = np.lexsort((t, person))
+    person, t, kind = person[order], t[order], kind[order]
+    k = len(person)
+    hours = np.where(kind == 0, rng.integers(2, 17, k) / 2, 0.0)
+    year = cal.index[t] // 12
+    return pl.DataFrame({
+        "resident_id": pop.resident_id.gather(person),
+        "event_on": _iso(_event_days(rng, cal, t)),
+        "kind": _text(POSITIVE_KINDS, kind),
+        "hours": hours,
+        "_year": year,
+    }).with_columns(_prefix=pl.format("HZXY-{}-", "_year"))
