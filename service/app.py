@@ -8,8 +8,11 @@ from flask import Flask
 from flask_smorest import Api
 from sqlalchemy import text
 
+from service.cache import make_cache
 from service.config import Config
 from service.errors import register_error_handlers
+from service.perks import load_perks
+from service.serving import load_serving
 from service.store import make_engine, migrate
 
 log = logging.getLogger(__name__)
@@ -30,11 +33,15 @@ def create_app(config: Config | None = None) -> Flask:
     engine = make_engine(config.database_url)
     migrate(engine)
     app.extensions["osmanthus.engine"] = engine
+    app.extensions["osmanthus.cache"] = make_cache(config.redis_url)
+    app.extensions["osmanthus.perks"] = load_perks(config.perks_file)
+    app.extensions["osmanthus.model"] = load_serving(config.registry_dir, config.num_threads)
 
     api = Api(app)
-    from service.api.health import blp as health
+    from service.api import admin, health, me, partner
 
-    api.register_blueprint(health)
+    for module in (health, me, partner, admin):
+        api.register_blueprint(module.blp)
     register_error_handlers(app)
     return app
 

@@ -84,3 +84,42 @@ def new_api_key() -> tuple[str, str]:
 
 def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+# --- per request --------------------------------------------------------------------------
+def _config() -> Config:
+    from flask import current_app
+
+    return current_app.extensions["osmanthus.config"]
+
+
+def citizen_key() -> str:
+    """The person key of the citizen whose token came with this request (401/403 otherwise)."""
+    from flask import request
+
+    return decode_token(_config(), bearer(request.headers.get("Authorization")), "citizen")["sub"]
+
+
+def admin_name() -> str:
+    from flask import request
+
+    return decode_token(_config(), bearer(request.headers.get("Authorization")), "admin")["sub"]
+
+
+def partner_id() -> str:
+    """The partner whose API key (header `X-API-Key`) came with this request."""
+    from flask import current_app, request
+    from sqlalchemy import select
+
+    from service.store import partners
+
+    key = request.headers.get("X-API-Key")
+    if not key:
+        raise ApiError(401, "an X-API-Key header is required")
+    with current_app.extensions["osmanthus.engine"].connect() as connection:
+        found = connection.execute(
+            select(partners.c.partner_id).where(partners.c.api_key_hash == hash_api_key(key))
+        ).scalar_one_or_none()
+    if found is None:
+        raise ApiError(401, "the API key is not valid")
+    return found

@@ -26,6 +26,7 @@ class Config:
     database_url: str = "sqlite:///var/osmanthus.db"
     redis_url: str | None = None
     registry_dir: Path = Path("var/registry")
+    perks_file: Path | None = None  # None: the demo perks shipped in service/perks.json
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_issuer: str = "osmanthus"
     token_minutes: int = 60
@@ -49,6 +50,7 @@ class Config:
             database_url=env.get("DATABASE_URL", cls.database_url),
             redis_url=env.get("REDIS_URL") or None,
             registry_dir=Path(env.get("OSMANTHUS_REGISTRY", str(cls.registry_dir))),
+            perks_file=Path(env["OSMANTHUS_PERKS"]) if env.get("OSMANTHUS_PERKS") else None,
             jwt_secret=env.get("OSMANTHUS_JWT_SECRET", DEVELOPMENT_JWT_SECRET),
             token_minutes=int(env.get("OSMANTHUS_TOKEN_MINUTES", cls.token_minutes)),
             partner_rate_limit=env.get("OSMANTHUS_PARTNER_RATE_LIMIT", cls.partner_rate_limit),

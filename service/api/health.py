@@ -16,11 +16,14 @@ class HealthSchema(Schema):
 
 
 class ReadySchema(Schema):
-    """Whether this instance can serve: the database answers (required); Redis answers, or
-    the instance serves from the database alone and says `degraded`."""
+    """Whether this instance can serve: the database answers and a verified model is loaded
+    (both required); Redis answers, or the instance serves from the database alone and says
+    `degraded`."""
 
     status = fields.String(required=True, metadata={"description": "ready, degraded or unavailable"})
     database = fields.Boolean(required=True)
+    model = fields.String(required=True, allow_none=True,
+                          metadata={"description": "the champion's version, or null"})
     redis = fields.String(required=True, metadata={"description": "ok, down or not configured"})
 
 
@@ -33,7 +36,7 @@ def healthz():
 
 @blp.route("/readyz")
 @blp.response(200, ReadySchema)
-@blp.alt_response(503, schema=ReadySchema, description="The database does not answer")
+@blp.alt_response(503, schema=ReadySchema, description="No database, or no loadable model")
 def readyz():
     """Ready to serve, degraded (Redis down), or unavailable (database down)."""
     from service.app import database_ready
@@ -43,10 +46,12 @@ def readyz():
     redis_state = "not configured"
     if config.redis_url:
         redis_state = "ok" if _redis_ok(config.redis_url) else "down"
-    status = "unavailable" if not database else ("degraded" if redis_state == "down" else "ready")
-    return {"status": status, "database": database, "redis": redis_state}, (
-        200 if database else 503
-    )
+    serving = current_app.extensions["osmanthus.model"]
+    serving_ok = database and serving.ready
+    status = "unavailable" if not serving_ok else (
+        "degraded" if redis_state == "down" else "ready")
+    return {"status": status, "database": database, "model": serving.version,
+            "redis": redis_state}, (200 if serving_ok else 503)
 
 
 def _redis_ok(url: str) -> bool:

@@ -38,13 +38,20 @@ def test_healthz(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
 
-def test_readyz_without_redis_is_ready(client):
-    body = client.get("/readyz").get_json()
-    assert body == {"status": "ready", "database": True, "redis": "not configured"}
+def test_readyz_without_a_model_is_unavailable(client):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "database": True, "model": None,
+                                   "redis": "not configured"}
 
 
-def test_readyz_with_redis_down_is_degraded_not_failing(config):
-    app = create_app(config.with_(redis_url="redis://127.0.0.1:1/0"))
+def test_readyz_with_a_model_and_no_redis_is_ready(served_config):
+    body = create_app(served_config).test_client().get("/readyz").get_json()
+    assert body["status"] == "ready" and body["model"] == "v0001"
+
+
+def test_readyz_with_redis_down_is_degraded_not_failing(served_config):
+    app = create_app(served_config.with_(redis_url="redis://127.0.0.1:1/0"))
     response = app.test_client().get("/readyz")
     assert response.status_code == 200
     assert response.get_json()["status"] == "degraded"
