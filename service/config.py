@@ -7,6 +7,7 @@ secret is given, and never accepts development tokens.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ class Config:
     redis_url: str | None = None
     registry_dir: Path = Path("var/registry")
     perks_file: Path | None = None  # None: the demo perks shipped in service/perks.json
+    as_of: dt.date | None = None  # online scoring's as-of date; None: today (see scoring.today)
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_issuer: str = "osmanthus"
     token_minutes: int = 60
@@ -51,6 +53,8 @@ class Config:
             redis_url=env.get("REDIS_URL") or None,
             registry_dir=Path(env.get("OSMANTHUS_REGISTRY", str(cls.registry_dir))),
             perks_file=Path(env["OSMANTHUS_PERKS"]) if env.get("OSMANTHUS_PERKS") else None,
+            as_of=dt.date.fromisoformat(env["OSMANTHUS_AS_OF"]) if env.get("OSMANTHUS_AS_OF")
+            else None,
             jwt_secret=env.get("OSMANTHUS_JWT_SECRET", DEVELOPMENT_JWT_SECRET),
             token_minutes=int(env.get("OSMANTHUS_TOKEN_MINUTES", cls.token_minutes)),
             partner_rate_limit=env.get("OSMANTHUS_PARTNER_RATE_LIMIT", cls.partner_rate_limit),
