@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import text
@@ -77,3 +79,70 @@ def world(tmp_path_factory):
 def served_config(config, world) -> Config:
     """The test database, with the world's registry serving its champion."""
     return config.with_(registry_dir=world.registry)
+
+
+DEMO_TODAY = dt.date(2026, 1, 1)  # the world's "now": its records run to December 2025
+
+
+@pytest.fixture
+def people_keys(world) -> list[str]:
+    """The 40 residents loaded into every served app (a sample keeps each test's database small)."""
+    return world.people()["person_key"].head(40).to_list()
+
+
+@pytest.fixture
+def served_app(served_config, world, people_keys):
+    """An app serving the world's champion, with 40 residents' records stored and scored."""
+    from service.app import create_app
+    from service.scoring import score_people
+    from service.store import write_records
+
+    app = create_app(served_config.with_(as_of=DEMO_TODAY))
+    engine = app.extensions["osmanthus.engine"]
+    write_records(engine, world.records.filter_persons(people_keys))
+    score_people(engine, app.extensions["osmanthus.model"], people_keys, DEMO_TODAY)
+    yield app
+    engine.dispose()
+
+
+@dataclass
+class Auth:
+    """Per-role request headers for a served app."""
+
+    app: object
+
+    def citizen(self, person_key: str) -> dict[str, str]:
+        from service.auth import issue_token
+
+        token = issue_token(self.app.extensions["osmanthus.config"], "citizen", person_key)
+        return {"Authorization": f"Bearer {token}"}
+
+    def admin(self, name: str = "ops") -> dict[str, str]:
+        from service.auth import issue_token
+
+        token = issue_token(self.app.extensions["osmanthus.config"], "admin", name)
+        return {"Authorization": f"Bearer {token}"}
+
+    def partner(self, partner_id: str = "city-bikes") -> dict[str, str]:
+        """A fresh API key for a partner (registered on first use)."""
+        from service.auth import new_api_key
+        from service.store import partners
+
+        key, hashed = new_api_key()
+        engine = self.app.extensions["osmanthus.engine"]
+        with engine.begin() as connection:
+            connection.execute(partners.delete().where(partners.c.partner_id == partner_id))
+            connection.execute(partners.insert().values(
+                partner_id=partner_id, name=partner_id, api_key_hash=hashed,
+                created_at=dt.datetime.now(dt.UTC)))
+        return {"X-API-Key": key}
+
+
+@pytest.fixture
+def auth(served_app) -> Auth:
+    return Auth(served_app)
+
+
+@pytest.fixture
+def served_client(served_app):
+    return served_app.test_client()
