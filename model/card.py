@@ -96,7 +96,8 @@ def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
     lines += ["", "## Factors", "", FACTORS, "", "## Metrics", "",
               "AUC, KS and Gini (ranking), Brier score and a calibration table by decile "
               "(probability accuracy), PSI (stability), approval rate and adverse-impact ratio "
-              f"(lowest group ÷ highest; below {AIR_FLOOR} fails) at each perk threshold.", ""]
+              f"(lowest group ÷ highest; below {AIR_FLOOR} with a statistically significant gap "
+              f"fails) at each perk threshold.", ""]
     training = meta.get("metrics") or {}
     plain = {k: v for k, v in training.items() if isinstance(v, int | float)}
     if plain:
