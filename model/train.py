@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from features.catalog import BY_NAME, INTERACTIONS
-from model.params import lgb_params
+from model.params import CV_FOLDS, MAX_ROUNDS, STOPPING_ROUNDS, lgb_params
 from model.scorecard import Calibration, PointsScale, Scorecard, encode
 
 ID_COLUMNS = ("person_key", "snapshot", "as_of", "records_counted")
@@ -139,8 +139,8 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
                     valid: pl.DataFrame | None = None, valid_target: Any = None, *,
                     features: list[str] | None = None, directions: dict[str, int] | None = None,
                     seed: int = 0, num_threads: int = 1, interactions: tuple | list = (),
-                    progress: bool = False, bad: Any = None, nfold: int = 5,
-                    max_rounds: int = 2000, patience: int = 50,
+                    progress: bool = False, bad: Any = None, nfold: int = CV_FOLDS,
+                    max_rounds: int = MAX_ROUNDS, patience: int = STOPPING_ROUNDS,
                     scale: PointsScale | None = None,
                     params: dict[str, Any] | None = None) -> tuple[Scorecard, dict[str, Any]]:
     """Fit a scorecard on `train` and calibrate it on `valid` (out of time), or on out-of-fold

@@ -46,4 +46,4 @@ def small_scorecard(seed: int = 0, with_valid: bool = True) -> tuple[Any, dict]:
     train, y = make_people(3000, seed)
     valid, vy = make_people(1500, seed + 100) if with_valid else (None, None)
     return train_scorecard(train, y, valid, vy, seed=seed, num_threads=1, max_rounds=300,
-                           patience=20)
+                           patience=20, params={"learning_rate": 0.2})

@@ -41,7 +41,8 @@ def test_rounds_come_from_cross_validation() -> None:
     """With strong early stopping the chosen rounds are where the CV loss stopped improving,
     not the maximum."""
     train, y = make_people(1500, 21)
-    _, report = train_scorecard(train, y, None, seed=1, max_rounds=400, patience=5, nfold=3)
+    _, report = train_scorecard(train, y, None, seed=1, max_rounds=400, patience=5, nfold=3,
+                                params={"learning_rate": 0.3})
     assert report["cv_folds"] == 3
     assert 0 < report["rounds"] < 400
 
@@ -129,7 +130,7 @@ def test_any_tabular_table_trains(tmp_path) -> None:
     grid = pl.DataFrame({"monthly income": np.linspace(0, 20000, 200), "purpose": ["car"] * 200,
                          "debt_ratio": np.linspace(0, 5, 200)})
     pts = card.score_frame(grid).points
-    assert np.all(np.diff(pts[:, 0]) >= 0) and np.all(np.diff(pts[:, 2]) <= 0)
+    assert np.all(np.diff(pts[:, 0]) >= -1e-9) and np.all(np.diff(pts[:, 2]) <= 1e-9)
 
 
 def test_text_column_cannot_have_a_direction() -> None:
