@@ -11,6 +11,7 @@ from sqlalchemy import text
 from service.cache import make_cache
 from service.config import Config
 from service.errors import register_error_handlers
+from service.limits import init_limiter
 from service.perks import load_perks
 from service.serving import load_serving
 from service.store import make_engine, migrate
@@ -42,7 +43,9 @@ def create_app(config: Config | None = None) -> Flask:
 
     for module in (health, me, partner, admin):
         api.register_blueprint(module.blp)
+    admin.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
     register_error_handlers(app)
+    init_limiter(app, config)  # rate limits per API key (service/limits.py)
     return app
 
 

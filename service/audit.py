@@ -51,6 +51,31 @@ def append(connection: Connection, *, actor: str, action: str, person_key: str |
     return seq
 
 
+def append_many(connection: Connection, entries: list[dict],
+                at: dt.datetime | None = None) -> list[int]:
+    """Append several rows inside the caller's transaction with one head lock, one multi-row
+    insert and one head update (a partner's batch); each entry has `actor`, `action` and
+    optionally `person_key` and `detail`. Returns their sequence numbers, in order."""
+    if not entries:
+        return []
+    at = at or dt.datetime.now(dt.UTC)
+    head = connection.execute(
+        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+    ).first()
+    seq, prev, rows = head.seq, head.hash, []
+    for entry in entries:
+        seq += 1
+        person_key, detail = entry.get("person_key"), entry.get("detail") or {}
+        digest = link_hash(prev, seq, at, entry["actor"], person_key, entry["action"], detail)
+        rows.append({"seq": seq, "at": at, "actor": entry["actor"], "person_key": person_key,
+                     "action": entry["action"], "detail": detail, "prev_hash": prev,
+                     "hash": digest})
+        prev = digest
+    connection.execute(insert(audit_log), rows)
+    connection.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+    return [row["seq"] for row in rows]
+
+
 @dataclass
 class Verdict:
     rows: int

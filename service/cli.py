@@ -10,7 +10,7 @@ import click
 from service.cli_data import city, features, validate
 from service.cli_demo import demo
 from service.cli_model import evaluate, models, score, train
-from service.cli_service import audit, ingest, token
+from service.cli_service import audit, ingest, partners, rescore, serve, token
 
 
 @click.group()
@@ -24,5 +24,5 @@ def main(verbose: bool) -> None:
 
 
 for command in (city, validate, features, train, score, evaluate, models, ingest, audit, token,
-                demo):
+                partners, rescore, serve, demo):
     main.add_command(command)

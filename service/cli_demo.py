@@ -4,13 +4,17 @@ Each step is the documented command, invoked with the arguments a person would t
 demo can never drift from the CLI: generate a city (with a few bad rows on purpose), validate
 its feeds, build features at the training, validation and current snapshots, train a scorecard
 out of time, evaluate it against the truth and across groups, register it and promote it to
-champion through the same gates as any challenger.
+champion through the same gates as any challenger. Then it loads the city into the store
+(every feed through `service.ingest`, so quarantine is exercised), scores everyone as of the
+city's "today", registers the demo partners with API keys, grants one consent, prints
+ready-to-paste `curl` lines, and serves the API under gunicorn (unless `--no-serve`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -32,9 +36,19 @@ def _step(title: str) -> None:
               type=click.Path(file_okay=False), help="Folder for everything the demo writes.")
 @click.option("--fresh/--keep", default=True, show_default=True,
               help="Start from an empty folder (the default) or keep what is there.")
+@click.option("--serve/--no-serve", "serve_", default=True, show_default=True,
+              help="Serve the API when the city is scored.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes for scoring and gunicorn workers (default: the CPUs, at most 4).")
 @click.pass_context
-def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool) -> None:
-    """Generate a demo city, build its features, train, evaluate and promote a champion."""
+def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool, serve_: bool,
+         port: int, workers: int | None) -> None:
+    """Generate a demo city, train, evaluate and promote a champion, load and score the city,
+    and serve the API."""
+    import time
+
+    started = time.monotonic()
     from service.cli_data import city, features, validate
     from service.cli_model import evaluate, models, train
 
@@ -44,6 +58,7 @@ def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool) 
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OSMANTHUS_REGISTRY", str(root / "registry"))
     city_dir, feature_dir = root / "city", root / "features"
+    _serving_environment(root, city_dir, feature_dir)
 
     _step(f"1. A synthetic city of {people:,} people (1% of feed rows spoiled on purpose)")
     ctx.invoke(city, people=people, seed=seed, out=str(city_dir), corrupt_rate=0.01, quiet=False)
@@ -78,10 +93,42 @@ def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool) 
                registry_root=None, **snapshot)
     ctx.invoke(models.commands["list"], registry_root=None)
 
-    click.secho("\nDone.", bold=True)
+    from service.cli_demo_store import load_and_score, print_curl_lines, set_up_partners
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    _step(f"7. Load the city into the store ({os.environ['DATABASE_URL']})")
+    load_and_score(city_dir, workers=workers, step=_step)
+    _step("8. Partners, their API keys, and one citizen's consent")
+    demo_access = set_up_partners(root)
+
+    click.secho(f"\nDone in {time.monotonic() - started:.0f} s.", bold=True)
     click.echo(f"  report:     {root / 'reports' / 'evaluation.md'}")
     click.echo(f"  model card: {os.environ['OSMANTHUS_REGISTRY']}/versions/{version}/MODEL_CARD.md")
-    click.echo(f"  features:   {feature_dir / (CURRENT_AS_OF + '.parquet')} (today's, for scoring)")
+    click.echo(f"  store:      {os.environ['DATABASE_URL']}")
+    print_curl_lines(demo_access, port)
+    if serve_:
+        from service.cli_service import execute, gunicorn_command
+
+        argv, env = gunicorn_command("127.0.0.1", port, min(workers, 2), None, 120)
+        click.secho(f"\nServing on http://127.0.0.1:{port} (Ctrl-C stops it)", bold=True)
+        sys.stdout.flush()
+        execute(argv, env)
+
+
+def _serving_environment(root: Path, city_dir: Path, feature_dir: Path) -> None:
+    """The settings of the demo's store and server, unless already set: a SQLite file in the
+    demo folder, the city's own today, and the validation snapshot promotions are gated on."""
+    defaults = {
+        "DATABASE_URL": f"sqlite:///{(root / 'osmanthus.db').resolve()}",
+        "OSMANTHUS_AS_OF": CURRENT_AS_OF,
+        "OSMANTHUS_VALIDATION_FEATURES": str((feature_dir / f"{VALID_AS_OF}.parquet").resolve()),
+        "OSMANTHUS_VALIDATION_OUTCOMES": str((city_dir / "outcomes.parquet").resolve()),
+        "OSMANTHUS_VALIDATION_PEOPLE": str((city_dir / "people.parquet").resolve()),
+        "OSMANTHUS_VALIDATION_AS_OF": VALID_AS_OF,
+    }
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+    os.environ["OSMANTHUS_REGISTRY"] = str(Path(os.environ["OSMANTHUS_REGISTRY"]).resolve())
 
 
 def _date(text: str):

@@ -38,6 +38,11 @@ class Config:
     # bicycles down with Redis. Operators who prefer the opposite set it.
     rate_limit_fail_open: bool = True
     num_threads: int = 1
+    # The validation snapshot that `POST /v1/admin/models/<v>/promote` runs the gates on.
+    validation_features: Path | None = None
+    validation_outcomes: Path | None = None
+    validation_people: Path | None = None
+    validation_as_of: dt.date | None = None
     extra: dict = field(default_factory=dict)  # tests' and extensions' own settings
 
     @property
@@ -60,6 +65,11 @@ class Config:
             partner_rate_limit=env.get("OSMANTHUS_PARTNER_RATE_LIMIT", cls.partner_rate_limit),
             rate_limit_fail_open=env.get("OSMANTHUS_RATE_LIMIT_FAIL_OPEN", "1") != "0",
             num_threads=int(env.get("OSMANTHUS_NUM_THREADS", "1")),
+            validation_features=_path(env, "OSMANTHUS_VALIDATION_FEATURES"),
+            validation_outcomes=_path(env, "OSMANTHUS_VALIDATION_OUTCOMES"),
+            validation_people=_path(env, "OSMANTHUS_VALIDATION_PEOPLE"),
+            validation_as_of=dt.date.fromisoformat(env["OSMANTHUS_VALIDATION_AS_OF"])
+            if env.get("OSMANTHUS_VALIDATION_AS_OF") else None,
         )
         if config.production:
             missing = [name for name in PRODUCTION_SECRETS if not env.get(name)]
@@ -79,3 +89,7 @@ class Config:
 
     def with_(self, **changes) -> Config:
         return replace(self, **changes)
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None

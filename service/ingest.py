@@ -6,7 +6,9 @@ rows already stored are updated in place (never duplicated), rows not yet stored
 Quarantined rows are keyed by (feed, row number), so they are never duplicated either.
 
 The store owns the dispute and repair state of a record: a feed that re-sends a record updates
-its source columns and never clears a dispute, nor a repair the store has recorded.
+its source columns and never clears a dispute, nor a repair the store has recorded. A record
+whose dispute was upheld (removed or corrected after review) is never brought back or
+overwritten by a feed that still carries the old version: such rows are counted as `overruled`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Engine, Table, or_
+from sqlalchemy import Engine, Table, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
-from service.store import RECORD_TABLES, feeds, quarantine
+from service.store import RECORD_TABLES, disputes, feeds, quarantine
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 5_000
@@ -38,12 +40,14 @@ class IngestSummary:
     rows_stored: int
     rows_quarantined: int
     changed_persons: set[str] = field(default_factory=set)
+    rows_overruled: int = 0  # good rows not stored: their record's dispute was upheld
 
     def lines(self) -> list[str]:
         return [
             f"feed {self.feed_id[:12]} ({self.source}): {self.rows_read} rows read",
             f"  stored:      {self.rows_stored}",
             f"  quarantined: {self.rows_quarantined}",
+            f"  overruled:   {self.rows_overruled} (records corrected or removed on dispute)",
             f"  people whose records changed: {len(self.changed_persons)}",
         ]
 
@@ -97,6 +101,19 @@ def _store_quarantine(engine: Engine, feed_id: str, source: Source, frame: pl.Da
             connection.execute(statement, rows[start:start + CHUNK_ROWS])
 
 
+def _upheld(engine: Engine, source: Source, record_ids: list[str]) -> set[str]:
+    """Of these records, those whose dispute was upheld: the store's version stands."""
+    if not record_ids:
+        return set()
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(disputes.c.record_id).where(
+                disputes.c.source == source.value, disputes.c.state == "upheld",
+                disputes.c.record_id.in_(record_ids))
+        )
+        return {row[0] for row in rows}
+
+
 def _record_feed(engine: Engine, values: dict) -> None:
     statement = _insert(engine, feeds)
     statement = statement.on_conflict_do_update(
@@ -132,14 +149,20 @@ def ingest_feed(
         pl.lit(feed_id).alias("feed_id"), pl.lit(now).alias("updated_at")
     )
     changed: set[str] = set()
+    overruled = 0
     for start in range(0, stored.height, CHUNK_ROWS):
         chunk = stored.slice(start, CHUNK_ROWS).to_dicts()
-        changed |= _upsert_records(engine, source, chunk)
+        upheld = _upheld(engine, source, [row["record_id"] for row in chunk])
+        if upheld:
+            chunk = [row for row in chunk if row["record_id"] not in upheld]
+            overruled += len(upheld)
+        if chunk:
+            changed |= _upsert_records(engine, source, chunk)
         if on_chunk:
             on_chunk(min(start + CHUNK_ROWS, stored.height), stored.height)
     _record_feed(engine, {**feed_row, "status": "complete"})
-    summary = IngestSummary(feed_id, source.value, good.height + bad.height, good.height,
-                            bad.height, changed)
+    summary = IngestSummary(feed_id, source.value, good.height + bad.height,
+                            good.height - overruled, bad.height, changed, overruled)
     log.info("ingested feed %s (%s): %d stored, %d quarantined, %d people changed",
              feed_id[:12], source.value, good.height, bad.height, len(changed))
     return summary

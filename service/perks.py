@@ -45,9 +45,14 @@ class Perk:
         return [name for name in self.conditions
                 if features.get(CONDITIONS[name][0], 0.0) > CONDITIONS[name][1]]
 
-    def decide(self, score: float, features: dict[str, float], review_state: str = "none") -> str:
+    def decide(self, score: float, features: dict[str, float], review_state: str = "none",
+               review_outcome: str | None = None) -> str:
+        """yes / no from the score and conditions — unless a human review is pending (then
+        `pending`) or has decided (PIPL Art. 24: the reviewer's outcome replaces the score's)."""
         if review_state == "pending":
             return "pending"
+        if review_state == "decided" and review_outcome in ("eligible", "not_eligible"):
+            return "yes" if review_outcome == "eligible" else "no"
         qualifies = score >= self.min_score and not self.failed_conditions(features)
         return "yes" if qualifies else "no"
 

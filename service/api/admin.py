@@ -1,7 +1,356 @@
-"""Modellers and operators: /v1/admin/... (being built)."""
+"""Modellers and operators: /v1/admin/... with an admin token.
+
+Feeds (upload, list, quarantine), the dispute and human-review queues, re-scoring one person
+or everyone. Models and perk configuration are in `admin_models.py`, on this same blueprint.
+Every read of one person's data here (a dispute's detail, a review, a re-score) is written to
+the audit log as `admin:<name>`.
+"""
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
+import datetime as dt
+import logging
+import re
+import tempfile
+from pathlib import Path
 
-blp = Blueprint("admin", __name__, url_prefix="/v1/admin")
+import polars as pl
+from flask import current_app, g, request
+from flask_smorest import Blueprint
+from sqlalchemy import func, select
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import CombinedMultiDict
+from werkzeug.utils import secure_filename
+
+from service import audit
+from service.api.admin_schemas import (
+    AdminDisputeDetailSchema,
+    AdminDisputeListSchema,
+    AdminReviewDetailSchema,
+    AdminReviewListSchema,
+    DecisionInSchema,
+    DisputeQuerySchema,
+    ErrorEnvelopeSchema,
+    FeedListSchema,
+    FeedUploadSchema,
+    IngestResultSchema,
+    PageArgsSchema,
+    QuarantinePageSchema,
+    RescoreAllSchema,
+    RescoredSchema,
+    RescoreInSchema,
+    ResolutionInSchema,
+    ResolutionSchema,
+    ReviewQuerySchema,
+    ReviewStateSchema,
+)
+from service.auth import admin_name
+from service.errors import ApiError
+from service.scoring import ensure_people, latest, today
+from service.store import RECORD_TABLES, disputes, feeds, people, quarantine
+
+log = logging.getLogger(__name__)
+
+
+class _Parser(FlaskParser):
+    """webargs, plus `multipart`: a form's fields and files together (one request body)."""
+
+    __location_map__ = {**FlaskParser.__location_map__, "multipart": "load_multipart"}
+
+    def load_multipart(self, req, schema):
+        from webargs.multidictproxy import MultiDictProxy
+
+        return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
+
+
+blp = Blueprint("admin", __name__, url_prefix="/v1/admin",
+                description="Modellers and operators: feeds, disputes, reviews, models, perks")
+blp.ARGUMENTS_PARSER = _Parser()
+blp.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+    **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING, "multipart": "multipart/form-data"}
+
+
+_PATH_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+@blp.before_request
+def _authenticate() -> None:
+    """An admin token first, so that nobody else learns anything from a 404 or a 422; then
+    ids in the path that no id could ever look like are simply not found."""
+    g.admin_actor = f"admin:{admin_name()}"
+    if any(not _PATH_VALUE.match(str(value)) for value in (request.view_args or {}).values()):
+        raise ApiError(404, "not found")
+
+
+def errors(*statuses: int):
+    """Document the error envelope for these statuses (401 and 403 are on every operation)."""
+    def decorate(view):
+        for status in (401, 403, *statuses):
+            view = blp.alt_response(status, schema=ErrorEnvelopeSchema)(view)
+        return view
+    return decorate
+
+
+def utc(row) -> dict:
+    """A row as a dict, its datetimes in UTC (SQLite hands back naive UTC ones)."""
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    for name, value in data.items():
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            data[name] = value.replace(tzinfo=dt.UTC)
+    return data
+
+
+def _engine():
+    return current_app.extensions["osmanthus.engine"]
+
+
+def _audit_read(person_key: str, action: str, detail: dict) -> None:
+    with _engine().begin() as connection:
+        audit.append(connection, actor=g.admin_actor, action=action, person_key=person_key,
+                     detail=detail)
+
+
+def _brief(row: dict | None) -> dict | None:
+    if row is None:
+        return None
+    return {k: row[k] for k in ("score", "band", "model_version", "as_of")}
+
+
+def rescore_changed(app, keys: set[str]) -> int:
+    """Re-score people whose records changed (when a model serves); returns how many."""
+    from service.rescoring import rescore_many
+
+    serving = app.extensions["osmanthus.model"]
+    if not keys:
+        return 0
+    if not serving.ready:
+        with app.extensions["osmanthus.engine"].begin() as connection:
+            ensure_people(connection, sorted(keys))  # so that a later rescore-all finds them
+        return 0
+    run = rescore_many(app.extensions["osmanthus.engine"], serving, sorted(keys),
+                       today(app.extensions["osmanthus.config"]),
+                       cache=app.extensions["osmanthus.cache"])
+    return run.scored
+
+
+# --- feeds ----------------------------------------------------------------------------------
+@blp.route("/feeds", methods=["POST"])
+@blp.arguments(FeedUploadSchema, location="multipart")
+@blp.response(201, IngestResultSchema)
+@errors(422)
+def upload_feed(upload: dict):
+    """Validate a feed and store its good rows; bad rows are quarantined with their reasons.
+    Everyone whose records changed is re-scored as of today. Sending a feed again changes
+    nothing."""
+    from features.validate import FeedError
+    from service.ingest import ingest_feed
+
+    storage = upload["file"]
+    name = secure_filename(storage.filename or "") or "feed"
+    if Path(name).suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise ApiError(422, "some fields are invalid",
+                       errors={"file": ["expected a .csv or .parquet file"]})
+    with tempfile.TemporaryDirectory(prefix="osmanthus-feed-") as folder:
+        path = Path(folder) / name
+        storage.save(path)
+        try:
+            summary = ingest_feed(_engine(), path, upload["source"])
+        except FeedError as error:
+            raise ApiError(422, "the feed was refused", errors={"file": [str(error)]}) from None
+        except (pl.exceptions.PolarsError, ValueError, UnicodeError):
+            log.warning("feed %s refused: unreadable", name, exc_info=True)
+            raise ApiError(422, "the feed was refused",
+                           errors={"file": ["the file cannot be read as this source's feed"]}) from None
+    rescored = rescore_changed(current_app, summary.changed_persons)
+    serving = current_app.extensions["osmanthus.model"]
+    return {"feed_id": summary.feed_id, "source": summary.source,
+            "rows_read": summary.rows_read, "rows_stored": summary.rows_stored,
+            "rows_quarantined": summary.rows_quarantined,
+            "people_changed": len(summary.changed_persons), "people_rescored": rescored,
+            "model_version": serving.version if serving.ready else None}
+
+
+@blp.route("/feeds", methods=["GET"])
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, FeedListSchema)
+@errors(422)
+def list_feeds(page: dict):
+    """Feeds received, newest first."""
+    with _engine().connect() as connection:
+        rows = connection.execute(
+            select(feeds).order_by(feeds.c.received_at.desc(), feeds.c.feed_id)
+            .limit(page["limit"]).offset(page["offset"])).all()
+    return {"feeds": [utc(row) for row in rows]}
+
+
+@blp.route("/feeds/<string:feed_id>/quarantine")
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, QuarantinePageSchema)
+@errors(404, 422)
+def feed_quarantine(page: dict, feed_id: str):
+    """A feed's quarantined rows: row number, field and reason — never the row's values."""
+    with _engine().connect() as connection:
+        if connection.execute(select(feeds.c.feed_id).where(feeds.c.feed_id == feed_id)).first() is None:
+            raise ApiError(404, "no such feed")
+        total = connection.execute(select(func.count()).select_from(quarantine)
+                                   .where(quarantine.c.feed_id == feed_id)).scalar_one()
+        rows = connection.execute(
+            select(quarantine.c.row_number, quarantine.c.field, quarantine.c.reason)
+            .where(quarantine.c.feed_id == feed_id).order_by(quarantine.c.row_number)
+            .limit(page["limit"]).offset(page["offset"])).all()
+    return {"feed_id": feed_id, "total": total, "rows": [dict(r._mapping) for r in rows]}
+
+
+# --- disputes -------------------------------------------------------------------------------
+def _dispute_row(row, as_of) -> dict:
+    data = utc(row)
+    data["overdue"] = data["state"] == "open" and as_of > data["due_on"]
+    return data
+
+
+@blp.route("/disputes")
+@blp.arguments(DisputeQuerySchema, location="query")
+@blp.response(200, AdminDisputeListSchema)
+@errors(422)
+def list_disputes(query: dict):
+    """The dispute queue, oldest due first (the statements are in each dispute's detail)."""
+    columns = [disputes.c[name] for name in ("dispute_id", "person_key", "source", "record_id",
+                                             "state", "received_on", "due_on", "resolved_at")]
+    statement = select(*columns)
+    if query["state"] != "all":
+        statement = statement.where(disputes.c.state == query["state"])
+    statement = statement.order_by(disputes.c.due_on, disputes.c.dispute_id)
+    with _engine().connect() as connection:
+        rows = connection.execute(statement.limit(query["limit"]).offset(query["offset"])).all()
+    as_of = today(current_app.extensions["osmanthus.config"])
+    return {"disputes": [_dispute_row(row, as_of) for row in rows]}
+
+
+@blp.route("/disputes/<string:dispute_id>")
+@blp.response(200, AdminDisputeDetailSchema)
+@errors(404)
+def get_dispute(dispute_id: str):
+    """One dispute with the citizen's statement and the disputed record (audited)."""
+    with _engine().connect() as connection:
+        row = connection.execute(select(disputes).where(disputes.c.dispute_id == dispute_id)).first()
+        if row is None:
+            raise ApiError(404, "no such dispute")
+        table = RECORD_TABLES[next(s for s in RECORD_TABLES if s.value == row.source)]
+        record = connection.execute(select(table).where(table.c.record_id == row.record_id)).first()
+    data = _dispute_row(row, today(current_app.extensions["osmanthus.config"]))
+    data["record"] = None
+    if record is not None:
+        data["record"] = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                          for k, v in record._mapping.items() if k not in ("person_key", "feed_id")}
+    _audit_read(row.person_key, "admin_read_dispute", {"dispute_id": dispute_id})
+    return data
+
+
+@blp.route("/disputes/<string:dispute_id>/resolution", methods=["POST"])
+@blp.arguments(ResolutionInSchema)
+@blp.response(200, ResolutionSchema)
+@errors(404, 409, 422, 503)
+def resolve(body: dict, dispute_id: str):
+    """Resolve an open dispute and re-score the person. upheld: the record is removed, or
+    corrected with `correction`; rejected: it counts again and `note` tells the citizen why."""
+    from service.disputes import resolve_dispute
+
+    if not current_app.extensions["osmanthus.model"].ready:
+        raise ApiError(503, "no model is loaded, so the person cannot be re-scored now")
+    result = resolve_dispute(_engine(), current_app, dispute_id, body["outcome"], body["note"],
+                             by=g.admin_actor, correction=body["correction"])
+    return {"dispute": result["dispute"], "score": _brief(result["score"])}
+
+
+# --- human review ---------------------------------------------------------------------------
+@blp.route("/reviews")
+@blp.arguments(ReviewQuerySchema, location="query")
+@blp.response(200, AdminReviewListSchema)
+@errors(422)
+def list_reviews(query: dict):
+    """Requests for human review (PIPL Art. 24), oldest first; pending ones by default."""
+    statement = select(people.c.person_key, people.c.review_state.label("state"),
+                       people.c.review_requested_at.label("requested_at"),
+                       people.c.review_outcome.label("outcome"))
+    if query["state"] == "all":
+        statement = statement.where(people.c.review_state != "none")
+    else:
+        statement = statement.where(people.c.review_state == query["state"])
+    statement = statement.order_by(people.c.review_requested_at, people.c.person_key)
+    with _engine().connect() as connection:
+        rows = connection.execute(statement.limit(query["limit"]).offset(query["offset"])).all()
+    return {"reviews": [utc(row) for row in rows]}
+
+
+@blp.route("/reviews/<string:person_key>")
+@blp.response(200, AdminReviewDetailSchema)
+@errors(404)
+def get_review(person_key: str):
+    """What a reviewer reads: the request, the latest score and its points (audited)."""
+    from service.review import review_state
+
+    state = review_state(_engine(), person_key)
+    if state["state"] == "none":
+        raise ApiError(404, "no human review was asked for by this person")
+    row = latest(_engine(), person_key)
+    _audit_read(person_key, "admin_read_review", {"state": state["state"]})
+    return {"person_key": person_key, **state, "score": _brief(row),
+            "base_points": row["base_points"] if row else None,
+            "points": row["points"] if row else {}}
+
+
+@blp.route("/reviews/<string:person_key>/decision", methods=["POST"])
+@blp.arguments(DecisionInSchema)
+@blp.response(200, ReviewStateSchema)
+@errors(404, 409, 422)
+def decide(body: dict, person_key: str):
+    """Decide a pending review; partners then get the decision instead of `pending`."""
+    from service.review import decide_review
+
+    return decide_review(_engine(), person_key, body["outcome"], by=g.admin_actor)
+
+
+# --- re-scoring -----------------------------------------------------------------------------
+@blp.route("/rescore", methods=["POST"])
+@blp.arguments(RescoreInSchema)
+@blp.response(200, RescoredSchema)
+@errors(404, 422, 503)
+def rescore_one(body: dict):
+    """Re-score one person now, as of today (audited)."""
+    from service.scoring import rescore
+
+    key = body["person_key"]
+    with _engine().connect() as connection:
+        if connection.execute(select(people.c.person_key)
+                              .where(people.c.person_key == key)).first() is None:
+            raise ApiError(404, "no such person")
+    if not current_app.extensions["osmanthus.model"].ready:
+        raise ApiError(503, "no model is loaded")
+    row = rescore(current_app, key)
+    _audit_read(key, "admin_rescore", {"score": row["score"], "model_version": row["model_version"]})
+    return {"person_key": key, **_brief(row)}
+
+
+@blp.route("/rescore-all", methods=["POST"])
+@blp.response(200, RescoreAllSchema)
+@errors(503)
+def rescore_all():
+    """Re-score everyone in the store as of today, in chunks (one run id for the run)."""
+    from service.rescoring import everyone, rescore_many
+
+    serving = current_app.extensions["osmanthus.model"]
+    if not serving.ready:
+        raise ApiError(503, "no model is loaded")
+    run = rescore_many(_engine(), serving, everyone(_engine()),
+                       today(current_app.extensions["osmanthus.config"]),
+                       cache=current_app.extensions["osmanthus.cache"])
+    with _engine().begin() as connection:
+        audit.append(connection, actor=g.admin_actor, action="admin_rescore_all",
+                     detail={"run_id": run.run_id, "people": run.people})
+    return vars(run)
+
+
+from service.api import admin_models  # noqa: E402,F401 - models and perks, on this blueprint
+from service.api.admin_models import sync_perks  # noqa: E402
+
+__all__ = ["blp", "sync_perks"]

@@ -1,7 +1,224 @@
-"""Citizens: /v1/me/... (being built)."""
+"""Citizens: /v1/me/... — a citizen's own score, reasons, records, perks, disputes, review,
+consents and access log.
+
+Every route takes the person key from the citizen's token (`citizen_key()`, read once per
+request, before any input), never from the path, so a token reaches only its own person's
+data; an id of someone else's dispute or consent is a 404, exactly as if it did not exist.
+The citizen's own reads are not audited (the log is of reads by others); what they change —
+disputes, consents, review requests — is.
+"""
 
 from __future__ import annotations
 
+import json
+
+from flask import Response, current_app, g, request
+from flask.views import MethodView
 from flask_smorest import Blueprint
 
-blp = Blueprint("me", __name__, url_prefix="/v1/me")
+from service import consents, disputes, pages, review
+from service.api.me_schemas import (
+    AccessEntrySchema,
+    ConsentGrantedSchema,
+    ConsentInSchema,
+    ConsentSchema,
+    DisputeInSchema,
+    DisputeOpenedSchema,
+    DisputeSchema,
+    ExplanationSchema,
+    LanguageHeaderSchema,
+    PerksPageSchema,
+    RecordsPageSchema,
+    ReviewInSchema,
+    ReviewSchema,
+    ScorePageSchema,
+)
+from service.api.partner_schemas import ErrorEnvelopeSchema  # the one envelope, documented once
+from service.auth import citizen_key
+from service.cache import page_key
+from service.scoring import today
+
+blp = Blueprint("me", __name__, url_prefix="/v1/me",
+                description="A citizen's own data (a citizen token; no person id in any path)")
+
+LANGUAGES = ("zh", "en")
+PAGE_TTL = 60  # seconds; a re-score deletes the page at once, the TTL only bounds a stale one
+ERRORS = {
+    401: "No valid citizen token", 403: "A token, but not a citizen's",
+}
+
+
+def _errors(*statuses: int, **described: str):
+    """Document the error answers of a route (all in the one error envelope)."""
+    texts = {**ERRORS, 404: "Not found (or not yours)", 409: "Conflicts with the current state",
+             422: "Invalid input; `errors` names each field", 503: "No model is loaded"}
+
+    def wrap(view):
+        for status in (401, 403, *statuses):
+            view = blp.alt_response(status, schema=ErrorEnvelopeSchema, description=described.get(
+                f"s{status}", texts[status]))(view)
+        return view
+
+    return wrap
+
+
+@blp.before_request
+def _authenticate() -> None:
+    """Who is asking, before any input is read: an anonymous request is a 401 even when its
+    body is also bad."""
+    g.person_key = citizen_key()
+
+
+def me() -> str:
+    """The person key of the citizen whose token came with this request."""
+    return g.person_key
+
+
+def language() -> str:
+    """`zh` or `en` from Accept-Language, by q-value; a regional tag (zh-CN, en-GB) counts as
+    its language; anything else, or nothing, means zh."""
+    for value, quality in request.accept_languages:  # highest quality first
+        if quality <= 0:
+            continue
+        tag = value.split("-", 1)[0].lower()
+        if tag in LANGUAGES:
+            return tag
+        if tag == "*":
+            return "zh"
+    return "zh"
+
+
+def _app():
+    return current_app._get_current_object()  # noqa: SLF001 - the app, not its proxy
+
+
+def _engine():
+    return current_app.extensions["osmanthus.engine"]
+
+
+def _today():
+    return today(current_app.extensions["osmanthus.config"])
+
+
+@blp.route("/score")
+@blp.response(200, ScorePageSchema)
+@_errors(503)
+def get_score():
+    """Your score, its band, the model version, the as-of date, and your trend."""
+    person_key = me()
+    cache = current_app.extensions["osmanthus.cache"]
+    key = page_key(current_app.extensions["osmanthus.model"].version or "-", person_key)
+    body = cache.get(key)
+    if body is None:
+        page = ScorePageSchema().dump(pages.score_page(_app(), person_key))
+        body = json.dumps(page, ensure_ascii=False).encode()
+        cache.set(key, body, ttl=PAGE_TTL)
+    return Response(body, status=200, mimetype="application/json")
+
+
+@blp.route("/explanation")
+@blp.arguments(LanguageHeaderSchema, location="headers", as_kwargs=True)
+@blp.response(200, ExplanationSchema)
+@_errors(503)
+def get_explanation(**_headers):
+    """Why: base points and each reason's points, in Chinese and English."""
+    return pages.explanation(_app(), me(), language())
+
+
+@blp.route("/records")
+@blp.arguments(LanguageHeaderSchema, location="headers", as_kwargs=True)
+@blp.response(200, RecordsPageSchema)
+@_errors()
+def get_records(**_headers):
+    """Every record of yours, whether it counts, and if not, why."""
+    return pages.records_page(_app(), me(), language())
+
+
+@blp.route("/perks")
+@blp.response(200, PerksPageSchema)
+@_errors(503)
+def get_perks():
+    """Which perks you have; for a locked one, the points it needs and which of your records,
+    if cleared, would unlock it."""
+    return pages.perks_page(_app(), me())
+
+
+@blp.route("/disputes")
+class Disputes(MethodView):
+    @blp.response(200, DisputeSchema(many=True))
+    @_errors()
+    def get(self):
+        """Your disputes, newest first."""
+        return disputes.list_disputes(_engine(), me(), _today())
+
+    @blp.arguments(DisputeInSchema)
+    @blp.response(201, DisputeOpenedSchema)
+    @_errors(404, 409, 422, 503, s404="No such record of yours",
+             s409="The record already has an open dispute")
+    def post(self, data):
+        """Dispute one of your counting records: it stops counting now and you are re-scored
+        in this request; the dispute is due in 30 days."""
+        result = disputes.open_dispute(_app(), me(), data["source"],
+                                       data["record_id"], data["statement"])
+        return {"dispute": result["dispute"], "score": pages.score_brief(result["score"])}
+
+
+@blp.route("/disputes/<string:dispute_id>")
+class DisputeById(MethodView):
+    @blp.response(200, DisputeSchema)
+    @_errors(404, s404="No such dispute of yours")
+    def get(self, dispute_id: str):
+        """One of your disputes, with its state, due date and resolution."""
+        return disputes.get_dispute(_engine(), me(), dispute_id, _today())
+
+
+@blp.route("/review")
+class Review(MethodView):
+    @blp.response(200, ReviewSchema)
+    @_errors()
+    def get(self):
+        """Your human-review state."""
+        return review.review_state(_engine(), me())
+
+    @blp.arguments(ReviewInSchema)
+    @blp.response(201, ReviewSchema)
+    @_errors(409, 422, s409="A review is already pending")
+    def post(self, data):
+        """Ask for human review (PIPL Art. 24): partners get `pending` until a reviewer
+        decides."""
+        return review.request_review(_engine(), me(), data["reason"].strip())
+
+
+@blp.route("/consents")
+class Consents(MethodView):
+    @blp.response(200, ConsentSchema(many=True))
+    @_errors()
+    def get(self):
+        """Your consents, newest first: active, expired and revoked."""
+        return consents.list_consents(_engine(), me())
+
+    @blp.arguments(ConsentInSchema)
+    @blp.response(201, ConsentGrantedSchema)
+    @_errors(422)
+    def post(self, data):
+        """Let a partner ask about some of its perks until a date; hand it the token."""
+        return consents.grant(_engine(), current_app.extensions["osmanthus.config"],
+                              current_app.extensions["osmanthus.perks"], me(),
+                              data["partner_id"], data["perks"], data["until"])
+
+
+@blp.route("/consents/<string:consent_id>")
+class ConsentById(MethodView):
+    @blp.response(200, ConsentSchema)
+    @_errors(404, s404="No such consent of yours")
+    def delete(self, consent_id: str):
+        """Revoke a consent: the partner's token stops working at once."""
+        return consents.revoke(_engine(), me(), consent_id)
+
+
+@blp.route("/access-log")
+@blp.response(200, AccessEntrySchema(many=True))
+@_errors()
+def get_access_log():
+    """Who asked about you or acted on your file, when, for which perk, and the answer."""
+    return pages.access_log(_app(), me())

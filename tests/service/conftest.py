@@ -130,11 +130,14 @@ class Auth:
 
         key, hashed = new_api_key()
         engine = self.app.extensions["osmanthus.engine"]
-        with engine.begin() as connection:
-            connection.execute(partners.delete().where(partners.c.partner_id == partner_id))
-            connection.execute(partners.insert().values(
-                partner_id=partner_id, name=partner_id, api_key_hash=hashed,
-                created_at=dt.datetime.now(dt.UTC)))
+        with engine.begin() as connection:  # a new key for an existing partner keeps its consents
+            updated = connection.execute(partners.update()
+                                         .where(partners.c.partner_id == partner_id)
+                                         .values(api_key_hash=hashed)).rowcount
+            if not updated:
+                connection.execute(partners.insert().values(
+                    partner_id=partner_id, name=partner_id, api_key_hash=hashed,
+                    created_at=dt.datetime.now(dt.UTC)))
         return {"X-API-Key": key}
 
 

@@ -114,3 +114,23 @@ def test_no_raw_id_number_is_stored_anywhere(engine, tmp_path, caplog):
     haystack = "\n".join(dump) + caplog.text
     for raw in IDS + [IDS[3][:10]]:
         assert raw not in haystack
+
+
+def test_a_record_removed_on_an_upheld_dispute_never_comes_back(engine, tmp_path):
+    from service.store import disputes, people
+
+    feed = penalty_feed(tmp_path / "penalty.csv")
+    ingest_feed(engine, feed, Source.PENALTY)
+    table = RECORD_TABLES[Source.PENALTY]
+    with engine.begin() as connection:
+        victim = connection.execute(select(table.c.record_id, table.c.person_key)).first()
+        connection.execute(people.insert().values(person_key=victim.person_key,
+                                                  first_seen=dt.datetime.now(dt.UTC)))
+        connection.execute(disputes.insert().values(
+            dispute_id="d" * 32, person_key=victim.person_key, source="penalty",
+            record_id=victim.record_id, statement="not me", received_on=dt.date(2025, 1, 1),
+            due_on=dt.date(2025, 1, 31), state="upheld"))
+        connection.execute(table.delete().where(table.c.record_id == victim.record_id))
+    summary = ingest_feed(engine, feed, Source.PENALTY)
+    assert summary.rows_overruled == 1 and summary.rows_stored == 5
+    assert count(engine, table) == 5

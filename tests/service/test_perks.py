@@ -32,6 +32,14 @@ def test_a_decision(score, features, review, answer):
     assert BIKE.decide(score, features, review) == answer
 
 
+@pytest.mark.parametrize("score,outcome,answer", [
+    (500, "eligible", "yes"),  # a reviewer's yes stands against the score
+    (800, "not_eligible", "no"),
+])
+def test_a_human_reviewers_decision_replaces_the_scores(score, outcome, answer):
+    assert BIKE.decide(score, CLEAN, "decided", outcome) == answer
+
+
 def test_points_needed():
     assert BIKE.points_needed(560) == 40 and BIKE.points_needed(650) == 0
 

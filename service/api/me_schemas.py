@@ -1,0 +1,265 @@
+"""Schemas of the citizen API (`/v1/me/...`): what a citizen sends and what they get back.
+
+No schema here has a person key or an ID number: a citizen's token says who they are.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from features.records import Source
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
+def _plain_text(value: str) -> None:
+    """No control characters but line breaks and tabs (a NUL cannot even be stored)."""
+    if any(ord(c) < 32 and c not in "\n\r\t" or ord(c) == 127 for c in value):
+        raise ValidationError("must not contain control characters")
+
+
+def _token(value: str) -> None:
+    """An identifier: printable, no spaces."""
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise ValidationError("must be printable characters without spaces")
+
+
+class LanguageHeaderSchema(Schema):
+    """`Accept-Language`: `zh` (the default) or `en`, with q-values (e.g. `en;q=0.8, zh;q=0.5`).
+    It chooses each `text` and `reason`; both languages are always present as well."""
+
+    class Meta:
+        unknown = "exclude"
+
+    accept_language = fields.String(data_key="Accept-Language",
+                                    metadata={"example": "zh-CN,zh;q=0.9,en;q=0.8"})
+
+
+class TrendPointSchema(Schema):
+    """One past score: the latest of its as-of date."""
+
+    as_of = fields.Date(required=True)
+    score = fields.Float(required=True)
+    band = fields.String(required=True)
+    band_zh = fields.String(required=True)
+    model_version = fields.String(required=True)
+
+
+class ScoreBriefSchema(Schema):
+    """A score, its band in English and Chinese, the model that gave it and its as-of date."""
+
+    score = fields.Float(required=True, metadata={"description": "0–1000"})
+    band = fields.String(required=True, metadata={
+        "description": "needs improvement (<550), fair, good, very good, excellent (≥750)"})
+    band_zh = fields.String(required=True, metadata={"example": "良好"})
+    model_version = fields.String(required=True)
+    as_of = fields.Date(required=True)
+
+
+class ScorePageSchema(ScoreBriefSchema):
+    """The citizen's score and its trend over past scores (oldest first)."""
+
+    trend = fields.List(fields.Nested(TrendPointSchema), required=True)
+
+
+class ReasonSchema(Schema):
+    """One reason: a feature's points, the person's value, and its text in both languages
+    (`text` is the one `Accept-Language` chose)."""
+
+    feature = fields.String(required=True)
+    points = fields.Float(required=True, metadata={"description": "negative: lowered the score"})
+    value = fields.Raw(allow_none=True)
+    text = fields.String(required=True, allow_none=True)
+    text_zh = fields.String(required=True, allow_none=True)
+    text_en = fields.String(required=True, allow_none=True)
+
+
+class ExplanationSchema(ScoreBriefSchema):
+    """Why the score is what it is: base points + each reason's points + `other_points`
+    (features too small to be a reason) = `raw_score`, the score before clipping to 0–1000."""
+
+    language = fields.String(required=True, metadata={"description": "zh or en"})
+    base_points = fields.Float(required=True)
+    raw_score = fields.Float(required=True)
+    other_points = fields.Float(required=True)
+    no_record = fields.Boolean(required=True,
+                               metadata={"description": "no record yet: the base score"})
+    reasons = fields.List(fields.Nested(ReasonSchema), required=True,
+                          metadata={"description": "most lowering first"})
+
+
+class DisputeBriefSchema(Schema):
+    """The latest dispute of a record."""
+
+    dispute_id = fields.String(required=True)
+    state = fields.String(required=True, metadata={"description": "open, upheld or rejected"})
+    due_on = fields.Date(required=True)
+    resolution = fields.String(allow_none=True)
+
+
+class RecordSchema(Schema):
+    """One record of one source: whether it counts today, and if not, why in plain words."""
+
+    source = fields.String(required=True, validate=validate.OneOf([s.value for s in Source]))
+    record_id = fields.String(required=True, metadata={"description": "what a dispute names"})
+    date = fields.Date(required=True, metadata={"description": "the record's own date "
+                                                "(a month's records: its first day)"})
+    counts = fields.Boolean(required=True)
+    reason = fields.String(allow_none=True, required=True,
+                           metadata={"description": "why it does not count; null when it does"})
+    reason_zh = fields.String(allow_none=True, required=True)
+    reason_en = fields.String(allow_none=True, required=True)
+    repaired_on = fields.Date(allow_none=True)
+    dispute_state = fields.String(required=True, metadata={
+        "description": "none, open, upheld or rejected (the latest dispute)"})
+    dispute = fields.Nested(DisputeBriefSchema, allow_none=True)
+    can_dispute = fields.Boolean(required=True, metadata={"description": "it counts, so a "
+                                                          "dispute would freeze it"})
+    details = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
+                          required=True, metadata={"description": "the source's own columns"})
+
+
+class RecordsPageSchema(Schema):
+    """Every record of all five sources, newest first, as of the scoring date."""
+
+    as_of = fields.Date(required=True)
+    counting = fields.Integer(required=True)
+    not_counting = fields.Integer(required=True)
+    records = fields.List(fields.Nested(RecordSchema), required=True)
+
+
+class ConditionSchema(Schema):
+    """A perk's extra condition and whether the person meets it."""
+
+    condition = fields.String(required=True)
+    text_zh = fields.String(required=True)
+    text_en = fields.String(required=True)
+    met = fields.Boolean(required=True)
+
+
+class UnlockSchema(Schema):
+    """A counting record of the person's own whose clearing alone would unlock the perk."""
+
+    source = fields.String(required=True)
+    record_id = fields.String(required=True)
+    date = fields.Date(required=True)
+    score_without = fields.Float(required=True, metadata={"description": "the score without it"})
+
+
+class PerkStatusSchema(Schema):
+    """One perk: the person's answer (`pending` while a human review is open), and for a
+    locked one the points it still needs and which records, if cleared, would unlock it."""
+
+    perk_id = fields.String(required=True)
+    policy_version = fields.Integer(required=True)
+    name_zh = fields.String(required=True)
+    name_en = fields.String(required=True)
+    partner_id = fields.String(required=True)
+    partner_name = fields.String(allow_none=True)
+    min_score = fields.Float(required=True)
+    status = fields.String(required=True, metadata={"description": "yes, no or pending"})
+    locked = fields.Boolean(required=True, metadata={"description": "the score and conditions "
+                                                     "alone say no"})
+    points_needed = fields.Float(required=True)
+    conditions = fields.List(fields.Nested(ConditionSchema), required=True)
+    unlocked_by = fields.List(fields.Nested(UnlockSchema), required=True)
+
+
+class PerksPageSchema(Schema):
+    """Every perk the city offers, and where the citizen stands."""
+
+    score = fields.Float(required=True)
+    review_state = fields.String(required=True)
+    perks = fields.List(fields.Nested(PerkStatusSchema), required=True)
+
+
+class DisputeInSchema(Schema):
+    """Contest one of your counting records: it stops counting at once, until resolved."""
+
+    source = fields.String(required=True, validate=validate.OneOf([s.value for s in Source]))
+    record_id = fields.String(required=True, validate=[validate.Length(min=1, max=32), _token])
+    statement = fields.String(required=True, validate=[validate.Length(min=1, max=2000),
+                                                       _not_blank, _plain_text])
+
+
+class DisputeSchema(Schema):
+    """A dispute: due 30 days after it was received; `resolution` is the reviewer's note."""
+
+    dispute_id = fields.String(required=True)
+    source = fields.String(required=True)
+    record_id = fields.String(required=True)
+    statement = fields.String(required=True)
+    state = fields.String(required=True, metadata={"description": "open, upheld or rejected"})
+    received_on = fields.Date(required=True)
+    due_on = fields.Date(required=True)
+    overdue = fields.Boolean(required=True)
+    resolution = fields.String(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+
+
+class DisputeOpenedSchema(Schema):
+    """The new dispute and the score it gave, re-computed in the same request."""
+
+    dispute = fields.Nested(DisputeSchema, required=True)
+    score = fields.Nested(ScoreBriefSchema, required=True)
+
+
+class ReviewInSchema(Schema):
+    """Ask that decisions about you not rest on the score alone (PIPL Art. 24)."""
+
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank,
+                                                    _plain_text])
+
+
+class ReviewSchema(Schema):
+    """Human review: none, pending (partners get `pending`) or decided."""
+
+    state = fields.String(required=True)
+    requested_at = fields.DateTime(allow_none=True)
+    outcome = fields.String(allow_none=True, metadata={"description": "eligible or not_eligible"})
+
+
+class ConsentInSchema(Schema):
+    """Let a partner ask about some of its perks until a date (at most a year on)."""
+
+    partner_id = fields.String(required=True, validate=[validate.Length(min=1, max=64), _token])
+    perks = fields.List(fields.String(validate=[validate.Length(min=1, max=64), _token]),
+                        required=True,
+                        validate=validate.Length(min=1, max=20))
+    until = fields.Date(required=True, metadata={"description": "last day, inclusive (UTC+8)"})
+
+
+class ConsentSchema(Schema):
+    """A consent and its state: active, expired or revoked."""
+
+    consent_id = fields.String(required=True)
+    partner_id = fields.String(required=True)
+    perks = fields.List(fields.String(), required=True)
+    granted_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(required=True)
+    revoked_at = fields.DateTime(allow_none=True)
+    state = fields.String(required=True)
+
+
+class ConsentGrantedSchema(Schema):
+    """The consent, and the token to hand to the partner (e.g. as a QR code); shown once."""
+
+    consent = fields.Nested(ConsentSchema, required=True)
+    token = fields.String(required=True)
+
+
+class AccessEntrySchema(Schema):
+    """One entry of the citizen's access log: who, when, what, and the answer if any."""
+
+    at = fields.DateTime(required=True)
+    actor = fields.String(required=True, metadata={
+        "description": "citizen (you), partner:<id> or admin:<name>"})
+    action = fields.String(required=True)
+    partner_id = fields.String(allow_none=True)
+    perk_id = fields.String(allow_none=True)
+    answer = fields.String(allow_none=True, metadata={
+        "description": "yes, no or pending; null when the question was refused (see detail)"})
+    detail = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))

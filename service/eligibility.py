@@ -1,0 +1,195 @@
+"""Partners' eligibility decisions: consent checks, the perk's rule, and the audit row.
+
+A question is answered only under a live consent: the token must be a valid consent token,
+its consents row must exist, be unrevoked and unexpired, belong to the asking partner, and list
+the perk, which must be one of that partner's perks. The answer comes from the person's latest
+stored score and feature values (`Perk.decide`), or `pending` while they await human review.
+
+Someone with a consent but no score yet is scored first, as a bureau would — an answer of "no"
+for "not scored yet" would punish people for being new. Every answer, and every refusal whose
+person is known, is appended to the audit log in one transaction before anything is returned,
+so no decision is ever given without its row. Many questions cost three round trips: one
+consents + people + latest-scores read, one multi-row audit append, and a scoring call only for
+people not yet scored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from flask import Flask
+from sqlalchemy import Connection, func, select
+
+from service import audit
+from service.auth import decode_token
+from service.errors import ApiError
+from service.perks import Perk, PerkConfig
+from service.scoring import score_people, today
+from service.store import consents, people, scores
+
+DECISION_TTL = dt.timedelta(hours=24)  # a partner asks again after this
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a question is not answered: a stable code, a sentence, the single form's status."""
+
+    code: str
+    message: str
+    status: int = 403
+
+    def as_error(self) -> ApiError:
+        return ApiError(self.status, self.message, code=self.code)
+
+
+@dataclass
+class _Question:
+    perk_id: str
+    perk: Perk | None = None
+    consent_id: str | None = None
+    refusal: Refusal | None = None
+    row: dict | None = None  # consent + review state + latest score
+
+
+def decide(app: Flask, partner: str, questions: list[tuple[str, str]],
+           now: dt.datetime | None = None) -> list[dict | Refusal]:
+    """Answer `(consent_token, perk_id)` questions for `partner`, in order: each result is
+    `{eligible, decision_id, expires_at}` or a `Refusal`. All are audited before returning."""
+    now = now or dt.datetime.now(dt.UTC)
+    engine = app.extensions["osmanthus.engine"]
+    asked = [_precheck(app, partner, token, perk_id) for token, perk_id in questions]
+    wanted = sorted({q.consent_id for q in asked if q.consent_id})
+    with engine.connect() as connection:
+        found = _load(connection, wanted)
+    for question in asked:
+        if question.consent_id:
+            question.row = found.get(question.consent_id)
+            question.refusal = question.refusal or _consent_refusal(question, partner, now)
+    _score_the_unscored(app, [q for q in asked if not q.refusal])
+    results: list[dict | Refusal] = []
+    entries = []
+    for question in asked:
+        result = question.refusal or _answer(question, now)
+        results.append(result)
+        if question.row is not None:
+            entries.append(_audit_entry(partner, question, result))
+    with engine.begin() as connection:
+        audit.append_many(connection, entries, at=now)
+    return results
+
+
+def _precheck(app: Flask, partner: str, token: str, perk_id: str) -> _Question:
+    """What can be refused without the database: the perk, and the token itself."""
+    question = _Question(perk_id)
+    perk_config: PerkConfig = app.extensions["osmanthus.perks"]
+    try:
+        question.perk = perk_config.perk(perk_id)
+    except KeyError:
+        question.perk = None
+    if question.perk is None or question.perk.partner_id != partner:
+        question.refusal = Refusal("not_your_perk",
+                                   f"perk {perk_id!r} is not one of this partner's perks")
+    try:
+        claims = decode_token(app.extensions["osmanthus.config"], token, "consent")
+    except ApiError as error:
+        question.refusal = question.refusal or Refusal(
+            "consent_invalid", f"the consent token is not valid ({error.message})")
+        return question
+    question.consent_id = str(claims["sub"])  # looked up even if refused, to audit the attempt
+    if claims.get("partner") != partner and not question.refusal:
+        question.refusal = Refusal("consent_other_partner",
+                                   "this consent was given to another partner")
+    return question
+
+
+def _load(connection: Connection, consent_ids: list[str]) -> dict[str, dict]:
+    """Consent rows with their person's review state and latest score, in one query."""
+    if not consent_ids:
+        return {}
+    of_these = select(consents.c.person_key).where(consents.c.consent_id.in_(consent_ids))
+    latest = (select(scores.c.person_key, func.max(scores.c.id).label("score_id"))
+              .where(scores.c.person_key.in_(of_these)).group_by(scores.c.person_key).subquery())
+    query = (
+        select(consents.c.consent_id, consents.c.person_key, consents.c.partner_id,
+               consents.c.perks, consents.c.expires_at, consents.c.revoked_at,
+               people.c.review_state, people.c.review_outcome, scores.c.score,
+               scores.c.reasons["features"].label("features"))
+        .select_from(consents)
+        .join(people, people.c.person_key == consents.c.person_key)
+        .outerjoin(latest, latest.c.person_key == consents.c.person_key)
+        .outerjoin(scores, scores.c.id == latest.c.score_id)
+        .where(consents.c.consent_id.in_(consent_ids))
+    )
+    return {row.consent_id: dict(row._mapping) for row in connection.execute(query)}
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)  # SQLite drops the zone
+
+
+def _consent_refusal(question: _Question, partner: str, now: dt.datetime) -> Refusal | None:
+    row = question.row
+    if row is None:
+        return Refusal("consent_not_found", "no such consent")
+    if row["partner_id"] != partner:
+        return Refusal("consent_other_partner", "this consent was given to another partner")
+    if row["revoked_at"] is not None:
+        return Refusal("consent_revoked", "the citizen has revoked this consent")
+    if _utc(row["expires_at"]) <= now:
+        return Refusal("consent_expired", "this consent has expired")
+    if question.perk_id not in (row["perks"] or []):
+        return Refusal("perk_not_consented",
+                       f"this consent does not cover perk {question.perk_id!r}")
+    return None
+
+
+def _score_the_unscored(app: Flask, questions: list[_Question]) -> None:
+    """Score, once, everyone asked about who has no score yet (or refuse with 503)."""
+    unscored = sorted({q.row["person_key"] for q in questions if q.row["score"] is None})
+    if not unscored:
+        return
+    serving = app.extensions["osmanthus.model"]
+    if not serving.ready:
+        for question in questions:
+            if question.row["score"] is None:
+                question.refusal = Refusal("not_scored", "this person has no score yet and "
+                                           "none can be computed now; ask again later", 503)
+        return
+    from service.cache import page_key
+
+    engine, config = app.extensions["osmanthus.engine"], app.extensions["osmanthus.config"]
+    rows = {row["person_key"]: row for row in
+            score_people(engine, serving, unscored, today(config))}
+    app.extensions["osmanthus.cache"].delete(
+        *[page_key(serving.version or "-", key) for key in unscored])
+    for question in questions:
+        fresh = rows.get(question.row["person_key"])
+        if question.row["score"] is None and fresh is not None:
+            question.row["score"] = fresh["score"]
+            question.row["features"] = fresh["reasons"]["features"]
+
+
+def _answer(question: _Question, now: dt.datetime) -> dict:
+    row, perk = question.row, question.perk
+    features = {name: value for name, value in (row["features"] or {}).items()
+                if value is not None}
+    return {
+        "eligible": perk.decide(row["score"], features, row["review_state"],
+                                row["review_outcome"]),
+        "decision_id": uuid.uuid4().hex,
+        "expires_at": min(now + DECISION_TTL, _utc(row["expires_at"])),
+    }
+
+
+def _audit_entry(partner: str, question: _Question, result: dict | Refusal) -> dict:
+    entry = {"actor": f"partner:{partner}", "person_key": question.row["person_key"]}
+    if isinstance(result, Refusal):
+        return {**entry, "action": "eligibility_refused",
+                "detail": {"perk": question.perk_id, "refused": result.code,
+                           "consent_id": question.consent_id}}
+    return {**entry, "action": "eligibility",
+            "detail": {"perk": question.perk_id, "policy_version": question.perk.policy_version,
+                       "answer": result["eligible"], "decision_id": result["decision_id"],
+                       "consent_id": question.consent_id}}

@@ -1,0 +1,331 @@
+"""Citizens' own pages: /v1/me/score, explanation, records, perks, review, access log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import polars as pl
+import pytest
+from sqlalchemy import delete, func, select
+
+from features.records import Source
+from features.rules import MINOR
+from model.scorecard import BAND_ZH
+from service import audit
+from service.cache import page_key
+from service.errors import ApiError
+from service.pages import REASON_TEXT
+from service.review import decide_review
+from service.scoring import latest
+from service.store import RECORD_TABLES, audit_log, scores
+from tests.service.conftest import DEMO_TODAY
+from tests.service.test_disputes import (
+    LISTING,
+    add_court_listing,
+    add_minor_penalty,
+    open_listing_dispute,
+    spoil_latest_transit_month,
+)
+
+GET_PAGES = ("/v1/me/score", "/v1/me/explanation", "/v1/me/records", "/v1/me/perks",
+             "/v1/me/disputes", "/v1/me/review", "/v1/me/consents", "/v1/me/access-log")
+EVERY_ROUTE = [("get", path) for path in GET_PAGES] + [
+    ("get", f"/v1/me/disputes/{'0' * 32}"), ("post", "/v1/me/disputes"),
+    ("post", "/v1/me/review"), ("post", "/v1/me/consents"),
+    ("delete", f"/v1/me/consents/{'0' * 32}")]
+
+
+def test_the_score_page_shows_score_band_model_as_of_and_trend(served_app, served_client, auth,
+                                                              people_keys):
+    key = people_keys[0]
+    stored = latest(served_app.extensions["osmanthus.engine"], key)
+    response = served_client.get("/v1/me/score", headers=auth.citizen(key))
+    assert response.status_code == 200
+    page = response.get_json()
+    assert page["score"] == pytest.approx(stored["score"])
+    assert page["band"] == stored["band"] and page["band_zh"] == BAND_ZH[stored["band"]]
+    assert page["model_version"] == served_app.extensions["osmanthus.model"].version
+    assert page["as_of"] == DEMO_TODAY.isoformat()
+    assert [p["as_of"] for p in page["trend"]] == [DEMO_TODAY.isoformat()]
+    assert page["trend"][-1]["score"] == pytest.approx(stored["score"])
+
+
+def test_the_score_page_is_cached_until_a_rescore(served_app, served_client, auth, people_keys):
+    key, headers = people_keys[0], auth.citizen(people_keys[0])
+    cache = served_app.extensions["osmanthus.cache"]
+    cached = page_key(served_app.extensions["osmanthus.model"].version, key)
+    first = served_client.get("/v1/me/score", headers=headers).get_json()
+    assert cache.get(cached) is not None
+    cache.set(cached, b'{"marker": true}')  # served from the cache, not recomputed ...
+    assert served_client.get("/v1/me/score", headers=headers).get_json() == {"marker": True}
+    spoil_latest_transit_month(served_app, key)  # ... until a re-score drops the page
+    assert cache.get(cached) is None
+    after = served_client.get("/v1/me/score", headers=headers).get_json()
+    assert after["score"] < first["score"]
+
+
+def test_someone_never_scored_is_scored_on_first_read(served_app, served_client, auth,
+                                                      people_keys):
+    key = people_keys[1]
+    engine = served_app.extensions["osmanthus.engine"]
+    with engine.begin() as connection:
+        connection.execute(delete(scores).where(scores.c.person_key == key))
+    page = served_client.get("/v1/me/score", headers=auth.citizen(key)).get_json()
+    assert latest(engine, key)["score"] == pytest.approx(page["score"])
+
+
+def test_someone_with_no_record_gets_the_base_score_and_says_so(served_client, auth):
+    headers = auth.citizen("f" * 64)
+    assert served_client.get("/v1/me/score", headers=headers).status_code == 200
+    body = served_client.get("/v1/me/explanation", headers=headers).get_json()
+    assert body["no_record"] is True
+    assert [r["feature"] for r in body["reasons"]] == ["no_record"]
+    assert served_client.get("/v1/me/records", headers=headers).get_json()["records"] == []
+
+
+def test_the_explanation_adds_up_and_carries_both_languages(served_app, served_client, auth,
+                                                            people_keys):
+    key = people_keys[0]
+    stored = latest(served_app.extensions["osmanthus.engine"], key)
+    body = served_client.get("/v1/me/explanation", headers=auth.citizen(key)).get_json()
+    assert body["base_points"] == pytest.approx(stored["base_points"])
+    total = body["base_points"] + sum(r["points"] for r in body["reasons"]) + body["other_points"]
+    assert total == pytest.approx(body["raw_score"]) and body["reasons"]
+    assert body["raw_score"] == pytest.approx(sum(stored["points"].values()) + body["base_points"])
+    for reason in body["reasons"]:
+        assert reason["text_zh"] and reason["text_en"] and reason["text_zh"] != reason["text_en"]
+    assert [r["points"] for r in body["reasons"]] == sorted(r["points"] for r in body["reasons"])
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, "zh"), ("en", "en"), ("zh", "zh"), ("en-GB", "en"), ("fr", "zh"),
+    ("zh-CN,zh;q=0.9,en;q=0.8", "zh"), ("en-GB;q=0.9, zh;q=0.1", "en"),
+    ("en;q=0.3, zh;q=0.5", "zh"), ("fr, en;q=0.5", "en"), ("en;q=0, zh;q=0.2", "zh"),
+])
+def test_accept_language_chooses_the_text(served_app, served_client, auth, people_keys, header,
+                                          expected):
+    key = people_keys[0]
+    add_minor_penalty(served_app, key)
+    headers = auth.citizen(key) | ({"Accept-Language": header} if header else {})
+    body = served_client.get("/v1/me/explanation", headers=headers).get_json()
+    assert body["language"] == expected
+    assert all(r["text"] == r[f"text_{expected}"] for r in body["reasons"])
+    records = served_client.get("/v1/me/records", headers=headers).get_json()["records"]
+    minor = next(r for r in records if r["record_id"] == "minor-penalty")
+    assert minor["reason"] == minor[f"reason_{expected}"] == \
+        REASON_TEXT[MINOR][0 if expected == "zh" else 1]
+
+
+def test_the_records_page_shows_every_record_and_why_one_does_not_count(
+        served_app, served_client, auth, people_keys):
+    key = people_keys[0]
+    add_minor_penalty(served_app, key)
+    add_court_listing(served_app, key)
+    engine = served_app.extensions["osmanthus.engine"]
+    stored = {}
+    with engine.connect() as connection:
+        for source, table in RECORD_TABLES.items():
+            stored[source.value] = set(connection.execute(
+                select(table.c.record_id).where(table.c.person_key == key)).scalars())
+    page = served_client.get("/v1/me/records", headers=auth.citizen(key)).get_json()
+    shown: dict[str, set[str]] = {s.value: set() for s in Source}
+    for record in page["records"]:
+        shown[record["source"]].add(record["record_id"])
+        assert (record["reason"] is None) == record["counts"] == record["can_dispute"]
+        assert "person_key" not in record and "person_key" not in record["details"]
+        assert record["dispute_state"] == "none"
+    assert shown == stored and sum(map(len, stored.values())) == len(page["records"])
+    assert page["counting"] + page["not_counting"] == len(page["records"])
+    by_id = {r["record_id"]: r for r in page["records"]}
+    assert by_id["minor-penalty"]["counts"] is False
+    assert by_id["minor-penalty"]["reason_zh"] == REASON_TEXT[MINOR][0]
+    assert by_id[LISTING]["counts"] is True and by_id[LISTING]["details"]["status"] == "active"
+    dates = [r["date"] for r in page["records"]]
+    assert dates == sorted(dates, reverse=True)
+
+
+def _perks(client, headers) -> dict[str, dict]:
+    return {p["perk_id"]: p for p in client.get("/v1/me/perks", headers=headers)
+            .get_json()["perks"]}
+
+
+def test_perks_follow_the_score_and_conditions(served_app, served_client, auth, people_keys):
+    perk_config = served_app.extensions["osmanthus.perks"]
+    engine = served_app.extensions["osmanthus.engine"]
+    for key in people_keys[:5]:
+        row = latest(engine, key)
+        shown = _perks(served_client, auth.citizen(key))
+        assert set(shown) == {p.perk_id for p in perk_config.perks}
+        for perk in perk_config.perks:
+            mine = shown[perk.perk_id]
+            assert mine["status"] == perk.decide(row["score"], row["reasons"]["features"])
+            assert mine["points_needed"] == pytest.approx(max(0.0, perk.min_score - row["score"]))
+            assert mine["locked"] == (mine["status"] == "no")
+            assert mine["name_zh"] == perk.name_zh and mine["partner_id"] == perk.partner_id
+            if not mine["locked"]:
+                assert mine["unlocked_by"] == []
+
+
+def test_a_locked_perk_names_the_court_listing_that_would_unlock_it(served_app, served_client,
+                                                                    auth, people_keys):
+    engine = served_app.extensions["osmanthus.engine"]
+    key = max(people_keys, key=lambda k: latest(engine, k)["score"])
+    assert latest(engine, key)["score"] >= 600  # the bicycle perk's minimum
+    headers = auth.citizen(key)
+    add_court_listing(served_app, key)
+    bike = _perks(served_client, headers)["bike-deposit-free"]
+    assert bike["status"] == "no" and bike["points_needed"] == 0
+    assert bike["conditions"] == [{"condition": "no_active_court_listing", "met": False,
+                                   "text_zh": "无在列失信被执行记录",
+                                   "text_en": "no active court-enforcement listing"}]
+    assert [(u["source"], u["record_id"]) for u in bike["unlocked_by"]] == [("court", LISTING)]
+
+
+def test_a_locked_perk_names_the_records_whose_clearing_reaches_its_minimum(
+        served_app, served_client, auth, people_keys):
+    engine = served_app.extensions["osmanthus.engine"]
+    perk_config = served_app.extensions["osmanthus.perks"]
+    transit = RECORD_TABLES[Source.TRANSIT]
+    with engine.connect() as connection:
+        riders = set(connection.execute(select(transit.c.person_key).distinct()).scalars())
+    checked = 0
+    for key in [k for k in people_keys if k in riders][:8]:
+        headers = auth.citizen(key)
+        costly = spoil_latest_transit_month(served_app, key)
+        perks = _perks(served_client, headers)
+        # what the person would score without that record: dispute it and see
+        without = open_listing_dispute(served_client, headers, costly, "transit").get_json()
+        features = latest(engine, key)["reasons"]["features"]
+        for perk in perk_config.perks:
+            mine = perks[perk.perk_id]
+            listed = {u["record_id"]: u for u in mine["unlocked_by"]}
+            if not mine["locked"]:
+                continue
+            expected = perk.decide(without["score"]["score"], features) == "yes"
+            assert (costly in listed) == expected, (perk.perk_id, mine)
+            if expected:
+                checked += 1
+                assert listed[costly]["score_without"] == pytest.approx(
+                    without["score"]["score"])
+            for unlock in listed.values():
+                assert unlock["score_without"] >= perk.min_score
+    assert checked > 0  # the sample has at least one person a single record keeps locked out
+
+
+def test_human_review_makes_every_perk_pending_until_decided(served_app, served_client, auth,
+                                                             people_keys):
+    key, headers = people_keys[0], auth.citizen(people_keys[0])
+    engine = served_app.extensions["osmanthus.engine"]
+    before = {p: v["status"] for p, v in _perks(served_client, headers).items()}
+    assert served_client.get("/v1/me/review", headers=headers).get_json()["state"] == "none"
+    response = served_client.post("/v1/me/review", headers=headers,
+                                  json={"reason": "请人工复核 / please review by a person"})
+    assert response.status_code == 201 and response.get_json()["state"] == "pending"
+    assert response.get_json()["requested_at"] is not None
+    assert {v["status"] for v in _perks(served_client, headers).values()} == {"pending"}
+    again = served_client.post("/v1/me/review", headers=headers, json={"reason": "again"})
+    assert again.status_code == 409
+    decided = decide_review(engine, key, "eligible", by="admin:ops")
+    assert decided["state"] == "decided" and decided["outcome"] == "eligible"
+    shown = served_client.get("/v1/me/review", headers=headers).get_json()
+    assert shown["state"] == "decided" and shown["outcome"] == "eligible"
+    # The reviewer's outcome replaces the score's answer (PIPL Art. 24).
+    assert {v["status"] for v in _perks(served_client, headers).values()} == {"yes"}
+    assert set(before.values()) <= {"yes", "no"}
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    assert [(e["action"], e["actor"]) for e in log[:2]] == [
+        ("review_decided", "admin:ops"), ("review_requested", "citizen")]
+    with pytest.raises(ApiError) as error:
+        decide_review(engine, key, "eligible", by="admin:ops")
+    assert error.value.status == 409
+    with pytest.raises(ApiError) as error:
+        decide_review(engine, "e" * 64, "eligible", by="admin:ops")
+    assert error.value.status == 404
+    with pytest.raises(ApiError) as error:
+        decide_review(engine, key, "maybe", by="admin:ops")
+    assert error.value.status == 422 and "outcome" in error.value.errors
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "reason"), ({"reason": ""}, "reason"), ({"reason": "  "}, "reason"),
+    ({"reason": "x" * 2001}, "reason"), ({"reason": 5}, "reason"), ({"reason": "\x00"}, "reason"),
+    ({"reason": "ok", "state": "decided"}, "state"),
+])
+def test_a_bad_review_request_names_the_field(served_client, auth, people_keys, body, field):
+    headers = auth.citizen(people_keys[0])
+    response = served_client.post("/v1/me/review", headers=headers, json=body)
+    envelope = response.get_json()
+    assert response.status_code == 422 and envelope["code"] == "invalid_input"
+    assert field in envelope["errors"]
+    assert served_client.get("/v1/me/review", headers=headers).get_json()["state"] == "none"
+
+
+def test_the_access_log_shows_who_asked_for_which_perk_and_the_answer(
+        served_app, served_client, auth, people_keys):
+    key, other = people_keys[0], people_keys[1]
+    engine = served_app.extensions["osmanthus.engine"]
+    with engine.begin() as connection:
+        audit.append(connection, actor="partner:city-bikes", action="eligibility",
+                     person_key=key, detail={"perk": "bike-deposit-free", "answer": "yes",
+                                             "decision_id": "d-1"})
+    log = served_client.get("/v1/me/access-log", headers=auth.citizen(key)).get_json()
+    assert len(log) == 1
+    entry = log[0]
+    assert entry["partner_id"] == "city-bikes" and entry["perk_id"] == "bike-deposit-free"
+    assert entry["answer"] == "yes" and entry["action"] == "eligibility"
+    assert dt.datetime.fromisoformat(entry["at"]).tzinfo is not None
+    assert served_client.get("/v1/me/access-log", headers=auth.citizen(other)).get_json() == []
+    # the citizen's own reads are not logged as someone else's
+    for path in GET_PAGES:
+        served_client.get(path, headers=auth.citizen(key))
+    with engine.connect() as connection:
+        rows = connection.execute(select(func.count()).select_from(audit_log)).scalar()
+    assert rows == 1
+
+
+@pytest.mark.parametrize(("method", "path"), EVERY_ROUTE)
+def test_only_a_citizen_token_reaches_me(served_app, served_client, auth, method, path):
+    from service.auth import issue_token
+
+    config = served_app.extensions["osmanthus.config"]
+    expired = issue_token(config, "citizen", "a" * 64,
+                          now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    cases = [({}, 401), (auth.admin(), 403), (auth.partner(), 401),
+             ({"Authorization": f"Bearer {expired}"}, 401),
+             ({"Authorization": "Bearer not-a-token"}, 401)]
+    for headers, status in cases:
+        response = getattr(served_client, method)(path, headers=headers, json={})
+        body = response.get_json()
+        assert response.status_code == status, (headers, body)
+        assert set(body) == {"code", "status", "message", "errors"}
+
+
+def test_no_raw_id_or_person_key_in_any_response(served_app, served_client, auth, people_keys,
+                                                 world):
+    key = people_keys[0]
+    headers = auth.citizen(key)
+    add_court_listing(served_app, key)
+    auth.partner("city-bikes")
+    bodies = [
+        open_listing_dispute(served_client, headers).get_data(as_text=True),
+        served_client.post("/v1/me/consents", headers=headers, json={
+            "partner_id": "city-bikes", "perks": ["bike-deposit-free"],
+            "until": (dt.date.today() + dt.timedelta(days=30)).isoformat()}
+        ).get_data(as_text=True),
+        served_client.post("/v1/me/review", headers=headers, json={"reason": "please"})
+        .get_data(as_text=True),
+    ]
+    for path in GET_PAGES:
+        response = served_client.get(path, headers=headers)
+        assert response.status_code == 200, path
+        bodies.append(response.get_data(as_text=True))
+    raw_ids = set()
+    for source in Source:
+        feed = pl.read_parquet(world.feed(source), columns=["resident_id"])
+        raw_ids |= set(feed["resident_id"].drop_nulls().to_list())
+    pattern = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+    for body in bodies:
+        assert key not in body
+        assert not pattern.search(body)
+        assert not any(raw in body for raw in raw_ids)
