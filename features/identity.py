@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 
 import polars as pl
 
@@ -114,7 +115,7 @@ def id_problem_expr(column: str, today: dt.date) -> pl.Expr:
         .then(pl.format("must be 18 characters, got {}", pl.col(column).str.len_chars()))
         .when(~shape_ok)
         .then(pl.lit("must be 17 digits followed by a digit or X"))
-        .when(born.is_null())
+        .when(born.is_null() | (born.dt.year() < 1))  # year 0 parses here, not in Python
         .then(pl.lit("birth date is not a real date"))
         .when((born < EARLIEST_BIRTH) | (born > today))
         .then(pl.lit("birth date out of range"))
@@ -129,3 +130,13 @@ def make_resident_id(region: int, born: dt.date, sequence: int) -> str:
     sequence 3 digits whose parity is the sex (odd male, even female)."""
     first17 = f"{region:06d}{born:%Y%m%d}{sequence:03d}"
     return first17 + check_digit(first17)
+
+
+ID_SHAPE = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+REDACTED = "[身份证号已隐去 ID number removed]"
+
+
+def redact_ids(text: str) -> str:
+    """Free text (a dispute statement, a reviewer's note) with anything shaped like a resident
+    ID number replaced, so that what a person types can be kept without keeping their number."""
+    return ID_SHAPE.sub(REDACTED, text)

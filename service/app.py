@@ -13,10 +13,18 @@ from service.config import Config
 from service.errors import register_error_handlers
 from service.limits import init_limiter
 from service.perks import load_perks
+from service.schemas import DocsPlugin, ErrorEnvelopeSchema
 from service.serving import load_serving
 from service.store import make_engine, migrate
 
 log = logging.getLogger(__name__)
+
+
+class OsmanthusApi(Api):
+    """flask-smorest, documenting our error envelope (not its own `ErrorSchema`) as the default
+    and 422 answers, since `service/errors.py` answers every error with it."""
+
+    ERROR_SCHEMA = ErrorEnvelopeSchema
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -38,13 +46,15 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["osmanthus.perks"] = load_perks(config.perks_file)
     app.extensions["osmanthus.model"] = load_serving(config.registry_dir, config.num_threads)
 
-    api = Api(app)
+    api = OsmanthusApi(app, spec_kwargs={"extra_plugins": [DocsPlugin()]})
+    from service import web
     from service.api import admin, health, me, partner
 
     for module in (health, me, partner, admin):
         api.register_blueprint(module.blp)
     admin.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
     register_error_handlers(app)
+    app.register_blueprint(web.blp)  # the citizen page, /app (not in the OpenAPI document)
     init_limiter(app, config)  # rate limits per API key (service/limits.py)
     return app
 

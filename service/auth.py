@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from service.config import Config
 from service.errors import ApiError
 
 ROLES = ("citizen", "admin", "consent")
+PERSON_KEY = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex: what a citizen token's `sub` holds
 ALGORITHM = "HS256"
 
 
@@ -94,10 +96,17 @@ def _config() -> Config:
 
 
 def citizen_key() -> str:
-    """The person key of the citizen whose token came with this request (401/403 otherwise)."""
+    """The person key of the citizen whose token came with this request (401/403 otherwise).
+
+    A subject that is not a person key (an identity provider that puts the raw ID number in
+    `sub`, say) is refused before it can reach a table, a log line or a cache key."""
     from flask import request
 
-    return decode_token(_config(), bearer(request.headers.get("Authorization")), "citizen")["sub"]
+    subject = decode_token(_config(), bearer(request.headers.get("Authorization")),
+                           "citizen")["sub"]
+    if not isinstance(subject, str) or not PERSON_KEY.fullmatch(subject):
+        raise ApiError(401, "the token does not name a person key")
+    return subject
 
 
 def admin_name() -> str:

@@ -10,6 +10,7 @@ import click
 from service.cli_data import city, features, validate
 from service.cli_demo import demo
 from service.cli_model import evaluate, models, score, train
+from service.cli_report import report
 from service.cli_service import audit, ingest, partners, rescore, serve, token
 
 
@@ -26,3 +27,4 @@ def main(verbose: bool) -> None:
 for command in (city, validate, features, train, score, evaluate, models, ingest, audit, token,
                 partners, rescore, serve, demo):
     main.add_command(command)
+main.add_command(report)

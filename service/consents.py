@@ -77,8 +77,9 @@ def _check(engine: Engine, perk_config: PerkConfig, partner_id: str, perk_ids: l
     if partner_id not in known or registered is None:
         errors["partner_id"] = ["unknown partner"]
     offered = {perk.perk_id: perk.partner_id for perk in perk_config.perks}
-    bad = [f"unknown perk {p!r}" if p not in offered else f"{p!r} is not offered by this partner"
-           for p in perk_ids if offered.get(p) != partner_id]
+    bad = [f"unknown perk (item {i})" if p not in offered  # never echo unknown text back
+           else f"{p!r} is not offered by this partner"
+           for i, p in enumerate(perk_ids, start=1) if offered.get(p) != partner_id]
     if bad:
         errors["perks"] = bad
     today = city_today(now)

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 
+from features.identity import redact_ids
 from features.records import SCHEMAS, STATE_COLUMNS, Source, record_schema
 from features.rules import reason as record_reason
 from service import audit
@@ -49,6 +50,9 @@ def public(row: Any, as_of: dt.date) -> dict:
     data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     data.pop("person_key", None)
     data["overdue"] = data["state"] == "open" and as_of > data["due_on"]
+    resolved_at = data.get("resolved_at")
+    if resolved_at is not None and resolved_at.tzinfo is None:  # SQLite: naive UTC
+        data["resolved_at"] = resolved_at.replace(tzinfo=dt.UTC)
     return data
 
 
@@ -84,7 +88,7 @@ def open_dispute(app: Flask, person_key: str, source: str, record_id: str,
                 "record_id": [f"this record does not count ({why}); there is nothing to dispute"]})
         row = {
             "dispute_id": uuid.uuid4().hex, "person_key": person_key, "source": source,
-            "record_id": record_id, "statement": statement, "received_on": received,
+            "record_id": record_id, "statement": redact_ids(statement), "received_on": received,
             "due_on": received + dt.timedelta(days=DUE_DAYS), "state": "open",
             "resolution": None, "resolved_at": None,
         }
@@ -184,7 +188,7 @@ def resolve_dispute(engine: Engine, app: Flask, dispute_id: str, outcome: str, n
     if outcome not in OUTCOMES:
         raise ApiError(422, "some fields are invalid",
                        errors={"outcome": [f"must be one of {', '.join(OUTCOMES)}"]})
-    note = (note or "").strip()
+    note = redact_ids((note or "").strip())
     if outcome == "rejected" and not note:
         raise ApiError(422, "some fields are invalid",
                        errors={"note": ["a rejection needs a reason the citizen can read"]})

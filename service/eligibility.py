@@ -89,8 +89,9 @@ def _precheck(app: Flask, partner: str, token: str, perk_id: str) -> _Question:
     except KeyError:
         question.perk = None
     if question.perk is None or question.perk.partner_id != partner:
-        question.refusal = Refusal("not_your_perk",
-                                   f"perk {perk_id!r} is not one of this partner's perks")
+        # only a configured perk id is quoted back: the caller's own text may hold an ID number
+        question.refusal = Refusal("not_your_perk", "no such perk" if question.perk is None
+                                   else f"perk {perk_id!r} is not one of this partner's perks")
     try:
         claims = decode_token(app.extensions["osmanthus.config"], token, "consent")
     except ApiError as error:

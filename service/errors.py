@@ -34,9 +34,19 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def _field_errors(errors: object) -> object:
+    """Field-level detail with every key a string: marshmallow keys a list item's errors by
+    its index and an unnamed form part's by None, and JSON (sorted) needs one kind of key."""
+    if isinstance(errors, dict):
+        return {str(key): _field_errors(value) for key, value in errors.items()}
+    if isinstance(errors, list | tuple):
+        return [_field_errors(value) for value in errors]
+    return errors
+
+
 def envelope(status: int, message: str, code: str | None = None, errors: dict | None = None):
     body = {"code": code or CODES.get(status, "error"), "status": status, "message": message,
-            "errors": errors or {}}
+            "errors": _field_errors(errors or {})}
     return jsonify(body), status
 
 

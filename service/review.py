@@ -12,6 +12,7 @@ import datetime as dt
 
 from sqlalchemy import Engine, select, update
 
+from features.identity import redact_ids
 from service import audit
 from service.errors import ApiError
 from service.scoring import ensure_people
@@ -54,7 +55,7 @@ def request_review(engine: Engine, person_key: str, reason: str) -> dict:
         connection.execute(update(people).where(people.c.person_key == person_key).values(
             review_state="pending", review_requested_at=now, review_outcome=None))
         audit.append(connection, actor="citizen", action="review_requested",
-                     person_key=person_key, detail={"reason": reason})
+                     person_key=person_key, detail={"reason": redact_ids(reason)})
     return review_state(engine, person_key)
 
 

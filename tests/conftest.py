@@ -5,8 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("OSMANTHUS_PERSON_KEY", "test-person-key")
+
+# In CI, property tests draw the same examples every run, so a red build is reproducible; on a
+# developer's machine they keep exploring.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def require_services() -> bool:

@@ -30,7 +30,6 @@ from service.api.admin_schemas import (
     AdminReviewListSchema,
     DecisionInSchema,
     DisputeQuerySchema,
-    ErrorEnvelopeSchema,
     FeedListSchema,
     FeedUploadSchema,
     IngestResultSchema,
@@ -46,6 +45,7 @@ from service.api.admin_schemas import (
 )
 from service.auth import admin_name
 from service.errors import ApiError
+from service.schemas import ErrorEnvelopeSchema
 from service.scoring import ensure_people, latest, today
 from service.store import RECORD_TABLES, disputes, feeds, people, quarantine
 
@@ -98,6 +98,13 @@ def utc(row) -> dict:
         if isinstance(value, dt.datetime) and value.tzinfo is None:
             data[name] = value.replace(tzinfo=dt.UTC)
     return data
+
+
+def _known_shape(value: str, length: int, what: str) -> None:
+    """Ids have fixed shapes (hex digests); anything else cannot exist, and is refused before
+    it reaches a query — or a statement log (it may be a raw ID number typed by mistake)."""
+    if len(value) != length or any(c not in "0123456789abcdef" for c in value):
+        raise ApiError(404, f"no such {what}")
 
 
 def _engine():
@@ -189,6 +196,7 @@ def list_feeds(page: dict):
 @errors(404, 422)
 def feed_quarantine(page: dict, feed_id: str):
     """A feed's quarantined rows: row number, field and reason — never the row's values."""
+    _known_shape(feed_id, 64, "feed")
     with _engine().connect() as connection:
         if connection.execute(select(feeds.c.feed_id).where(feeds.c.feed_id == feed_id)).first() is None:
             raise ApiError(404, "no such feed")
@@ -231,6 +239,7 @@ def list_disputes(query: dict):
 @errors(404)
 def get_dispute(dispute_id: str):
     """One dispute with the citizen's statement and the disputed record (audited)."""
+    _known_shape(dispute_id, 32, "dispute")
     with _engine().connect() as connection:
         row = connection.execute(select(disputes).where(disputes.c.dispute_id == dispute_id)).first()
         if row is None:
@@ -255,6 +264,7 @@ def resolve(body: dict, dispute_id: str):
     corrected with `correction`; rejected: it counts again and `note` tells the citizen why."""
     from service.disputes import resolve_dispute
 
+    _known_shape(dispute_id, 32, "dispute")
     if not current_app.extensions["osmanthus.model"].ready:
         raise ApiError(503, "no model is loaded, so the person cannot be re-scored now")
     result = resolve_dispute(_engine(), current_app, dispute_id, body["outcome"], body["note"],
@@ -289,6 +299,8 @@ def get_review(person_key: str):
     """What a reviewer reads: the request, the latest score and its points (audited)."""
     from service.review import review_state
 
+    _known_shape(person_key, 64, "person")
+
     state = review_state(_engine(), person_key)
     if state["state"] == "none":
         raise ApiError(404, "no human review was asked for by this person")
@@ -306,6 +318,8 @@ def get_review(person_key: str):
 def decide(body: dict, person_key: str):
     """Decide a pending review; partners then get the decision instead of `pending`."""
     from service.review import decide_review
+
+    _known_shape(person_key, 64, "person")
 
     return decide_review(_engine(), person_key, body["outcome"], by=g.admin_actor)
 

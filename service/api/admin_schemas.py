@@ -5,10 +5,8 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from features.records import Source
-from service.api.partner_schemas import ErrorEnvelopeSchema
 from service.perks import CONDITIONS
 
-__all__ = ["ErrorEnvelopeSchema"]
 
 def _no_nul(value: object) -> bool:
     """PostgreSQL text cannot hold NUL; such input is refused as invalid, never a 500."""
@@ -33,8 +31,9 @@ class FeedUploadSchema(Schema):
     """A feed (a .csv or .parquet file) and the record source it holds (one per file)."""
 
     source = fields.String(required=True, validate=validate.OneOf([s.value for s in Source]))
-    file = fields.Raw(required=True, validate=_is_file,
-                      metadata={"type": "string", "format": "binary"})
+    file = fields.Raw(required=True, validate=_is_file, metadata={
+        "type": "string", "format": "binary",
+        "description": "The feed; its filename must end in .csv, .parquet or .pq."})
 
 
 class IngestResultSchema(Schema):
@@ -117,6 +116,8 @@ class AdminDisputeSchema(Schema):
 
 
 class AdminDisputeListSchema(Schema):
+    """The dispute queue, oldest due first."""
+
     disputes = fields.List(fields.Nested(AdminDisputeSchema), required=True)
 
 
@@ -176,6 +177,8 @@ class ResolutionSchema(Schema):
 
 
 class ReviewQuerySchema(PageArgsSchema):
+    """Which review requests: pending ones (the default) are listed oldest first."""
+
     state = fields.String(load_default="pending",
                           validate=validate.OneOf(["pending", "decided", "all"]))
 
@@ -190,6 +193,8 @@ class AdminReviewSchema(Schema):
 
 
 class AdminReviewListSchema(Schema):
+    """Requests for human review, oldest first."""
+
     reviews = fields.List(fields.Nested(AdminReviewSchema), required=True)
 
 
@@ -209,6 +214,8 @@ class DecisionInSchema(Schema):
 
 
 class ReviewStateSchema(Schema):
+    """A person's human-review state after the decision: partners now get `outcome`."""
+
     state = fields.String(required=True)
     requested_at = fields.DateTime(allow_none=True)
     outcome = fields.String(allow_none=True)
@@ -216,6 +223,8 @@ class ReviewStateSchema(Schema):
 
 # --- re-scoring -----------------------------------------------------------------------------
 class RescoreInSchema(Schema):
+    """Whom to re-score: a person key (64 hex digits), never an ID number."""
+
     person_key = fields.String(required=True, validate=PERSON_KEY)
 
 
@@ -283,6 +292,8 @@ class PromotionSchema(Schema):
 
 
 class RollbackInSchema(Schema):
+    """Why the previous champion comes back (recorded in the registry)."""
+
     why = fields.String(load_default="", validate=[validate.Length(max=500), _no_nul])
 
 
@@ -310,11 +321,15 @@ class PerkSchema(Schema):
 
 
 class PerkQuerySchema(Schema):
+    """Which perk policy versions: those in force, or with `history` every one."""
+
     history = fields.Boolean(load_default=False,
                              metadata={"description": "include superseded versions"})
 
 
 class PerkListSchema(Schema):
+    """Perk policy versions, by perk and version."""
+
     perks = fields.List(fields.Nested(PerkSchema), required=True)
 
 

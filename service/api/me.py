@@ -33,9 +33,9 @@ from service.api.me_schemas import (
     ReviewSchema,
     ScorePageSchema,
 )
-from service.api.partner_schemas import ErrorEnvelopeSchema  # the one envelope, documented once
 from service.auth import citizen_key
 from service.cache import page_key
+from service.schemas import ErrorEnvelopeSchema
 from service.scoring import today
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me",

@@ -180,7 +180,8 @@ class DisputeInSchema(Schema):
     """Contest one of your counting records: it stops counting at once, until resolved."""
 
     source = fields.String(required=True, validate=validate.OneOf([s.value for s in Source]))
-    record_id = fields.String(required=True, validate=[validate.Length(min=1, max=32), _token])
+    record_id = fields.String(required=True, validate=validate.Regexp(
+        r"^[0-9a-f]{32}$", error="not a record id (32 hexadecimal digits)"))
     statement = fields.String(required=True, validate=[validate.Length(min=1, max=2000),
                                                        _not_blank, _plain_text])
 

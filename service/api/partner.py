@@ -15,10 +15,10 @@ from service.api.partner_schemas import (
     BatchResponseSchema,
     EligibilityRequestSchema,
     EligibilitySchema,
-    ErrorEnvelopeSchema,
 )
 from service.auth import partner_id
 from service.eligibility import Refusal, decide
+from service.schemas import ErrorEnvelopeSchema
 
 blp = Blueprint("partner", __name__, url_prefix="/v1/partner",
                 description="Partners ask, with a citizen's consent, whether a perk applies")

@@ -63,11 +63,3 @@ class BatchResponseSchema(Schema):
 
     results = fields.List(fields.Nested(BatchItemSchema), required=True)
 
-
-class ErrorEnvelopeSchema(Schema):
-    """The one error envelope."""
-
-    code = fields.String(required=True, metadata={"example": "consent_revoked"})
-    status = fields.Integer(required=True, metadata={"example": 403})
-    message = fields.String(required=True)
-    errors = fields.Dict(required=True, metadata={"description": "Field-level detail, if any."})

@@ -171,3 +171,14 @@ def test_expr_agrees_with_id_problem_on_valid_ids_with_one_char_changed(
     assert _expr_problem([valid, changed]) == [None, id_problem(changed, TODAY)]
     if changed != valid and position < 17 and digit in "0123456789":
         assert id_problem(changed, TODAY) is not None  # one changed digit is always caught
+
+
+def test_id_numbers_in_free_text_are_redacted_and_nothing_else_is():
+    from features.identity import REDACTED, redact_ids
+
+    number = make_resident_id(110101, dt.date(1990, 5, 17), 123)
+    text = f"不是我的。身份证 {number}，订单号 12345678901234567890，电话 13800138000"
+    redacted = redact_ids(text)
+    assert number not in redacted and redacted.count(REDACTED) == 1
+    assert "12345678901234567890" in redacted and "13800138000" in redacted
+    assert redact_ids(number[:17] + "x") == REDACTED

@@ -16,7 +16,8 @@ from service.scoring import latest, rescore
 from service.store import RECORD_TABLES, audit_log, disputes
 from tests.service.conftest import DEMO_TODAY
 
-LISTING = "court-listing-under-test"
+LISTING = "c0" * 16  # record ids are 32 hexadecimal digits
+MINOR_PENALTY = "d0" * 16
 
 
 def add_record(app, person_key: str, source: Source, record_id: str, **values) -> None:
@@ -33,7 +34,7 @@ def add_court_listing(app, person_key: str, record_id: str = LISTING) -> None:
                filed_on=dt.date(2025, 6, 1), amount=48_000.0, status="active")
 
 
-def add_minor_penalty(app, person_key: str, record_id: str = "minor-penalty") -> None:
+def add_minor_penalty(app, person_key: str, record_id: str = MINOR_PENALTY) -> None:
     """A minor penalty: stored, shown, never counts."""
     add_record(app, person_key, Source.PENALTY, record_id, decision_no="杭交罚2025-1",
                decided_on=dt.date(2025, 9, 1), category="traffic", severity="minor", fine=50.0)
@@ -164,7 +165,7 @@ def test_a_record_that_does_not_count_cannot_be_disputed(served_app, served_clie
     headers = auth.citizen(people_keys[0])
     add_minor_penalty(served_app, people_keys[0])
     response = served_client.post("/v1/me/disputes", headers=headers, json={
-        "source": "penalty", "record_id": "minor-penalty", "statement": "wrong"})
+        "source": "penalty", "record_id": MINOR_PENALTY, "statement": "wrong"})
     assert response.status_code == 422
     assert "record_id" in response.get_json()["errors"]
 

@@ -22,6 +22,7 @@ from service.store import RECORD_TABLES, audit_log, scores
 from tests.service.conftest import DEMO_TODAY
 from tests.service.test_disputes import (
     LISTING,
+    MINOR_PENALTY,
     add_court_listing,
     add_minor_penalty,
     open_listing_dispute,
@@ -112,7 +113,7 @@ def test_accept_language_chooses_the_text(served_app, served_client, auth, peopl
     assert body["language"] == expected
     assert all(r["text"] == r[f"text_{expected}"] for r in body["reasons"])
     records = served_client.get("/v1/me/records", headers=headers).get_json()["records"]
-    minor = next(r for r in records if r["record_id"] == "minor-penalty")
+    minor = next(r for r in records if r["record_id"] == MINOR_PENALTY)
     assert minor["reason"] == minor[f"reason_{expected}"] == \
         REASON_TEXT[MINOR][0 if expected == "zh" else 1]
 
@@ -138,8 +139,8 @@ def test_the_records_page_shows_every_record_and_why_one_does_not_count(
     assert shown == stored and sum(map(len, stored.values())) == len(page["records"])
     assert page["counting"] + page["not_counting"] == len(page["records"])
     by_id = {r["record_id"]: r for r in page["records"]}
-    assert by_id["minor-penalty"]["counts"] is False
-    assert by_id["minor-penalty"]["reason_zh"] == REASON_TEXT[MINOR][0]
+    assert by_id[MINOR_PENALTY]["counts"] is False
+    assert by_id[MINOR_PENALTY]["reason_zh"] == REASON_TEXT[MINOR][0]
     assert by_id[LISTING]["counts"] is True and by_id[LISTING]["details"]["status"] == "active"
     dates = [r["date"] for r in page["records"]]
     assert dates == sorted(dates, reverse=True)

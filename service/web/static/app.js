@@ -1,0 +1,162 @@
+/* The citizen page: sign in with a citizen token, then read and act through /v1/me only. */
+"use strict";
+(function () {
+  const TEXT = window.OsmanthusText, V = window.OsmanthusViews;
+  const SECTIONS = ["score", "reasons", "records", "perks", "review", "consents", "access"];
+  const S = {
+    lang: localStorage.getItem("osmanthus.lang") === "en" ? "en" : "zh",
+    token: sessionStorage.getItem("osmanthus.token") || "",
+    shown: {}, openSources: new Set(), disputing: null, granted: null, consentPartner: null, partnerNames: {},
+  };
+  const $ = (id) => document.getElementById(id);
+  const T = () => TEXT[S.lang];
+
+  class Failure extends Error {
+    constructor(status, body) { super((body && body.message) || `HTTP ${status}`); this.status = status; this.body = body; }
+  }
+
+  async function api(path, method, body) {
+    let res;
+    try {
+      res = await fetch(`/v1/me${path}`, {
+        method: method || "GET", cache: "no-store",
+        headers: { Authorization: `Bearer ${S.token}`, "Accept-Language": S.lang, ...(body ? { "Content-Type": "application/json" } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    } catch (err) {
+      throw new Failure(0, { message: T().errors.network });
+    }
+    const data = await res.json().catch(() => null);
+    if (!res.ok) throw new Failure(res.status, data);
+    return data;
+  }
+
+  function say(message, isError) {
+    $("alert").textContent = isError ? message : "";
+    $("status").textContent = isError ? "" : message;
+  }
+  function fail(err) {
+    const known = T().errors[err.status];
+    let message = known || err.message;
+    if (err.body && err.body.errors && Object.keys(err.body.errors).length) {
+      message += ` (${Object.entries(err.body.errors).map(([k, v]) => `${k}: ${[].concat(v).join(", ")}`).join("; ")})`;
+    }
+    say(message, true);
+    if (err.status === 401 || err.status === 403) signOut(true);
+  }
+
+  async function load() {
+    const [score, explanation, records, perks, review, consents, access] = await Promise.all([
+      api("/score"), api("/explanation"), api("/records"), api("/perks"), api("/review"), api("/consents"), api("/access-log"),
+    ]);
+    Object.assign(S, { score, explanation, records, perks, review, consents, access });
+    perks.perks.forEach((p) => { S.partnerNames[p.partner_id] = p.partner_name; });
+    render();
+  }
+
+  function renderStatic() {
+    const t = T();
+    document.documentElement.lang = t.htmlLang;
+    document.title = t.title;
+    document.querySelectorAll("[data-t]").forEach((node) => { node.textContent = t[node.dataset.t]; });
+    $("lang-switch").textContent = t.switchTo;
+    $("lang-switch").setAttribute("aria-label", t.switchLabel);
+    $("lang-switch").setAttribute("lang", S.lang === "zh" ? "en" : "zh-CN");
+  }
+
+  function render() {
+    renderStatic();
+    if (!S.score) return;
+    const t = T();
+    const views = { score: V.score, reasons: V.reasons, records: V.records, perks: V.perks, review: V.review, consents: V.consents, access: V.access };
+    for (const name of SECTIONS) $(`${name}-body`).replaceChildren(...views[name](t, S, actions));
+  }
+
+  async function act(work, done) {
+    try {
+      const message = await work();
+      await load();
+      if (message) say(message);
+      if (done) done();
+    } catch (err) { fail(err); }
+  }
+
+  const actions = {
+    startDispute(r) {
+      S.disputing = V.recordKey(r); render();
+      const box = $(`statement-${r.record_id}`);
+      if (box) box.focus();
+    },
+    cancelDispute() { S.disputing = null; render(); },
+    dispute(r, statement) {
+      const before = Math.floor(S.score.score);
+      act(async () => {
+        const out = await api("/disputes", "POST", { source: r.source, record_id: r.record_id, statement });
+        S.disputing = null;
+        return T().disputeDone(before, Math.floor(out.score.score));
+      }, () => { const rec = $(`rec-${r.source}-${r.record_id}`); if (rec) rec.scrollIntoView({ block: "center" }); });
+    },
+    showMore(source) { S.shown[source] = (S.shown[source] || 8) + 20; render(); },
+    showRecord(source, recordId) {
+      const list = S.records.records.filter((r) => r.source === source);
+      const index = list.findIndex((r) => r.record_id === recordId);
+      S.openSources.add(source);
+      S.shown[source] = Math.max(S.shown[source] || 8, index + 1);
+      render();
+      const rec = $(`rec-${source}-${recordId}`);
+      if (rec) { rec.scrollIntoView({ block: "center" }); rec.setAttribute("tabindex", "-1"); rec.focus(); }
+    },
+    askReview(reason) { act(async () => { await api("/review", "POST", { reason }); return T().reviewDone; }); },
+    choosePartner(id) { S.consentPartner = id; render(); $("consent-partner").focus(); },
+    grant(partner, perks, until) {
+      act(async () => {
+        const out = await api("/consents", "POST", { partner_id: partner, perks, until });
+        S.granted = { consent_id: out.consent.consent_id, token: out.token };
+        return "";
+      }, () => $("consent-qr").scrollIntoView({ block: "center" }));
+    },
+    revoke(consent) {
+      act(async () => {
+        await api(`/consents/${encodeURIComponent(consent.consent_id)}`, "DELETE");
+        if (S.granted && S.granted.consent_id === consent.consent_id) S.granted = null;
+        return T().revoked;
+      });
+    },
+    async copy(text, button) {
+      try { await navigator.clipboard.writeText(text); button.textContent = T().copied; } catch (err) { $("consent-token").select(); }
+    },
+  };
+
+  async function signIn(token) {
+    S.token = token.trim();
+    say(T().loading);
+    try {
+      await load();
+      sessionStorage.setItem("osmanthus.token", S.token);
+      $("sign-in").hidden = true; $("signed-in").hidden = false; $("sign-out").hidden = false;
+      say("");
+      $("score-title").focus();
+    } catch (err) { fail(err); }
+  }
+
+  function signOut(keepMessage) {
+    sessionStorage.removeItem("osmanthus.token");
+    Object.assign(S, { token: "", score: null, granted: null, disputing: null });
+    $("sign-in").hidden = false; $("signed-in").hidden = true; $("sign-out").hidden = true;
+    for (const name of SECTIONS) $(`${name}-body`).replaceChildren();
+    if (!keepMessage) say(T().signedOut);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("lang-switch").addEventListener("click", () => {
+      S.lang = S.lang === "zh" ? "en" : "zh";
+      localStorage.setItem("osmanthus.lang", S.lang);
+      say("");
+      render();
+    });
+    $("sign-out").addEventListener("click", () => signOut(false));
+    $("sign-in-form").addEventListener("submit", (ev) => { ev.preventDefault(); signIn($("token").value); });
+    renderStatic();
+    if (S.token) signIn(S.token);
+  });
+})();

@@ -1,0 +1,154 @@
+"""The citizen page (/app) in headless chromium, the way a citizen uses it: sign in with a token,
+read the score, dispute a record and see the score and records change, grant a consent and see
+its QR code, revoke it, switch to English. Screenshots at phone and desktop width are kept in
+`test-artifacts/`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PHONE, DESKTOP = (390, 844), (1280, 900)
+WAIT = 15  # seconds, for any one thing the page does
+
+
+def _api(live, person_key: str, path: str) -> dict:
+    client = live.app.test_client()
+    token = live.citizen_token(person_key)
+    answer = client.get(f"/v1/me{path}", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def _disputable(live) -> tuple[str, dict, dict]:
+    """A resident with a counting record whose clearing alone unlocks a perk (so a dispute
+    visibly raises the score), that record, and their score page."""
+    for person_key in live.people:
+        perks = _api(live, person_key, "/perks")
+        for perk in perks["perks"]:
+            for record in perk["unlocked_by"]:
+                if record["score_without"] >= perks["score"] + 1:
+                    return person_key, record, _api(live, person_key, "/score")
+    pytest.fail("no resident of the test world has a record whose dispute would unlock a perk")
+
+
+def _wait(driver, condition, message: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT).until(condition, message)
+
+
+def _screenshot(driver, path, size: tuple[int, int]) -> None:
+    """The whole page at this width (chromium's capture beyond the viewport)."""
+    driver.set_window_size(*size)
+    width = driver.execute_script("return document.documentElement.clientWidth")
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": size[0] < 600})
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png",
+                                                            "captureBeyondViewport": True})
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.stat().st_size > 10_000
+
+
+def test_citizen_page(live_app, browser, artifacts):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from service.auth import decode_token
+
+    live, driver = live_app, browser
+    person_key, target, before = _disputable(live)
+    records_before = _api(live, person_key, "/records")
+    css = lambda selector: driver.find_element(By.CSS_SELECTOR, selector)  # noqa: E731
+
+    # sign in, in Chinese, on a phone
+    driver.set_window_size(*PHONE)
+    driver.get(f"{live.url}/app")
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+    assert css("h1").text == "桂花分"
+    css("#token").send_keys(live.citizen_token(person_key))
+    css("#sign-in-form button[type=submit]").click()
+    _wait(driver, lambda d: css("#score-value").get_attribute("textContent"), "no score shown")
+
+    # the score, its band, the trend and the reasons
+    assert css("#score-value").get_attribute("textContent") == str(math.floor(before["score"]))
+    assert before["band_zh"] in css("#band").text
+    assert len(driver.find_elements(By.CSS_SELECTOR, "svg.trend circle")) == len(before["trend"]) == 3
+    assert driver.find_elements(By.CSS_SELECTOR, "#waterfall li.wf-row.down, #waterfall li.wf-row.up")
+    assert css("#records-summary").text == (f"计入 {records_before['counting']} 条，"
+                                            f"不计入 {records_before['not_counting']} 条")
+    assert "✗ 未解锁" in css("#perks-body").text and "还差" in css("#perks-body").text
+    _screenshot(driver, artifacts / "citizen-phone-zh.png", PHONE)
+
+    # a locked perk names the record that would unlock it; go there and dispute it, by keyboard
+    css(f"#perks-body button[data-record-id='{target['record_id']}']").click()
+    record = f"#rec-{target['source']}-{target['record_id']}"
+    _wait(driver, lambda d: css(record).is_displayed(), "the record is not shown")
+    assert "✓" in css(record).text  # it counts, and says so in words as well as colour
+    css(f"{record} .dispute-button").send_keys(Keys.ENTER)
+    statement = _wait(driver, lambda d: css(f"{record} textarea"), "no statement box")
+    assert driver.switch_to.active_element == statement  # focus moved to the statement
+    statement.send_keys("这笔费用我已于当月缴清，附收据。")
+    css(f"{record} form button[type=submit]").click()
+    _wait(driver, lambda d: "→" in css("#status").text, "no dispute confirmation")
+
+    after = _api(live, person_key, "/score")
+    assert after["score"] > before["score"]
+    assert css("#score-value").get_attribute("textContent") == str(math.floor(after["score"]))
+    assert f"{math.floor(before['score'])} → {math.floor(after['score'])}" in css("#status").text
+    assert "异议处理中" in css(record).text and "不计入" in css(record).text
+    assert not driver.find_elements(By.CSS_SELECTOR, f"{record} .dispute-button")
+    assert css("#records-summary").text.startswith(f"计入 {records_before['counting'] - 1} 条")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "svg.trend circle")) == 3  # same as-of date
+
+    # grant a consent to the bicycle company, see its QR code, then revoke it
+    css("#consent-form button[type=submit]").click()
+    qr = _wait(driver, lambda d: css("#consent-qr"), "no QR code")
+    modules = int(qr.get_attribute("data-modules"))
+    assert 21 <= modules <= 177 and (modules - 17) % 4 == 0
+    token = css("#consent-token").get_attribute("value")
+    claims = decode_token(live.app.extensions["osmanthus.config"], token, "consent")
+    assert claims["partner"] == "city-bikes" and claims["perks"] == ["bike-deposit-free"]
+    consent = f"#consent-list li[data-consent-id='{claims['sub']}']"
+    assert "有效" in css(consent).text
+    _screenshot(driver, artifacts / "citizen-phone-zh-consent.png", PHONE)
+    css(f"{consent} button.revoke").click()
+    _wait(driver, lambda d: "已撤销" in css(consent).text, "the consent is not shown revoked")
+    assert not driver.find_elements(By.CSS_SELECTOR, "#consent-qr")
+    assert not driver.find_elements(By.CSS_SELECTOR, f"{consent} button.revoke")
+    log = css("#access-list").text
+    assert "提出异议" in log and "授权" in log and "撤销授权" in log
+
+    # ask for human review: partners now get "pending"
+    css("#review-reason").send_keys("请人工核实我的交通记录。")
+    css("#review form button[type=submit]").click()
+    _wait(driver, lambda d: "复核中" in css("#review-state").text, "no review pending")
+
+    # English
+    css("#lang-switch").click()
+    _wait(driver, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en",
+          "the page did not switch to English")
+    assert css("#score-title").text == "My score"
+    assert after["band"] in css("#band").text.lower()
+    assert "Under dispute" in css(record).text or "under dispute" in css(record).text
+    assert css("#lang-switch").text == "中文"
+    _screenshot(driver, artifacts / "citizen-phone-en.png", PHONE)
+    _screenshot(driver, artifacts / "citizen-desktop-en.png", DESKTOP)
+    css("#lang-switch").click()
+    _wait(driver, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN",
+          "the page did not switch back to Chinese")
+    _screenshot(driver, artifacts / "citizen-desktop-zh.png", DESKTOP)
+
+    # everything came from the app itself, and nothing broke in the console (e.g. the CSP)
+    sources = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert sources and all(s.startswith(live.url) for s in sources), sources
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, json.dumps(errors, ensure_ascii=False)
