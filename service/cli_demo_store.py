@@ -35,13 +35,23 @@ def _bar(total: int, label: str, unit: str = " rows"):
 def load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]) -> None:
     """Every feed through `service.ingest` (validated, quarantined, upserted), then everyone
     in the city scored as of the service's today."""
+    quiet = ("alembic", "features.validate", "service.ingest", "service.serving")
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    for name in quiet:  # the lines below say it all; restored afterwards
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        _load_and_score(city_dir, workers=workers, step=step)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]) -> None:
     from service.ingest import ingest_feed
     from service.operations import rescore_store
     from service.scoring import today
     from service.store import make_engine, migrate
 
-    for name in ("alembic", "features.validate", "service.ingest", "service.serving"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # the lines below say it all
     config = Config.from_env()
     engine = make_engine(config.database_url)
     if engine.dialect.name == "sqlite":
