@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from service.cli_batch import batch
 from service.cli_data import city, features, validate
 from service.cli_demo import demo
 from service.cli_model import evaluate, models, score, train
@@ -28,3 +29,4 @@ for command in (city, validate, features, train, score, evaluate, models, ingest
                 partners, rescore, serve, demo):
     main.add_command(command)
 main.add_command(report)
+main.add_command(batch)

@@ -1,0 +1,413 @@
+"""Score the whole city in shards, in a local process pool or on a Dask cluster.
+
+Sharding. Person keys are HMAC-SHA256 hex digests, so their first eight hex digits are a
+uniform 32-bit hash. Shard `i` of `n` holds the keys whose prefix `p = int(key[:8], 16)`
+satisfies `floor(p * n / 2**32) == i`, i.e. the keys in the string range
+`[boundary(i), boundary(i + 1))` (the first shard is open below, the last open above, so any
+string lands in exactly one shard). A shard is therefore an index range scan on
+`people.person_key` and on each `records_<source>.person_key`, and the same person always
+lands in the same shard for a given `n`. The shard's people are everyone in `people` plus
+anyone with a record of any source.
+
+A shard is a pure job (`ShardJob`: database URL, registry directory, model version, shard,
+number of shards, as-of date, run id). `run_shard` lists the shard's people who have no row
+for the run yet, and for each chunk of them loads their records, builds features, scores,
+explains and writes the rows in one transaction. The same function runs in this process, in
+a spawned local process pool, or on Dask workers.
+
+Idempotency. Every row carries the run id and the model version; `scores` has
+UNIQUE(run_id, person_key), and rows are written with insert-or-ignore, so re-running a
+shard (a Dask retry, a resumed run, two attempts racing after a network partition) never
+duplicates a row and never changes one already written.
+
+Progress and resume. There is no bookkeeping table: the scores table is the record of the
+run. A shard is done when every one of its people has a row for the run id; a run called
+again with the same `--run-id` recomputes that for each shard and submits only the
+unfinished ones, and inside an unfinished shard only the people still missing are scored
+(so a kill costs at most one uncommitted chunk). A resumed run keeps the model version and
+as-of date of its existing rows, so a run never mixes two models or two dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import multiprocessing
+import re
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sqlalchemy import Engine, and_, exists, func, select, true, union
+
+from service.store import RECORD_TABLES, people, scores
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1_000  # people per transaction inside a shard
+SPACE = 1 << 32  # the hash space: the first 8 hex digits of a person key
+RUN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+ENGINES = ("local", "dask")
+
+
+class BatchError(RuntimeError):
+    """A batch run cannot start or did not finish (the message says how to resume)."""
+
+
+# --- shards ------------------------------------------------------------------------------------
+def boundary(shard: int, shards: int) -> str | None:
+    """The smallest key prefix of `shard` (None: the shard is open on that side)."""
+    if shard <= 0 or shard >= shards:
+        return None
+    return format(-(-shard * SPACE // shards), "08x")  # ceil(shard * 2**32 / shards)
+
+
+def shard_of(person_key: str, shards: int) -> int:
+    """The shard of a person key (the same partition as `_in_shard`, for hex keys)."""
+    return int(person_key[:8], 16) * shards // SPACE
+
+
+def _in_shard(column, shard: int, shards: int):
+    low, high = boundary(shard, shards), boundary(shard + 1, shards)
+    conditions = []
+    if low is not None:
+        conditions.append(column >= low)
+    if high is not None:
+        conditions.append(column < high)
+    return and_(true(), *conditions)
+
+
+def _shard_people(shard: int, shards: int):
+    """Everyone of the shard: the people table plus anyone with a record (a union, deduped)."""
+    parts = [select(people.c.person_key.label("person_key"))
+             .where(_in_shard(people.c.person_key, shard, shards))]
+    parts += [select(table.c.person_key.label("person_key"))
+              .where(_in_shard(table.c.person_key, shard, shards))
+              for table in RECORD_TABLES.values()]
+    return union(*parts).subquery("shard_people")
+
+
+def _unscored(shard_people, run_id: str):
+    return ~exists().where(scores.c.run_id == run_id,
+                           scores.c.person_key == shard_people.c.person_key)
+
+
+def shard_todo(engine: Engine, shard: int, shards: int, run_id: str) -> list[str]:
+    """The shard's people without a row for `run_id` yet, in key order."""
+    everyone = _shard_people(shard, shards)
+    query = (select(everyone.c.person_key).where(_unscored(everyone, run_id))
+             .order_by(everyone.c.person_key))
+    with engine.connect() as connection:
+        return list(connection.execute(query).scalars())
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    shard: int
+    people: int
+    missing: int
+
+    @property
+    def done(self) -> bool:
+        return self.missing == 0
+
+
+def shard_status(engine: Engine, shard: int, shards: int, run_id: str) -> ShardStatus:
+    everyone = _shard_people(shard, shards)
+    with engine.connect() as connection:
+        total = connection.execute(select(func.count()).select_from(everyone)).scalar_one()
+        missing = connection.execute(select(func.count()).select_from(everyone)
+                                     .where(_unscored(everyone, run_id))).scalar_one()
+    return ShardStatus(shard, total, missing)
+
+
+def run_rows(engine: Engine, run_id: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(scores)
+                                  .where(scores.c.run_id == run_id)).scalar_one()
+
+
+# --- the job -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything a shard needs; small and picklable, so it travels to any worker."""
+
+    database_url: str
+    registry_dir: str  # every worker must see the registry at this path (a shared volume)
+    model_version: str
+    shard: int
+    shards: int
+    as_of: dt.date
+    run_id: str
+    chunk: int = CHUNK
+    num_threads: int = 1
+    redis_url: str | None = None  # drop the scored people's cached pages, when set
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    shard: int
+    scored: int  # rows this call wrote (0 for a shard that was already done)
+    seconds: float
+
+
+# One engine per database and one verified model per version, per worker process.
+_ENGINES: dict[str, Engine] = {}
+_MODELS: dict[tuple[str, str, int], object] = {}
+
+
+def _engine(url: str) -> Engine:
+    from service.store import make_engine
+
+    if url not in _ENGINES:
+        _ENGINES[url] = make_engine(url)
+    return _ENGINES[url]
+
+
+def _scorecard(registry_dir: str, version: str, num_threads: int):
+    from model.registry import Registry
+
+    key = (str(Path(registry_dir).resolve()), version, num_threads)
+    if key not in _MODELS:
+        scorecard = Registry(registry_dir).load(version).scorecard  # checksums verified
+        scorecard.num_threads = num_threads
+        _MODELS[key] = scorecard
+    return _MODELS[key]
+
+
+def release() -> None:
+    """Close this process's cached engines and forget its models."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+    _MODELS.clear()
+
+
+def _insert_or_ignore(connection, rows: list[dict]) -> int:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(scores).on_conflict_do_nothing(
+        index_elements=["run_id", "person_key"]).returning(scores.c.person_key)
+    return len(connection.execute(statement, rows).all()) if rows else 0  # rows inserted
+
+
+def run_shard(job: ShardJob) -> ShardResult:
+    """Score the shard's people who have no row for the run yet; safe to repeat."""
+    from features.build import build_features
+    from service.scoring import ensure_people, score_rows
+    from service.store import load_records
+
+    started = time.monotonic()
+    engine = _engine(job.database_url)
+    scorecard = _scorecard(job.registry_dir, job.model_version, job.num_threads)
+    cache = None
+    if job.redis_url:
+        from service.cache import make_cache
+
+        cache = make_cache(job.redis_url)
+    todo, written = shard_todo(engine, job.shard, job.shards, job.run_id), 0
+    for start in range(0, len(todo), job.chunk):
+        keys = todo[start:start + job.chunk]
+        table = build_features(load_records(engine, keys), job.as_of, keys)
+        rows = score_rows(scorecard, job.model_version, table, job.as_of, job.run_id)
+        with engine.begin() as connection:  # a chunk is written whole or not at all
+            ensure_people(connection, keys)
+            written += _insert_or_ignore(connection, rows)
+        if cache is not None:
+            from service.cache import page_key
+
+            cache.delete(*[page_key(job.model_version, key) for key in keys])
+    return ShardResult(job.shard, written, round(time.monotonic() - started, 3))
+
+
+# --- a run ---------------------------------------------------------------------------------------
+@dataclass
+class BatchRun:
+    run_id: str
+    as_of: dt.date
+    model_version: str
+    engine: str
+    shards: int
+    people: int  # everyone in the run's shards
+    scored: int  # rows written by this call
+    already_done: list[int] = field(default_factory=list)  # shards found finished at the start
+    seconds: float = 0.0
+    missing: int = 0  # people still without a row when the call ended (0: complete)
+
+    @property
+    def per_second(self) -> float:
+        return self.scored / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.missing == 0
+
+    def summary(self) -> str:
+        done = f", {len(self.already_done)} already done" if self.already_done else ""
+        return (f"scored {self.scored:,} people ({self.people:,} in the run) in {self.shards} "
+                f"shards{done} on {self.engine} in {self.seconds:.1f} s, "
+                f"{self.per_second:,.0f} people/s; run {self.run_id}, model "
+                f"{self.model_version}, as of {self.as_of}")
+
+
+def new_run_id() -> str:
+    return f"batch-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def _recorded(engine: Engine, run_id: str) -> tuple[str, dt.date] | None:
+    """The model version and as-of date of a run's existing rows (None: a new run)."""
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(scores.c.model_version, scores.c.as_of).where(scores.c.run_id == run_id)
+            .group_by(scores.c.model_version, scores.c.as_of).limit(2)).all()
+    if len(found) > 1:
+        raise BatchError(f"run {run_id} already mixes models or dates: {found}")
+    return (found[0][0], found[0][1]) if found else None
+
+
+def _champion(registry_dir: Path) -> str:
+    from service.serving import load_serving
+
+    serving = load_serving(registry_dir)
+    if not serving.ready:
+        raise BatchError(f"no model to score with: {serving.problem}")
+    return serving.version
+
+
+def plan(engine: Engine, registry_dir: Path, *, run_id: str | None, as_of: dt.date | None,
+         model_version: str | None = None,
+         default_as_of: dt.date | None = None) -> tuple[str, dt.date, str]:
+    """The run's id, as-of date and model version: a resumed run keeps its own; a new one
+    takes `as_of` (else `default_as_of`) and `model_version` (else the champion)."""
+    run_id = run_id or new_run_id()
+    if not RUN_ID.fullmatch(run_id):
+        raise BatchError("a run id is 1 to 64 letters, digits, '_', '.', ':' or '-'")
+    recorded = _recorded(engine, run_id)
+    if recorded is not None:
+        version, date = recorded
+        if as_of is not None and as_of != date:
+            raise BatchError(f"run {run_id} is scored as of {date}, not {as_of}")
+        if model_version is not None and model_version != version:
+            raise BatchError(f"run {run_id} is scored with {version}, not {model_version}")
+        return run_id, date, version
+    as_of = as_of or default_as_of
+    if as_of is None:
+        raise BatchError("a new run needs an as-of date")
+    return run_id, as_of, model_version or _champion(registry_dir)
+
+
+def batch_score(database_url: str, registry_dir: Path | str, *, shards: int,
+                engine: str = "local", scheduler: str | None = None,
+                as_of: dt.date | None = None, run_id: str | None = None,
+                workers: int | None = None, model_version: str | None = None,
+                default_as_of: dt.date | None = None,
+                chunk: int = CHUNK, num_threads: int = 1, redis_url: str | None = None,
+                progress: bool = False) -> BatchRun:
+    """Score everyone, shard by shard, with `engine` ("local": a spawned process pool, or this
+    process when `workers` is 1; "dask": the cluster at `scheduler`, or a LocalCluster of
+    `workers` processes on 127.0.0.1). Calling it again with the same `run_id` resumes."""
+    from service.store import make_engine
+
+    if shards < 1:
+        raise BatchError("--shards must be at least 1")
+    if engine not in ENGINES:
+        raise BatchError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
+    if scheduler and engine != "dask":
+        raise BatchError("--scheduler is for --engine dask")
+    started = time.monotonic()
+    store = make_engine(database_url)
+    try:
+        run_id, as_of, version = plan(store, Path(registry_dir), run_id=run_id, as_of=as_of,
+                                      model_version=model_version,
+                                      default_as_of=default_as_of)
+        status = [shard_status(store, shard, shards, run_id) for shard in range(shards)]
+        base = ShardJob(database_url, str(registry_dir), version, 0, shards, as_of, run_id,
+                        chunk, num_threads, redis_url)
+        jobs = [replace(base, shard=s.shard) for s in status if not s.done]
+        log.info("run %s: %d of %d shards to score (%d people missing)", run_id, len(jobs),
+                 shards, sum(s.missing for s in status))
+        runner = _run_dask if engine == "dask" else _run_local
+        try:
+            results = runner(jobs, workers=workers, scheduler=scheduler, progress=progress)
+        except Exception as error:  # a shard failed for good, a pool broke, a cluster is gone
+            raise BatchError(f"run {run_id} stopped ({type(error).__name__}: {error}); what "
+                             f"was written stays: resume with --run-id {run_id}") from error
+        missing = sum(shard_status(store, s, shards, run_id).missing for s in range(shards))
+    finally:
+        store.dispose()
+    run = BatchRun(run_id, as_of, version, engine, shards, sum(s.people for s in status),
+                   sum(r.scored for r in results), [s.shard for s in status if s.done],
+                   round(time.monotonic() - started, 3), missing)
+    log.debug("%s", run.summary())
+    return run
+
+
+def _bar(total: int, progress: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="shards", unit=" shard", disable=not progress,
+                mininterval=0.5)
+
+
+def _run_local(jobs: Sequence[ShardJob], *, workers: int | None, progress: bool,
+               **_) -> list[ShardResult]:
+    workers = max(1, min(workers or multiprocessing.cpu_count(), len(jobs) or 1))
+    results: list[ShardResult] = []
+    with _bar(len(jobs), progress) as bar:
+        if workers == 1:
+            try:
+                for job in jobs:
+                    results.append(run_shard(job))
+                    bar.update()
+            finally:
+                release()
+            return results
+        # spawn, not fork: a forked LightGBM (OpenMP) can hang once the parent has trained
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run_shard, job) for job in jobs]
+            for future in as_completed(futures):
+                results.append(future.result())  # a failed shard stops the run: resume it
+                bar.update()
+    return results
+
+
+def _run_dask(jobs: Sequence[ShardJob], *, workers: int | None, scheduler: str | None,
+              progress: bool) -> list[ShardResult]:
+    from dask.distributed import Client, LocalCluster
+    from dask.distributed import as_completed as dask_completed
+
+    if not jobs:
+        return []
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        scheduler = cluster.scheduler_address
+    try:
+        with Client(scheduler) as client, _bar(len(jobs), progress) as bar:
+            token = uuid.uuid4().hex[:8]  # a fresh key per call: a resumed run is a new task
+            keys = [f"osmanthus-shard-{job.run_id}-{job.shard}-{token}" for job in jobs]
+            # retries: a shard that raised runs again; a shard whose worker died is
+            # rescheduled by the scheduler (up to distributed.scheduler.allowed-failures)
+            futures = client.map(run_shard, jobs, key=keys, retries=2, pure=False)
+            results = []
+            for future in dask_completed(futures):
+                results.append(future.result())
+                bar.update()
+            return results
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def shards_of(person_keys: Iterable[str], shards: int) -> dict[int, list[str]]:
+    """Person keys grouped by shard (for tests and reports)."""
+    grouped: dict[int, list[str]] = {}
+    for key in person_keys:
+        grouped.setdefault(shard_of(key, shards), []).append(key)
+    return grouped
+
