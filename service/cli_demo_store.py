@@ -156,6 +156,7 @@ def print_curl_lines(access: dict, port: int) -> None:
         f"-H 'Content-Type: application/json' -d '{body}'",
         'curl -s $OSM/v1/admin/models -H "Authorization: Bearer $ADMIN_TOKEN"',
         f"open {base}/openapi.json for every operation",
+        f"open {base}/app in a browser and paste $CITIZEN_TOKEN to see the citizen's page",
     ]
     click.secho("\nTry it:", bold=True)
     for line in lines:
