@@ -25,7 +25,7 @@ from features.rules import reason as record_reason
 from service import audit
 from service.errors import ApiError
 from service.scoring import ensure_people, rescore, today
-from service.store import RECORD_TABLES, disputes
+from service.store import RECORD_TABLES, disputes, is_hex_id
 
 DUE_DAYS = 30
 OUTCOMES = ("upheld", "rejected")
@@ -113,9 +113,8 @@ def list_disputes(engine: Engine, person_key: str, as_of: dt.date) -> list[dict]
 
 
 def is_id(value: str) -> bool:
-    """Dispute and consent ids are 32 hex digits; anything else cannot exist (and must not
-    reach the database: PostgreSQL refuses a NUL in a string)."""
-    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    """Dispute and consent ids are 32 hex digits (`store.is_hex_id`)."""
+    return is_hex_id(value, 32)
 
 
 def get_dispute(engine: Engine, person_key: str, dispute_id: str, as_of: dt.date) -> dict:

@@ -88,6 +88,13 @@ quarantine = Table(
 )
 
 
+def is_hex_id(value: str, length: int) -> bool:
+    """Ids are lower-case hex digests of a fixed length (dispute and consent ids 32, person keys
+    and feed ids 64). Anything else cannot exist, and must not reach a query: PostgreSQL refuses
+    a NUL in a string, and a raw ID number typed by mistake must not reach a statement log."""
+    return len(value) == length and all(c in "0123456789abcdef" for c in value)
+
+
 def make_engine(url: str) -> Engine:
     """An engine with the settings each backend needs (SQLite: foreign keys, WAL, and
     transactions that serialise writers)."""

@@ -47,7 +47,7 @@ from service.auth import admin_name
 from service.errors import ApiError
 from service.schemas import ErrorEnvelopeSchema
 from service.scoring import ensure_people, latest, today
-from service.store import RECORD_TABLES, disputes, feeds, people, quarantine
+from service.store import RECORD_TABLES, disputes, feeds, is_hex_id, people, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,8 @@ def utc(row) -> dict:
 
 
 def _known_shape(value: str, length: int, what: str) -> None:
-    """Ids have fixed shapes (hex digests); anything else cannot exist, and is refused before
-    it reaches a query — or a statement log (it may be a raw ID number typed by mistake)."""
-    if len(value) != length or any(c not in "0123456789abcdef" for c in value):
+    """Refuse an id that cannot exist before it reaches a query (`store.is_hex_id`)."""
+    if not is_hex_id(value, length):
         raise ApiError(404, f"no such {what}")
 
 
