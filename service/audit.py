@@ -36,19 +36,8 @@ def link_hash(prev_hash: str, seq: int, at: dt.datetime, actor: str, person_key:
 def append(connection: Connection, *, actor: str, action: str, person_key: str | None = None,
            detail: dict | None = None, at: dt.datetime | None = None) -> int:
     """Append one row inside the caller's transaction; returns its sequence number."""
-    detail = detail or {}
-    at = at or dt.datetime.now(dt.UTC)
-    head = connection.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).first()
-    seq, prev = head.seq + 1, head.hash  # the head row is created by migration 0002
-    digest = link_hash(prev, seq, at, actor, person_key, action, detail)
-    connection.execute(insert(audit_log).values(
-        seq=seq, at=at, actor=actor, person_key=person_key, action=action, detail=detail,
-        prev_hash=prev, hash=digest,
-    ))
-    connection.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest))
-    return seq
+    entry = {"actor": actor, "action": action, "person_key": person_key, "detail": detail}
+    return append_many(connection, [entry], at=at)[0]
 
 
 def append_many(connection: Connection, entries: list[dict],

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, and_, exists, func, select, true, union
 
-from service.store import RECORD_TABLES, people, scores
+from service.store import RECORD_TABLES, insert_for, people, scores
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +187,7 @@ def release() -> None:
 
 
 def _insert_or_ignore(connection, rows: list[dict]) -> int:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(scores).on_conflict_do_nothing(
+    statement = insert_for(connection, scores).on_conflict_do_nothing(
         index_elements=["run_id", "person_key"]).returning(scores.c.person_key)
     return len(connection.execute(statement, rows).all()) if rows else 0  # rows inserted
 

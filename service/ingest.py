@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Engine, Table, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, or_, select
 
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
-from service.store import RECORD_TABLES, disputes, feeds, quarantine
+from service.store import RECORD_TABLES, disputes, feeds, insert_for, quarantine
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 5_000
@@ -60,15 +59,10 @@ def feed_id_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _insert(engine: Engine, table: Table):
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
 def _upsert_records(engine: Engine, source: Source, rows: list[dict]) -> set[str]:
     """Insert or update rows by record_id; return the people whose stored records changed."""
     table = RECORD_TABLES[source]
-    statement = _insert(engine, table)
+    statement = insert_for(engine, table)
     feed_columns = [c for c in SCHEMAS[source].column_names if c != "resident_id"]
     feed_columns += ["person_key"]
     updates = {name: statement.excluded[name] for name in feed_columns if name != "repaired_on"}
@@ -93,7 +87,7 @@ def _store_quarantine(engine: Engine, feed_id: str, source: Source, frame: pl.Da
     rows = frame.select("row_number", "field", "reason", "problems").with_columns(
         pl.lit(feed_id).alias("feed_id"), pl.lit(source.value).alias("source")
     ).to_dicts()
-    statement = _insert(engine, quarantine).on_conflict_do_nothing(
+    statement = insert_for(engine, quarantine).on_conflict_do_nothing(
         index_elements=["feed_id", "row_number"]
     )
     with engine.begin() as connection:
@@ -115,7 +109,7 @@ def _upheld(engine: Engine, source: Source, record_ids: list[str]) -> set[str]:
 
 
 def _record_feed(engine: Engine, values: dict) -> None:
-    statement = _insert(engine, feeds)
+    statement = insert_for(engine, feeds)
     statement = statement.on_conflict_do_update(
         index_elements=["feed_id"],
         set_={k: statement.excluded[k] for k in values if k != "feed_id"},

@@ -15,11 +15,10 @@ from collections.abc import Iterable
 
 import polars as pl
 from sqlalchemy import Engine, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
-from service.store import load_records, people, scores
+from service.store import insert_for, load_records, people, scores
 
 
 def today(config) -> dt.date:
@@ -33,9 +32,8 @@ def ensure_people(connection, person_keys: Iterable[str]) -> None:
     rows = [{"person_key": key, "first_seen": dt.datetime.now(dt.UTC)} for key in person_keys]
     if not rows:
         return
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    connection.execute(dialect.insert(people).on_conflict_do_nothing(index_elements=["person_key"]),
-                       rows)
+    connection.execute(insert_for(connection, people)
+                       .on_conflict_do_nothing(index_elements=["person_key"]), rows)
 
 
 def score_rows(scorecard, version: str, table: pl.DataFrame, as_of: dt.date,

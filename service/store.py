@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Date,
     DateTime,
     Engine,
@@ -93,6 +94,13 @@ def is_hex_id(value: str, length: int) -> bool:
     and feed ids 64). Anything else cannot exist, and must not reach a query: PostgreSQL refuses
     a NUL in a string, and a raw ID number typed by mistake must not reach a statement log."""
     return len(value) == length and all(c in "0123456789abcdef" for c in value)
+
+
+def insert_for(bind: Engine | Connection, table: Table):
+    """The dialect's own INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql if bind.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def make_engine(url: str) -> Engine:

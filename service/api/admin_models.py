@@ -20,7 +20,6 @@ import time
 import polars as pl
 from flask import Flask, current_app, g
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from service.api.admin import blp, errors, utc
 from service.api.admin_schemas import (
@@ -36,7 +35,7 @@ from service.api.admin_schemas import (
 )
 from service.errors import ApiError
 from service.perks import Perk, PerkConfig
-from service.store import perks
+from service.store import insert_for, perks
 
 log = logging.getLogger(__name__)
 PERKS_CHECK_SECONDS = 5.0
@@ -91,8 +90,7 @@ def sync_perks(app: Flask) -> None:
                  "min_score": p.min_score, "conditions": list(p.conditions), "active": True,
                  "created_at": now} for p in configured.perks if p.perk_id not in known]
         if rows:  # two workers starting at once: the second one's insert does nothing
-            dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-            connection.execute(dialect.insert(perks).on_conflict_do_nothing(), rows)
+            connection.execute(insert_for(connection, perks).on_conflict_do_nothing(), rows)
     _load_perks(app)
     app.extensions[_STAMP] = _registry_stamp(app)
 
