@@ -13,10 +13,18 @@ from service.config import Config
 
 
 def _engine(config: Config):
+    """The store, migrated; an unreachable database is a one-line error, not a traceback."""
+    from sqlalchemy.exc import OperationalError
+
     from service.store import make_engine, migrate
 
     engine = make_engine(config.database_url)
-    migrate(engine)
+    try:
+        migrate(engine)
+    except OperationalError as error:
+        engine.dispose()
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        raise click.ClickException(f"the store cannot be reached: {reason}") from None
     return engine
 
 
@@ -32,14 +40,14 @@ def ingest(feed: str, source: str, rescore: bool) -> None:
     Safe to repeat: re-sending a feed, or one that was cut off halfway, never duplicates or
     loses a record. People whose records changed are re-scored as of today."""
     from features.validate import FeedError
-    from service.ingest import ingest_feed
+    from service.ingest import IngestError, ingest_feed
     from service.operations import rescore_store
 
     config = Config.from_env()
     engine = _engine(config)
     try:
-        summary = ingest_feed(engine, feed, source)
-    except FeedError as error:
+        summary = ingest_feed(engine, feed, source, retry_seconds=config.ingest_retry_seconds)
+    except (FeedError, IngestError) as error:  # IngestError: the database stayed away
         raise click.ClickException(str(error)) from None
     for line in summary.lines():
         click.echo(line)

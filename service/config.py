@@ -37,6 +37,9 @@ class Config:
     # deposit-free rides and books, not money); failing closed would take the city's
     # bicycles down with Redis. Operators who prefer the opposite set it.
     rate_limit_fail_open: bool = True
+    # How long an ingest waits for a lost database (a restart, a fail-over) before it stops,
+    # leaving its feed `receiving` to be sent again (service/ingest.py).
+    ingest_retry_seconds: float = 30.0
     num_threads: int = 1
     # The validation snapshot that `POST /v1/admin/models/<v>/promote` runs the gates on.
     validation_features: Path | None = None
@@ -64,6 +67,8 @@ class Config:
             token_minutes=int(env.get("OSMANTHUS_TOKEN_MINUTES", cls.token_minutes)),
             partner_rate_limit=env.get("OSMANTHUS_PARTNER_RATE_LIMIT", cls.partner_rate_limit),
             rate_limit_fail_open=env.get("OSMANTHUS_RATE_LIMIT_FAIL_OPEN", "1") != "0",
+            ingest_retry_seconds=float(env.get("OSMANTHUS_INGEST_RETRY_SECONDS",
+                                               cls.ingest_retry_seconds)),
             num_threads=int(env.get("OSMANTHUS_NUM_THREADS", "1")),
             validation_features=_path(env, "OSMANTHUS_VALIDATION_FEATURES"),
             validation_outcomes=_path(env, "OSMANTHUS_VALIDATION_OUTCOMES"),

@@ -5,6 +5,14 @@ chunks, each its own transaction, so a feed cut off halfway is finished by sendi
 rows already stored are updated in place (never duplicated), rows not yet stored are added.
 Quarantined rows are keyed by (feed, row number), so they are never duplicated either.
 
+The database going away mid-feed (a PostgreSQL restart or fail-over, a dropped connection) is
+retried: every step is its own idempotent transaction, so the step that failed is simply run
+again, with a growing pause, for up to `RETRY_SECONDS` (30 s: a restart or a fail-over takes a
+few seconds; longer than that is an outage an operator should see). Past that, `IngestError`
+says how far the feed got; the feed stays in state `receiving` and sending it again finishes
+it. A chunk whose commit succeeded but whose acknowledgement was lost is re-sent unchanged, so
+its people may be missing from `changed_persons` (re-score them with `osmanthus rescore`).
+
 The store owns the dispute and repair state of a record: a feed that re-sends a record updates
 its source columns and never clears a dispute, nor a repair the store has recorded. A record
 whose dispute was upheld (removed or corrected after review) is never brought back or
@@ -16,12 +24,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Engine, or_, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
@@ -29,6 +39,45 @@ from service.store import RECORD_TABLES, disputes, feeds, insert_for, quarantine
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 5_000
+RETRY_SECONDS = 30.0  # how long a lost database is waited for before the ingest gives up
+TRANSIENT = (OperationalError, InterfaceError)  # connection lost or refused, server shutting down
+
+
+class IngestError(RuntimeError):
+    """The store could not be reached for long enough; the feed is left `receiving` and sending
+    it again finishes it. The message is safe to print (no SQL, no row values)."""
+
+
+def _retrying(step: Callable[[], object], what: str, deadline: float) -> object:
+    """Run one idempotent database step, again after a pause while the database is away."""
+    pause = 0.1
+    while True:
+        try:
+            return step()
+        except TRANSIENT as error:
+            left = deadline - time.monotonic()
+            if left <= 0 or not _transient(error):
+                raise
+            log.warning("database unavailable while %s (%s); retrying in %.1f s",
+                        what, _cause(error), min(pause, left))
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 2.0)
+
+
+def _transient(error: Exception) -> bool:
+    """Worth waiting out: the server went away or is busy. SQLite's OperationalError also
+    covers mistakes (no such table), which only its lock messages are not."""
+    original = getattr(error, "orig", None)
+    if type(original).__module__ == "sqlite3":
+        return any(word in str(original) for word in ("locked", "busy"))
+    return True
+
+
+def _cause(error: Exception) -> str:
+    """A one-line cause: the driver's error class and first line, never SQL or parameters."""
+    original = getattr(error, "orig", None) or error
+    first = (str(original).strip().splitlines() or [""])[0][:160]
+    return f"{type(original).__name__}: {first}" if first else type(original).__name__
 
 
 @dataclass
@@ -124,37 +173,59 @@ def ingest_feed(
     source: Source | str,
     *,
     on_chunk: Callable[[int, int], None] | None = None,
+    retry_seconds: float | None = None,
 ) -> IngestSummary:
-    """Validate a feed and store it. Safe to repeat: the result is the same as sending it once."""
+    """Validate a feed and store it. Safe to repeat: the result is the same as sending it once.
+
+    A lost database is waited for up to `retry_seconds` (default `RETRY_SECONDS`) per step;
+    then `IngestError` is raised with the feed left `receiving`."""
     path, source = Path(path), Source(source)
     feed_id = feed_id_of(path)
     result = validate_feed(path, source)
     good, bad = result.records, result.quarantine
+    wait = RETRY_SECONDS if retry_seconds is None else retry_seconds
     now = dt.datetime.now(dt.UTC)
     feed_row = {
         "feed_id": feed_id, "source": source.value, "filename": path.name, "received_at": now,
         "rows_read": good.height + bad.height, "rows_stored": good.height,
         "rows_quarantined": bad.height, "status": "receiving",
     }
-    _record_feed(engine, feed_row)
-    _store_quarantine(engine, feed_id, source, bad)
-
     stored = good.select(list(record_schema(source))).with_columns(
         pl.lit(feed_id).alias("feed_id"), pl.lit(now).alias("updated_at")
     )
     changed: set[str] = set()
-    overruled = 0
-    for start in range(0, stored.height, CHUNK_ROWS):
-        chunk = stored.slice(start, CHUNK_ROWS).to_dicts()
-        upheld = _upheld(engine, source, [row["record_id"] for row in chunk])
-        if upheld:
-            chunk = [row for row in chunk if row["record_id"] not in upheld]
-            overruled += len(upheld)
-        if chunk:
-            changed |= _upsert_records(engine, source, chunk)
-        if on_chunk:
-            on_chunk(min(start + CHUNK_ROWS, stored.height), stored.height)
-    _record_feed(engine, {**feed_row, "status": "complete"})
+    overruled = done = 0
+
+    def step(run: Callable[[], object], what: str) -> object:
+        return _retrying(run, what, time.monotonic() + wait)
+
+    try:
+        step(lambda: _record_feed(engine, feed_row), "recording the feed")
+        step(lambda: _store_quarantine(engine, feed_id, source, bad), "storing its quarantine")
+        for start in range(0, stored.height, CHUNK_ROWS):
+            chunk = stored.slice(start, CHUNK_ROWS).to_dicts()
+            ids = [row["record_id"] for row in chunk]
+            upheld = step(lambda ids=ids: _upheld(engine, source, ids), "reading disputes")
+            if upheld:
+                chunk = [row for row in chunk if row["record_id"] not in upheld]
+                overruled += len(upheld)
+            if chunk:
+                changed |= step(lambda chunk=chunk: _upsert_records(engine, source, chunk),
+                                f"storing rows {start + 1}–{start + len(chunk)}")
+            done = min(start + CHUNK_ROWS, stored.height)
+            if on_chunk:
+                on_chunk(done, stored.height)
+        step(lambda: _record_feed(engine, {**feed_row, "status": "complete"}),
+             "marking the feed complete")
+    except TRANSIENT as error:
+        if not _transient(error):
+            raise
+        message = (f"feed {feed_id[:12]} ({source.value}) not finished: the database was "
+                   f"unavailable for over {wait:g} s after {done:,} of {stored.height:,} good "
+                   f"rows were stored ({_cause(error)}). The feed is left 'receiving'; send it "
+                   "again to finish it (rows already stored are not duplicated).")
+        log.error(message)
+        raise IngestError(message) from None
     summary = IngestSummary(feed_id, source.value, good.height + bad.height,
                             good.height - overruled, bad.height, changed, overruled)
     log.info("ingested feed %s (%s): %d stored, %d quarantined, %d people changed",

@@ -13,7 +13,16 @@ partner is still held to roughly the limit per worker) and re-checks Redis with 
 requests keep being answered. The perks are deposit-free bikes and books, so an outage of the
 limiter should not become an outage of the city's bicycles; the audit log still records every
 answer. Closed: a request that cannot be counted is refused with 503 and `Retry-After`, for
-operators who would rather stop than serve uncounted.
+operators who would rather stop than serve uncounted. Either way only the partner blueprint
+depends on the limiter: citizens' pages never do.
+
+Coming back: failing open, Flask-Limiter re-checks Redis on a back-off (after 1, 2, 4 … 32 s),
+so counting returns to Redis within about as long as the outage lasted. Meanwhile each
+worker counts on its own (a partner may get up to the limit per worker), and a restarted Redis
+starts its counts afresh: an outage can cost at most a window's worth of extra answers per
+worker, never an unlimited stream. Failing closed, every request tries Redis, so partners
+are served again as soon as it answers. `tests/service/test_faults_redis.py` kills a real Redis under load
+to hold both to this, and `bench/faults.py` measures it.
 """
 
 from __future__ import annotations

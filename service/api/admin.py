@@ -140,16 +140,18 @@ def rescore_changed(app, keys: set[str]) -> int:
 
 
 # --- feeds ----------------------------------------------------------------------------------
+UPLOAD_RETRY_SECONDS = 5.0  # an HTTP client should not wait out a long outage; it retries
 @blp.route("/feeds", methods=["POST"])
 @blp.arguments(FeedUploadSchema, location="multipart")
 @blp.response(201, IngestResultSchema)
-@errors(422)
+@errors(422, 503)
 def upload_feed(upload: dict):
     """Validate a feed and store its good rows; bad rows are quarantined with their reasons.
     Everyone whose records changed is re-scored as of today. Sending a feed again changes
-    nothing."""
+    nothing. If the database is lost mid-feed for more than a few seconds the answer is 503
+    with Retry-After: what was stored stays, and sending the feed again finishes it."""
     from features.validate import FeedError
-    from service.ingest import ingest_feed
+    from service.ingest import IngestError, ingest_feed
 
     storage = upload["file"]
     name = secure_filename(storage.filename or "") or "feed"
@@ -160,7 +162,12 @@ def upload_feed(upload: dict):
         path = Path(folder) / name
         storage.save(path)
         try:
-            summary = ingest_feed(_engine(), path, upload["source"])
+            summary = ingest_feed(_engine(), path, upload["source"],
+                                  retry_seconds=UPLOAD_RETRY_SECONDS)
+        except IngestError:
+            log.warning("feed %s interrupted: the database was unreachable", name)
+            raise ApiError(503, "the store is unreachable; send the feed again shortly",
+                           headers={"Retry-After": "30"}) from None
         except FeedError as error:
             raise ApiError(422, "the feed was refused", errors={"file": [str(error)]}) from None
         except (pl.exceptions.PolarsError, ValueError, UnicodeError):

@@ -55,6 +55,9 @@ def readyz():
 
 
 def _redis_ok(url: str) -> bool:
+    """One quick ping. `from_url` makes one attempt per call; redis-py 8's `Redis(...)`
+    constructor would retry 10 times with back-off (~4 s against a dead server), holding a load
+    balancer's probe, and a worker, for that long."""
     import redis
 
     try:

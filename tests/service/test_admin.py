@@ -119,6 +119,27 @@ def test_a_feed_upload_stores_quarantines_and_rescores_changed_people(
     assert again.json["people_changed"] == again.json["people_rescored"] == 0
 
 
+def test_a_store_lost_during_an_upload_is_a_503_with_retry_after(served_client, auth,
+                                                                   monkeypatch):
+    """The ingest gives up on a database that stays away; the admin gets 503, not a 500."""
+    from sqlalchemy.exc import OperationalError
+
+    import service.api.admin as admin_module
+    import service.ingest as ingest_module
+
+    def lost(*_args, **_kwargs):
+        raise OperationalError("INSERT …", {}, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(admin_module, "UPLOAD_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(ingest_module, "_upsert_records", lost)
+    feed = _penalty_csv([(make_resident_id(110101, dt.date(1980, 1, 1), 100), "general")])
+    response = _upload(served_client, auth.admin(), "penalty", feed, "penalties.csv")
+    assert response.status_code == 503, response.json
+    assert response.headers["Retry-After"] == "30"
+    assert "INSERT" not in response.get_data(as_text=True)
+    assert response.json["message"].startswith("the store is unreachable")
+
+
 def test_bad_feed_uploads_are_clear_422s(served_client, auth):
     feed = _penalty_csv([(make_resident_id(110101, dt.date(1980, 1, 1), 100), "general")])
     cases = [

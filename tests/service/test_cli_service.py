@@ -142,3 +142,20 @@ def test_the_wsgi_module_builds_the_app_from_the_environment(cli_env):
     finally:
         wsgi.app.extensions["osmanthus.engine"].dispose()
         sys.modules.pop("service.wsgi", None)
+
+
+def test_ingest_into_an_unreachable_store_is_a_one_line_error(monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("DATABASE_URL",
+                       f"postgresql+psycopg://postgres@127.0.0.1:{port}/none?connect_timeout=2")
+    monkeypatch.delenv("OSMANTHUS_ENV", raising=False)
+    feed = tmp_path / "penalty.csv"
+    feed.write_text("decision_no,resident_id\n")
+    result = CliRunner().invoke(main, ["ingest", str(feed), "--source", "penalty"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the store cannot be reached:")
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not an exception

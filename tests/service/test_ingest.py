@@ -134,3 +134,75 @@ def test_a_record_removed_on_an_upheld_dispute_never_comes_back(engine, tmp_path
     summary = ingest_feed(engine, feed, Source.PENALTY)
     assert summary.rows_overruled == 1 and summary.rows_stored == 5
     assert count(engine, table) == 5
+
+
+def _lost_connection() -> Exception:
+    from sqlalchemy.exc import OperationalError
+
+    return OperationalError("INSERT …", {}, ConnectionError("server closed the connection"))
+
+
+def test_a_lost_database_is_waited_for_and_the_feed_finishes(engine, tmp_path, monkeypatch):
+    feed = penalty_feed(tmp_path / "penalty.csv")
+    monkeypatch.setattr(ingest_module, "CHUNK_ROWS", 2)
+    real, calls = ingest_module._upsert_records, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in (2, 3):  # the second chunk fails twice, then the database is back
+            raise _lost_connection()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_upsert_records", flaky)
+    summary = ingest_feed(engine, feed, Source.PENALTY, retry_seconds=10)
+    assert summary.rows_stored == 6 and count(engine, RECORD_TABLES[Source.PENALTY]) == 6
+    assert len(summary.changed_persons) == 6 and len(calls) == 5
+    with engine.connect() as connection:
+        assert connection.execute(select(feeds.c.status)).scalar_one() == "complete"
+
+
+def test_a_database_away_past_the_budget_is_a_clean_error_and_the_feed_stays_receiving(
+        engine, tmp_path, monkeypatch, caplog):
+    feed = penalty_feed(tmp_path / "penalty.csv")
+    monkeypatch.setattr(ingest_module, "CHUNK_ROWS", 2)
+    real = ingest_module._upsert_records
+    calls = []
+
+    def gone_after_the_first_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise _lost_connection()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_upsert_records", gone_after_the_first_chunk)
+    with pytest.raises(ingest_module.IngestError) as raised:
+        ingest_feed(engine, feed, Source.PENALTY, retry_seconds=0.3)
+    message = str(raised.value)
+    assert "2 of 6 good rows" in message and "'receiving'" in message
+    assert "INSERT" not in message and raised.value.__cause__ is None
+    assert not any(record.exc_info for record in caplog.records)
+    with engine.connect() as connection:
+        assert connection.execute(select(feeds.c.status)).scalar_one() == "receiving"
+    monkeypatch.setattr(ingest_module, "_upsert_records", real)
+    ingest_feed(engine, feed, Source.PENALTY)
+    assert count(engine, RECORD_TABLES[Source.PENALTY]) == 6
+    with engine.connect() as connection:
+        assert connection.execute(select(feeds.c.status)).scalar_one() == "complete"
+
+
+def test_a_mistake_is_not_mistaken_for_an_outage(engine, tmp_path, monkeypatch):
+    """SQLite reports a missing table as an OperationalError too: it surfaces at once."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    calls = []
+
+    def no_table(*_args, **_kwargs):
+        calls.append(1)
+        raise OperationalError("INSERT …", {}, sqlite3.OperationalError("no such table: x"))
+
+    monkeypatch.setattr(ingest_module, "_upsert_records", no_table)
+    with pytest.raises(OperationalError):
+        ingest_feed(engine, penalty_feed(tmp_path / "p.csv"), Source.PENALTY, retry_seconds=5)
+    assert len(calls) == 1
