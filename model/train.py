@@ -85,6 +85,19 @@ def constraint_params(features: list[str], directions: dict[str, int],
             "interaction_constraints": groups}
 
 
+def scorecard_params(n_rows: int, features: list[str], directions: dict[str, int],
+                     interactions: tuple | list = (), *, seed: int = 0, num_threads: int = 1,
+                     params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full LightGBM parameters of a scorecard fit on `n_rows` rows: the size-dependent
+    base (`lgb_params`), the caller's overrides, then the constraints, objective, metrics, seed
+    and threads, which no override may change. Shared by the local and the Dask trainer
+    (model/train_dask.py), so both fit the same model family."""
+    return {**lgb_params(n_rows, seed, num_threads), **(params or {}),
+            **constraint_params(features, directions, interactions),
+            "objective": "binary", "metric": ["binary_logloss", "auc"], "seed": seed,
+            "num_threads": num_threads}
+
+
 def fit_platt(margin: np.ndarray, y: np.ndarray, iterations: int = 100) -> Calibration:
     """Unpenalised logistic regression of y on the 1-d margin (Newton's method): Platt scaling.
     A non-positive slope would flip every point's sign and break the monotone directions, so
@@ -169,10 +182,8 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
     if nfold < 2:
         raise ValueError("need at least 2 good and 2 bad rows to cross-validate")
 
-    lgb_p = {**lgb_params(len(y), seed, num_threads), **(params or {}),
-             **constraint_params(features, directions, interactions),
-             "objective": "binary", "metric": ["binary_logloss", "auc"], "seed": seed,
-             "num_threads": num_threads}
+    lgb_p = scorecard_params(len(y), features, directions, interactions, seed=seed,
+                             num_threads=num_threads, params=params)
     names = _lgb_names(features)
     cat_index = [i for i, n in enumerate(features) if n in categories]
 

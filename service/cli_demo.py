@@ -50,7 +50,8 @@ def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool, 
 
     started = time.monotonic()
     from service.cli_data import city, features, validate
-    from service.cli_model import evaluate, models, train
+    from service.cli_model import evaluate, models
+    from service.cli_train import train
 
     root = Path(workdir)
     if fresh and root.exists():
