@@ -88,6 +88,11 @@ def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
         f"- Seed: {meta.get('seed')}; libraries: "
         + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
     ]
+    engine = (meta.get("training_report") or {}).get("engine") or {}
+    if engine.get("name") == "dask":
+        lines.append(f"- Trained on a Dask cluster: {engine.get('workers')} workers, "
+                     f"{engine.get('partitions')} partitions, trees of one split each; "
+                     f"rounds {engine.get('rounds_from')}.")
     if meta.get("description"):
         lines.append(f"- Notes: {meta['description']}")
     lines += ["", "## Intended use", "", INTENDED_USE, "", "## Out-of-scope use", "",

@@ -103,6 +103,8 @@ def test_the_dask_model_is_registered_loaded_and_serves_like_any_other(city, tra
     assert engine["partitions"] == PARTITIONS and engine["threads_per_worker"] == 1
     assert loaded.metadata["scorecard"]["engine"] == "dask"
     assert loaded.metadata["training_data_hash"] == report["training_data_hash"]
+    card_text = (registry.versions_dir / version / "MODEL_CARD.md").read_text()
+    assert "Trained on a Dask cluster: 2 workers" in card_text
 
     served = loaded.scorecard
     assert served.feature_names == list(SCORED_FEATURES) and served.additive
