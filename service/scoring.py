@@ -5,20 +5,31 @@ the people's records, build their features with the features layer, score them w
 serving scorecard, explain each one, and append a row to `scores` (the trend is the history of
 those rows). A stored row carries everything a page needs — score, band, points, reasons and
 every catalog feature's value — so reading a page never re-scores anyone.
+
+Speed (bench/rescore.py). Batch: `score_rows` explains everyone at once
+(`model.explain.explain_columns`), the stored rows equal, key for key, what one `explain` per
+person gave. Online (`rescore`, after a dispute): one person's records come by one compiled
+SELECT per source straight into Polars (`load_person_records`, equal to
+`store.load_records`), features by the builder's one-person path, score and reasons by the
+few-rows path of the explainer; what remains is Polars' fixed cost of planning the catalog's
+expressions (about 4 ms) and the database's own round trips (the floor: a bare SELECT and a
+bare INSERT). `timings=` gives each stage's seconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterable
 
 import polars as pl
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, Select, bindparam, func, insert, select
 
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
-from service.store import insert_for, load_records, people, scores
+from features.records import Records, Source, record_schema
+from service.store import RECORD_TABLES, insert_for, load_records, people, scores
 
 
 def today(config) -> dt.date:
@@ -38,50 +49,155 @@ def ensure_people(connection, person_keys: Iterable[str]) -> None:
 
 def score_rows(scorecard, version: str, table: pl.DataFrame, as_of: dt.date,
                run_id: str | None = None) -> list[dict]:
-    """Score rows for a features table (person_key, catalog features, records_counted)."""
-    from model.explain import explain
+    """Score rows for a features table (person_key, catalog features, records_counted).
+
+    Everyone is explained at once (`model.explain.explain_columns`: the same values as the
+    per-person `explain(...).to_dict()`), then each stored row is assembled with the
+    explanation's keys in the per-person order: `points` lifted out, then every catalog
+    feature's value as built (NaN stays NaN there, where `values` has None) and
+    `records_counted`. Building these Python dicts is most of the time (bench/rescore.py)."""
+    from model.explain import SMALL, explain_columns, gc_paused, python_rows
 
     now = dt.datetime.now(dt.UTC)
-    rows = []
-    for row in table.iter_rows(named=True):
-        explanation = explain(scorecard, row, row.get(RECORDS_COUNTED)).to_dict()
-        explanation["features"] = {name: row[name] for name in FEATURE_NAMES}
-        explanation["records_counted"] = row.get(RECORDS_COUNTED)
-        rows.append({
-            "person_key": row["person_key"], "as_of": as_of, "model_version": version,
-            "run_id": run_id, "score": explanation["score"],
-            "raw_score": explanation["raw_score"], "base_points": explanation["base_points"],
-            "band": explanation["band"], "points": explanation.pop("points"),
-            "reasons": explanation, "created_at": now,
-        })
-    return rows
+    if table.height == 0:
+        return []
+    missing = [name for name in FEATURE_NAMES if name not in table.columns]
+    if missing:
+        raise KeyError(missing[0])
+    with gc_paused():
+        e = explain_columns(scorecard, table)
+        if table.height <= SMALL:  # one online re-score: no Polars work per column
+            named = table.rows(named=True)
+            keys = [row["person_key"] for row in named]
+            counted = [row.get(RECORDS_COUNTED) for row in named]
+            features = [[row[name] for name in FEATURE_NAMES] for row in named]
+        else:
+            keys = table["person_key"].to_list()
+            counted = (table[RECORDS_COUNTED].to_list() if RECORDS_COUNTED in table.columns
+                       else [None] * table.height)
+            features = python_rows(table.select(FEATURE_NAMES))
+        base = e.base_points
+        return [
+            {"person_key": key, "as_of": as_of, "model_version": version, "run_id": run_id,
+             "score": score, "raw_score": raw, "base_points": base, "band": band,
+             "points": points,
+             "reasons": {"score": score, "raw_score": raw, "band": band, "band_zh": band_zh,
+                         "probability": probability, "base_points": base, "values": values,
+                         "reasons_lowering": lowering, "reasons_raising": raising,
+                         "no_record": no_record,
+                         "features": dict(zip(FEATURE_NAMES, row, strict=False)),
+                         "records_counted": records},
+             "created_at": now}
+            # strict=False: all columns of one table (and the fast zip)
+            for key, score, raw, band, band_zh, probability, points, values, lowering,
+            raising, no_record, row, records in zip(
+                keys, e.score, e.raw_score, e.band, e.band_zh,
+                e.probability, e.points, e.values, e.reasons_lowering, e.reasons_raising,
+                e.no_record, features, counted, strict=False)]
+
+
+_PERSON_QUERIES: dict[Source, Select] = {
+    source: select(*[table.c[name] for name in record_schema(source)])
+    .where(table.c.person_key == bindparam("person_key"))
+    for source, table in RECORD_TABLES.items()
+}
+
+
+def load_person_records(engine: Engine, person_key: str) -> Records:
+    """One person's records, equal to `store.load_records(engine, [person_key])` (tests/
+    service/test_scoring.py): the same columns, typed by the same schemas, but one statement
+    compiled once per source and rows straight into Polars, not `pl.read_database` (a fifth
+    of the online re-score went there). The frames are built with their record schema, so
+    `Records`' own `conform` of each (3 ms of Polars calls for one person) would change
+    nothing and is skipped."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+            fetched = _pipelined(connection, person_key)
+        else:
+            fetched = [connection.execute(query, {"person_key": person_key}).all()
+                       for query in _PERSON_QUERIES.values()]
+    frames = {source.value: pl.DataFrame(rows, schema=record_schema(source), orient="row")
+              for source, rows in zip(_PERSON_QUERIES, fetched, strict=True)}
+    records = object.__new__(Records)  # not Records(**frames): no __post_init__ conform
+    records.__dict__.update(frames)
+    return records
+
+
+_PIPELINED_SQL: dict[str, list[str]] = {}
+
+
+def _pipelined(connection, person_key: str) -> list[list[tuple]]:
+    """PostgreSQL through psycopg 3: the five SELECTs sent together in pipeline mode, one
+    round trip instead of five (the rows are the DBAPI's own, as SQLAlchemy passes them on
+    for these column types)."""
+    key = connection.dialect.name
+    if key not in _PIPELINED_SQL:
+        _PIPELINED_SQL[key] = [str(query.compile(dialect=connection.dialect))
+                               for query in _PERSON_QUERIES.values()]
+    raw = connection.connection.driver_connection
+    cursors = []
+    with raw.pipeline():
+        for sql in _PIPELINED_SQL[key]:
+            cursor = raw.cursor()
+            cursor.execute(sql, {"person_key": person_key})
+            cursors.append(cursor)
+    try:
+        return [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+class _Stages:
+    """Seconds per stage into `timings`, when asked (bench/rescore.py); free otherwise."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter() if timings is not None else 0.0
+
+    def done(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
 
 
 def score_people(engine: Engine, serving, person_keys: list[str], as_of: dt.date,
-                 run_id: str | None = None) -> list[dict]:
-    """Score and store these people as of `as_of`; returns the stored rows."""
+                 run_id: str | None = None, *,
+                 timings: dict[str, float] | None = None) -> list[dict]:
+    """Score and store these people as of `as_of`; returns the stored rows. `timings`, when
+    given, receives each stage's seconds."""
     if not serving.ready:
         raise RuntimeError(f"no model to score with: {serving.problem}")
-    records = load_records(engine, person_keys)
+    stages = _Stages(timings)
+    records = (load_person_records(engine, person_keys[0]) if len(person_keys) == 1
+               else load_records(engine, person_keys))
+    stages.done("load records")
     table = build_features(records, as_of, person_keys)
+    stages.done("features")
     rows = score_rows(serving.scorecard, serving.version, table, as_of, run_id)
+    stages.done("score + explain")
     with engine.begin() as connection:
         ensure_people(connection, person_keys)
         if rows:
             connection.execute(insert(scores), rows)
+    stages.done("store")
     return rows
 
 
-def rescore(app, person_key: str) -> dict:
+def rescore(app, person_key: str, *, timings: dict[str, float] | None = None) -> dict:
     """Re-score one person now (after a dispute, a repair, an ingest) and drop their cached
-    page; returns the new score row."""
+    page; returns the new score row. `timings`, when given, receives each stage's seconds."""
     from service.cache import page_key
 
     engine = app.extensions["osmanthus.engine"]
     serving = app.extensions["osmanthus.model"]
     config = app.extensions["osmanthus.config"]
-    row = score_people(engine, serving, [person_key], today(config), run_id=None)[0]
+    row = score_people(engine, serving, [person_key], today(config), run_id=None,
+                       timings=timings)[0]
+    stages = _Stages(timings)
     app.extensions["osmanthus.cache"].delete(page_key(serving.version or "-", person_key))
+    stages.done("cache")
     return row
 
 
