@@ -4,6 +4,22 @@ Each row's hash is SHA-256 over the previous row's hash and the row's own canoni
 altering, removing or reordering any row breaks every link after it. The chain's head lives in
 a one-row table that an append locks, so concurrent appends form one chain, never a fork.
 `verify` walks the chain and names the first broken link.
+
+Two ways to append, one chain:
+- `append` / `append_many` run inside the caller's transaction and lock the head row until it
+  commits (disputes, consents, reviews: the row belongs to the caller's own change).
+- `append_committed` appends on its own and has committed when it returns (partners'
+  decisions, the hot path). On PostgreSQL it holds no lock across round trips: it reads the
+  head (or takes the one its caller read in the same round trip as its own query), computes
+  the links, then writes the rows and moves the head in ONE statement that
+  applies only if the head is still where it was read (a compare-and-swap; the statement is
+  its own transaction, so rows and head commit together or not at all). If another writer
+  moved the head meanwhile, nothing was written and it reads the head again; after a few
+  lost races it takes the lock like `append_many`, so it always finishes. The locking path
+  cost a decision BEGIN, SELECT … FOR UPDATE, INSERT, UPDATE and COMMIT — five round trips,
+  four of them with every other decision waiting on the lock; this costs two, and a wait only
+  for the few microseconds the statement itself runs. SQLite (one writer at a time anyway)
+  uses the locking path.
 """
 
 from __future__ import annotations
@@ -11,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, insert, select, update
@@ -51,7 +68,16 @@ def append_many(connection: Connection, entries: list[dict],
     head = connection.execute(
         select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
     ).first()
-    seq, prev, rows = head.seq, head.hash, []
+    rows = _linked(head.seq, head.hash, entries, at)
+    connection.execute(insert(audit_log), rows)
+    connection.execute(update(audit_head).where(audit_head.c.id == 1)
+                       .values(seq=rows[-1]["seq"], hash=rows[-1]["hash"]))
+    return [row["seq"] for row in rows]
+
+
+def _linked(seq: int, prev: str, entries: list[dict], at: dt.datetime) -> list[dict]:
+    """The rows for `entries` chained on after the head (`seq`, `prev`)."""
+    rows = []
     for entry in entries:
         seq += 1
         person_key, detail = entry.get("person_key"), entry.get("detail") or {}
@@ -60,9 +86,100 @@ def append_many(connection: Connection, entries: list[dict],
                      "action": entry["action"], "detail": detail, "prev_hash": prev,
                      "hash": digest})
         prev = digest
-    connection.execute(insert(audit_log), rows)
-    connection.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
-    return [row["seq"] for row in rows]
+    return rows
+
+
+def autocommit(engine: Engine) -> Engine:
+    """`engine` for one-statement work without BEGIN/ROLLBACK round trips (PostgreSQL
+    autocommit; the same pool). Other databases get `engine` itself."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    found = _AUTOCOMMIT.get(engine)
+    if found is None:
+        found = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+SWAP_TRIES = 8  # lost races before `append_committed` takes the lock instead
+
+
+def append_committed(engine: Engine, entries: list[dict], at: dt.datetime | None = None,
+                     connection: Connection | None = None,
+                     head: tuple[int, str] | None = None) -> list[int]:
+    """Append `entries` on their own and commit before returning (see the module's doc).
+
+    `connection`, if given, must come from `autocommit(engine)` (it saves a checkout).
+    `head`: the head `(seq, hash)` as the caller read it (`head_sql`), tried first: when no
+    one has appended since, that saves reading it; when someone has, it only costs a retry."""
+    if not entries:
+        return []
+    at = at or dt.datetime.now(dt.UTC)
+    if engine.dialect.name == "postgresql":
+        if connection is None:
+            with autocommit(engine).connect() as own:
+                found = _swap_in(own, entries, at, head)
+        else:
+            found = _swap_in(connection, entries, at, head)
+        if found is not None:
+            return found
+    with engine.begin() as locked:
+        return append_many(locked, entries, at=at)
+
+
+# PostgreSQL only, sent through the driver itself (psycopg): this is the hot path, and
+# SQLAlchemy's per-statement work cost more than the statements. The rows travel as ONE JSON
+# document (json_to_recordset), so the text is the same for one row or a thousand (prepared
+# once by psycopg) and the rows are encoded by the json module in C, not escaped element by
+# element as text arrays are.
+_HEAD_SQL = "SELECT seq, hash FROM audit_head WHERE id = 1"
+_SWAP_SQL = (
+    "WITH moved AS (UPDATE audit_head SET seq = %(new_seq)s, hash = %(new_hash)s "
+    "WHERE id = 1 AND seq = %(old_seq)s AND hash = %(old_hash)s RETURNING id) "
+    "INSERT INTO audit_log (seq, at, actor, person_key, action, detail, prev_hash, hash) "
+    "SELECT v.seq, %(at)s::timestamptz, v.actor, v.person_key, v.action, v.detail, "
+    "v.prev_hash, v.hash FROM json_to_recordset(%(rows)s::json) "
+    "AS v(seq integer, actor text, person_key text, action text, detail json, prev_hash text, "
+    "hash text) WHERE EXISTS (SELECT 1 FROM moved)")
+
+
+def driver_connection(connection: Connection):
+    """The driver's own connection under a SQLAlchemy one (same session, same transaction
+    state), for the few hand-written PostgreSQL statements on the hot path."""
+    return connection.connection.dbapi_connection
+
+
+def head_sql() -> str:
+    """A subquery yielding the chain's head `(seq, hash)`, for a caller to read it in the same
+    round trip as its own query and hand it to `append_committed(head=...)` (PostgreSQL)."""
+    return "(SELECT seq, hash FROM audit_head WHERE id = 1)"
+
+
+def _swap_in(connection: Connection, entries: list[dict], at: dt.datetime,
+             head: tuple[int, str] | None) -> list[int] | None:
+    if not driver_connection(connection).autocommit:
+        raise ValueError("append_committed needs an autocommit connection (audit.autocommit)")
+    for _ in range(SWAP_TRIES):
+        if head is None:
+            head = tuple(driver_connection(connection).execute(_HEAD_SQL).fetchone())
+        rows = _linked(head[0], head[1], entries, at)
+        if _swap(connection, head[0], head[1], rows):
+            return [row["seq"] for row in rows]
+        head = None  # someone appended meanwhile: read where the head is now
+    return None
+
+
+def _swap(connection: Connection, seq: int, prev: str, rows: list[dict]) -> bool:
+    """Insert `rows` and move the head to the last of them, in one statement, only if the
+    head is still (`seq`, `prev`); True if it was (and so everything was written)."""
+    document = json.dumps([{"seq": row["seq"], "actor": row["actor"],
+                            "person_key": row["person_key"], "action": row["action"],
+                            "detail": row["detail"], "prev_hash": row["prev_hash"],
+                            "hash": row["hash"]} for row in rows])
+    params = {"old_seq": seq, "old_hash": prev, "new_seq": rows[-1]["seq"],
+              "new_hash": rows[-1]["hash"], "at": rows[0]["at"], "rows": document}
+    cursor = driver_connection(connection).execute(_SWAP_SQL, params)
+    return cursor.rowcount == len(rows)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import current_app, g
 from flask_smorest import Blueprint
 
+from service import audit
 from service.api.partner_schemas import (
     BatchRequestSchema,
     BatchResponseSchema,
@@ -31,8 +32,22 @@ _ERRORS = {
 
 @blp.before_request
 def _authenticate() -> None:
-    """The key is checked before the body, so an anonymous caller learns nothing from a 422."""
-    g.partner_id = partner_id()
+    """The key is checked before the body, so an anonymous caller learns nothing from a 422.
+
+    On PostgreSQL the request takes one autocommit connection here and keeps it: the key
+    lookup, the consents read and the audit append all use it (one checkout and its ping, no
+    BEGIN/ROLLBACK). SQLite takes a connection per step, as its transactions lock the file."""
+    engine = current_app.extensions["osmanthus.engine"]
+    if engine.dialect.name == "postgresql":
+        g.partner_connection = audit.autocommit(engine).connect()
+    g.partner_id = partner_id(g.get("partner_connection"))
+
+
+@blp.teardown_request
+def _release(_error: BaseException | None) -> None:
+    connection = g.pop("partner_connection", None)
+    if connection is not None:
+        connection.close()
 
 
 def _document_errors(*statuses: int):
@@ -57,7 +72,8 @@ def _document_errors(*statuses: int):
 def eligibility(question: dict):
     """Whether the person behind a consent token qualifies for one of this partner's perks."""
     result = decide(current_app, g.partner_id,
-                    [(question["consent_token"], question["perk_id"])])[0]
+                    [(question["consent_token"], question["perk_id"])],
+                    connection=g.get("partner_connection"))[0]
     if isinstance(result, Refusal):
         raise result.as_error()
     return result
@@ -71,7 +87,8 @@ def eligibility_batch(batch: dict):
     """Up to 1,000 questions at once; each result is an answer or `error: {code, message}`
     (the single form's codes), in the order asked. Each question counts against the limit."""
     questions = [(item["consent_token"], item["perk_id"]) for item in batch["requests"]]
-    results = decide(current_app, g.partner_id, questions)
+    results = decide(current_app, g.partner_id, questions,
+                     connection=g.get("partner_connection"))
     return {"results": [
         {"error": {"code": r.code, "message": r.message}} if isinstance(r, Refusal) else r
         for r in results

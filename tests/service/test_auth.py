@@ -56,3 +56,52 @@ def test_api_keys_are_random_and_only_their_hash_is_kept():
     key1, hash1 = new_api_key()
     key2, _ = new_api_key()
     assert key1 != key2 and hash_api_key(key1) == hash1 and key1 not in hash1
+
+
+# --- remembered verdicts (`verified_claims`): PyJWT stays the only verifier ---------------
+def _signed(payload: dict, headers: dict | None = None, secret: str = DEV.jwt_secret,
+            algorithm: str = "HS256") -> str:
+    return jwt.encode(payload, secret, algorithm=algorithm, headers=headers)
+
+
+NOW = int(dt.datetime.now(dt.UTC).timestamp())
+GOOD = {"sub": "pk", "role": "citizen", "iss": DEV.jwt_issuer, "iat": NOW, "exp": NOW + 600}
+REFUSED = {
+    "expired": lambda: _signed({**GOOD, "exp": NOW - 1}),
+    "not yet valid": lambda: _signed({**GOOD, "nbf": NOW + 600}),
+    "another issuer": lambda: _signed({**GOOD, "iss": "someone-else"}),
+    "no role": lambda: _signed({k: v for k, v in GOOD.items() if k != "role"}),
+    "another secret": lambda: _signed(GOOD, secret="another-secret-of-at-least-32-bytes!!"),
+    "HS384": lambda: _signed(GOOD, algorithm="HS384"),
+    "alg none": lambda: jwt.encode(GOOD, None, algorithm="none"),
+    "payload swapped": lambda: ".".join([_signed(GOOD).split(".")[0],
+                                         _signed({**GOOD, "sub": "other"}).split(".")[1],
+                                         _signed(GOOD).split(".")[2]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_refused_token_is_refused_every_time(name):
+    token = REFUSED[name]()
+    for _ in range(2):  # a refusal is never remembered as an acceptance
+        with pytest.raises(ApiError) as caught:
+            decode_token(DEV, token, "citizen")
+        assert caught.value.status == 401
+
+
+def test_a_remembered_token_still_expires(monkeypatch):
+    import service.auth as auth_module
+
+    token = _signed({**GOOD, "exp": NOW + 60})
+    assert decode_token(DEV, token, "citizen")["sub"] == "pk"
+    assert auth_module._accepted.cache_info().currsize >= 1
+    monkeypatch.setattr(auth_module.time, "time", lambda: NOW + 61)
+    with pytest.raises(ApiError) as caught:
+        decode_token(DEV, token, "citizen")
+    assert caught.value.status == 401 and "expired" in caught.value.message
+
+
+def test_remembered_claims_are_copies():
+    token = issue_token(DEV, "citizen", "pk1")
+    decode_token(DEV, token, "citizen")["sub"] = "someone else"
+    assert decode_token(DEV, token, "citizen")["sub"] == "pk1"

@@ -66,6 +66,76 @@ def test_the_score_page_is_cached_until_a_rescore(served_app, served_client, aut
     assert after["score"] < first["score"]
 
 
+def test_the_score_page_is_the_latest_row_and_the_trend_rendered_as_the_schema_would(
+        served_app, served_client, auth, people_keys):
+    """The page's one query gives what `latest` + `trend` give (the latest row is the newest
+    id even when its as-of date is older, the trend the last 24 dates), rendered by
+    `ScorePageSchema`."""
+    import json
+
+    from service.api.me_schemas import ScorePageSchema
+    from service.pages import score_brief, score_page
+    from service.scoring import trend
+
+    key, engine = people_keys[2], served_app.extensions["osmanthus.engine"]
+    stored = {k: v for k, v in latest(engine, key).items() if k != "id"}
+    with engine.begin() as connection:  # 30 earlier dates, then a re-score of an old date
+        for months in [*range(1, 31), 7]:
+            connection.execute(scores.insert().values(
+                {**stored, "as_of": DEMO_TODAY - dt.timedelta(days=30 * months),
+                 "score": stored["score"] - months, "run_id": None}))
+    page = score_page(served_app, key)
+    newest = latest(engine, key)
+    points = [{**p, "band_zh": BAND_ZH[p["band"]]} for p in trend(engine, key)]
+    assert page == {**score_brief(newest), "trend": points}
+    assert len(page["trend"]) == 24 and page["as_of"] < DEMO_TODAY
+    rendered = json.dumps(ScorePageSchema().dump(page), ensure_ascii=False).encode()
+    served_app.extensions["osmanthus.cache"].delete(
+        page_key(served_app.extensions["osmanthus.model"].version, key))
+    assert served_client.get("/v1/me/score", headers=auth.citizen(key)).data == rendered
+
+
+def test_a_cached_score_page_is_answered_in_front_of_flask_exactly_as_flask_would(
+        served_app, served_client, auth, people_keys):
+    from werkzeug.test import Client
+
+    from service.api.me import CachedScorePages
+
+    key, headers = people_keys[0], auth.citizen(people_keys[0])
+    fast = served_app.wsgi_app
+    assert isinstance(fast, CachedScorePages)
+    first = served_client.get("/v1/me/score", headers=headers)  # computed by the route, cached
+    flask_only = Client(fast.wrapped).get("/v1/me/score", headers=headers)
+    environ = {"PATH_INFO": "/v1/me/score", "REQUEST_METHOD": "GET",
+               "HTTP_AUTHORIZATION": headers["Authorization"]}
+    assert fast._cached(environ) == first.data  # ... and now served from the cache, here
+    again = served_client.get("/v1/me/score", headers=headers)
+    for response in (again, flask_only):
+        assert (response.status_code, response.data, response.content_type) == \
+            (first.status_code, first.data, first.content_type)
+        assert response.headers["Content-Length"] == str(len(first.data))
+    config = served_app.extensions["osmanthus.config"]
+    from service.auth import issue_token
+
+    for refused in (auth.admin()["Authorization"], "Bearer not.a.token", "Basic abc",
+                    "Bearer " + issue_token(config, "citizen", key, now=dt.datetime(2020, 1, 1,
+                                                                                    tzinfo=dt.UTC)),
+                    "Bearer " + issue_token(config, "citizen", "not-a-person-key")):
+        assert fast._cached({**environ, "HTTP_AUTHORIZATION": refused}) is None
+        assert served_client.get("/v1/me/score", headers={"Authorization": refused}
+                                 ).status_code in (401, 403)
+    assert fast._cached({**environ, "REQUEST_METHOD": "HEAD"}) is None
+    prod = config.with_(env="production", jwt_secret="p" * 40)
+    served_app.extensions["osmanthus.config"] = prod
+    try:  # a development token is refused in production, in front of Flask too
+        dev = issue_token(prod, "citizen", key, development=True)
+        assert fast._cached({**environ, "HTTP_AUTHORIZATION": f"Bearer {dev}"}) is None
+        assert fast._cached({**environ, "HTTP_AUTHORIZATION":
+                             f"Bearer {issue_token(prod, 'citizen', key)}"}) == first.data
+    finally:
+        served_app.extensions["osmanthus.config"] = config
+
+
 def test_someone_never_scored_is_scored_on_first_read(served_app, served_client, auth,
                                                       people_keys):
     key = people_keys[1]

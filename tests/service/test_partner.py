@@ -169,7 +169,7 @@ def test_no_answer_without_its_audit_row(bureau, client, bikes, people_keys, mon
     def broken(*_args, **_kwargs):
         raise RuntimeError("audit storage failed")
 
-    monkeypatch.setattr(audit, "append_many", broken)
+    monkeypatch.setattr(audit, "append_committed", broken)
     response = ask(client, bikes, grant(bureau, people_keys[3]))
     assert response.status_code == 500 and "eligible" not in response.json
     assert set(response.json) == ENVELOPE_KEYS
