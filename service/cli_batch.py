@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from service.batch import CHUNK
 from service.config import Config
 
 
@@ -27,7 +28,7 @@ def batch() -> None:
               "shards (default: a new id).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local processes, or LocalCluster workers (default: CPUs; 2 for Dask).")
-@click.option("--chunk", type=click.IntRange(min=1), default=1_000, show_default=True,
+@click.option("--chunk", type=click.IntRange(min=1), default=CHUNK, show_default=True,
               help="People per transaction inside a shard.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def batch_score_command(shards: int, engine: str, scheduler: str | None, as_of, run_id,

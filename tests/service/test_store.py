@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 from sqlalchemy import inspect
 
 from features.records import Records, Source, record_schema
@@ -44,3 +45,97 @@ def test_records_come_back_typed_as_the_feature_builder_reads_them(engine):
     assert penalty.schema == pl.Schema(record_schema(Source.PENALTY))
     assert penalty.row(0, named=True) == row
     assert load_records(engine, ["someone else"]).penalty.is_empty()
+
+
+# --- the batch's fast paths ------------------------------------------------------------------
+def _score_row(key: str, run_id: str | None, score: float) -> dict:
+    """A score row as `service.scoring.score_rows` makes it: nested JSON, Chinese text,
+    floats that need all 17 digits, None, booleans."""
+    return {
+        "person_key": key, "as_of": dt.date(2026, 1, 1), "model_version": "v0001",
+        "run_id": run_id, "score": score, "raw_score": score + 0.1, "base_points": 1 / 3,
+        "band": "good", "points": {"ss_gaps_24m": -1.7709618506431362, "po_events_24m": 0.1},
+        "reasons": {"score": score, "band_zh": "良好", "no_record": False, "records_counted": 7,
+                    "values": {"tr_max_unpaid_fees_12m": 43.52128825236531, "x": None},
+                    "reasons_lowering": [{"feature": "ss_gaps_24m", "points": -1.77,
+                                          "text_zh": "近24个月社保断缴1次", "text_en": 'a "quoted"\\ \t'}],
+                    "reasons_raising": []},
+        "created_at": dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC),
+    }
+
+
+def _stored(engine, run_id: str) -> dict[str, dict]:
+    from sqlalchemy import select
+
+    from service.store import scores
+
+    with engine.connect() as connection:
+        rows = connection.execute(select(scores).where(scores.c.run_id == run_id)).all()
+    found = [dict(r._mapping) for r in rows]
+    assert len({r["person_key"] for r in found}) == len(found), "a person stored twice"
+    return {r["person_key"]: {k: v for k, v in r.items() if k not in ("id", "run_id")}
+            for r in found}
+
+
+def test_score_rows_written_twice_are_stored_once_as_the_plain_insert_stores_them(engine):
+    from sqlalchemy import insert
+
+    from service.store import scores, write_scores
+
+    first = [_score_row(f"p{i:02d}", "fast", 600 + i / 7) for i in range(6)]
+    with engine.begin() as connection:
+        assert write_scores(connection, first) == 6
+    with engine.begin() as connection:  # the same rows again: nothing new
+        assert write_scores(connection, first) == 0
+    more = first[3:] + [_score_row(f"p{i:02d}", "fast", 1.0) for i in range(6, 9)]
+    with engine.begin() as connection:  # half already there (PostgreSQL: COPY's fallback)
+        assert write_scores(connection, more) == 3
+        assert write_scores(connection, more) == 0  # twice in one transaction
+    with engine.begin() as connection:  # the ORM's own insert, for reference
+        connection.execute(insert(scores), [{**r, "run_id": "plain"} for r in first + more[3:]])
+
+    fast, plain = _stored(engine, "fast"), _stored(engine, "plain")
+    assert len(fast) == 9
+    assert fast == plain  # JSON, dates and times read back as the existing readers see them
+    assert fast["p00"]["reasons"] == first[0]["reasons"]
+    assert fast["p00"]["points"] == first[0]["points"]
+
+
+def test_a_failed_chunk_leaves_no_row(engine):
+    import sqlite3
+
+    import psycopg
+
+    from service.store import write_scores
+
+    rows = [_score_row("q1", "atomic", 500.0), {**_score_row("q2", "atomic", 1.0), "band": None}]
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)), engine.begin() as connection:  # band is NOT NULL
+        write_scores(connection, rows)
+    assert _stored(engine, "atomic") == {}
+
+
+def test_records_by_key_range_are_those_of_load_records(engine, world):
+    from service.store import load_records_between, write_records
+
+    keys = world.people()["person_key"].sort().to_list()[:40]
+    records = world.records.filter_persons(keys)
+    assert write_records(engine, records, chunk=50) == sum(records.get(s).height for s in Source)
+
+    def same(ours: Records, theirs: Records, ids: bool = True) -> None:
+        for source in Source:
+            a, b = ours.get(source), theirs.get(source)
+            if not ids:
+                assert a["record_id"].null_count() == a.height
+                a, b = a.drop("record_id"), b.drop("record_id")
+            order = [c for c in a.columns if c != "record_id"] if not ids else ["record_id"]
+            assert a.sort(order).equals(b.sort(order)), source
+
+    with engine.connect() as connection:
+        same(load_records_between(connection, None, None), records)  # floats, dates, nulls
+        first, last = keys[5], keys[30]
+        inside = [k for k in keys if first <= k <= last]
+        same(load_records_between(connection, first, last), load_records(engine, inside))
+        same(load_records_between(connection, first, last, ids=False),
+             load_records(engine, inside), ids=False)
+        same(load_records_between(connection, None, keys[9]), load_records(engine, keys[:10]))
+        assert all(load_records_between(connection, "g", None).get(s).is_empty() for s in Source)
