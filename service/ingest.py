@@ -5,6 +5,17 @@ chunks, each its own transaction, so a feed cut off halfway is finished by sendi
 rows already stored are updated in place (never duplicated), rows not yet stored are added.
 Quarantined rows are keyed by (feed, row number), so they are never duplicated either.
 
+A chunk (`CHUNK_ROWS`, 200,000 rows) is stored set-wise, not row by row: staged into a
+temporary table (PostgreSQL `COPY` of Polars-written CSV; SQLite executemany of plain tuples),
+then moved by one `INSERT … SELECT … ON CONFLICT (record_id) DO UPDATE … WHERE <a feed column
+changed> RETURNING person_key` that skips upheld records, with the overruled rows counted in
+SQL. It stores exactly what the former per-row upsert of 5,000-row chunks stored and reports
+the same changed people (tests/service/test_ingest_fast.py keeps that implementation as the
+oracle), ~3.5× faster on SQLite and ~8× on PostgreSQL (bench/ingest.py). The price of large
+chunks: on SQLite a chunk holds the database's write lock for the seconds it takes, so a
+writer in the API waits that long (well inside its 30 s busy timeout); PostgreSQL locks only
+the rows a chunk touches.
+
 The database going away mid-feed (a PostgreSQL restart or fail-over, a dropped connection) is
 retried: every step is its own idempotent transaction, so the step that failed is simply run
 again, with a growing pause, for up to `RETRY_SECONDS` (30 s: a restart or a fail-over takes a
@@ -25,20 +36,32 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Engine, or_, select
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
-from service.store import RECORD_TABLES, disputes, feeds, insert_for, quarantine
+from service.store import (
+    RECORD_TABLES,
+    SQLITE_DATETIME,
+    _copy_csv,
+    _raw,
+    _sqlite_insert,
+    _sqlite_tuples,
+    disputes,
+    feeds,
+    insert_for,
+    quarantine,
+)
 
 log = logging.getLogger(__name__)
-CHUNK_ROWS = 5_000
+CHUNK_ROWS = 200_000  # rows per transaction (see _upsert_records)
 RETRY_SECONDS = 30.0  # how long a lost database is waited for before the ingest gives up
 TRANSIENT = (OperationalError, InterfaceError)  # connection lost or refused, server shutting down
 
@@ -108,53 +131,122 @@ def feed_id_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _upsert_records(engine: Engine, source: Source, rows: list[dict]) -> set[str]:
-    """Insert or update rows by record_id; return the people whose stored records changed."""
-    table = RECORD_TABLES[source]
-    statement = insert_for(engine, table)
+STAGE = "osmanthus_ingest"  # the chunk's staging table: TEMP, one per connection, dropped at commit
+# SQLite's page cache while a chunk is stored (KiB, negative): the record_id and person_key
+# indexes are written at random places, and the default 2 MiB cache halves the upsert's speed.
+SQLITE_CACHE = -262_144
+
+
+def _upsert_records(engine: Engine, source: Source, chunk: pl.DataFrame, feed_id: str,
+                    now: dt.datetime) -> tuple[set[str], int]:
+    """Store one chunk in one transaction; return the people whose stored records changed and
+    how many rows were overruled (their record's dispute was upheld).
+
+    The chunk is staged in a temporary table (PostgreSQL: Polars writes CSV into `COPY`;
+    SQLite: executemany of plain tuples), then one `INSERT … SELECT … ON CONFLICT (record_id)
+    DO UPDATE … WHERE <a feed column changed> RETURNING person_key` moves it, skipping upheld
+    records: the semantics of the row-by-row upsert it replaced, with no Python object per
+    value and one statement per chunk. Re-running a chunk is harmless (the staging table goes
+    with the transaction), which is what resume and `_retrying` rely on."""
+    if chunk.is_empty():
+        return set(), 0
+    table, names = RECORD_TABLES[source].name, list(record_schema(source))
+    with engine.begin() as connection, _driver_errors(connection):
+        postgresql = connection.dialect.name == "postgresql"
+        mark = "%s" if postgresql else "?"
+        upheld = (f"SELECT record_id FROM {disputes.name} WHERE source = {mark} "
+                  "AND state = 'upheld' AND record_id IS NOT NULL")
+        cursor = _raw(connection).cursor()
+        try:
+            if postgresql:
+                cursor.execute(f"CREATE TEMPORARY TABLE {STAGE} ON COMMIT DROP AS "
+                               f"SELECT {', '.join(names)} FROM {table} WITH NO DATA")
+                _copy_csv(connection, STAGE, names, chunk.select(names))
+            else:
+                cursor.execute("PRAGMA cache_size")
+                cache = cursor.fetchone()[0]
+                cursor.execute(f"PRAGMA cache_size = {SQLITE_CACHE}")
+                cursor.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")
+                # same column affinities as the table: values compare as the stored ones do
+                cursor.execute(f"CREATE TEMPORARY TABLE {STAGE} AS "
+                               f"SELECT {', '.join(names)} FROM {table} WHERE 0")
+                _sqlite_insert(connection, f"INSERT INTO temp.{STAGE}", names,
+                               _sqlite_tuples(chunk.select(names)))
+            cursor.execute(f"SELECT count(DISTINCT record_id) FROM {STAGE} "
+                           f"WHERE record_id IN ({upheld})", (source.value,))
+            overruled = cursor.fetchone()[0]
+            stamp = now if postgresql else now.strftime(SQLITE_DATETIME)
+            cursor.execute(_upsert_sql(source, postgresql, upheld), (feed_id, stamp, source.value))
+            changed = {row[0] for row in cursor.fetchall()}
+            if not postgresql:
+                cursor.execute(f"DROP TABLE temp.{STAGE}")
+                cursor.execute(f"PRAGMA cache_size = {cache}")  # the pooled connection's own
+        finally:
+            cursor.close()
+    return changed, overruled
+
+
+def _upsert_sql(source: Source, postgresql: bool, upheld: str) -> str:
+    """The staged chunk into its table: new records inserted; a stored one updated only when a
+    feed column differs (its person is then returned as changed); `repaired_on` coalesced (a
+    feed may report a repair, never undo the store's); dispute columns never touched."""
+    table, names = RECORD_TABLES[source].name, list(record_schema(source))
     feed_columns = [c for c in SCHEMAS[source].column_names if c != "resident_id"]
     feed_columns += ["person_key"]
-    updates = {name: statement.excluded[name] for name in feed_columns if name != "repaired_on"}
-    if "repaired_on" in feed_columns:  # a feed may report a repair, never undo the store's
-        from sqlalchemy import func
+    sets = [f"{n} = excluded.{n}" if n != "repaired_on"
+            else f"repaired_on = coalesce(excluded.repaired_on, {table}.repaired_on)"
+            for n in feed_columns]
+    sets += ["feed_id = excluded.feed_id", "updated_at = excluded.updated_at"]
+    differs = "IS DISTINCT FROM" if postgresql else "IS NOT"
+    # what the row would become, against what it is: a feed that omits a repair the store
+    # holds does not change the record (`repaired_on` stays), so its person is not "changed"
+    becomes = {n: f"coalesce(excluded.{n}, {table}.{n})" if n == "repaired_on"
+               else f"excluded.{n}" for n in feed_columns}
+    changed = " OR ".join(f"{table}.{n} {differs} {becomes[n]}" for n in feed_columns)
+    mark = "%s" if postgresql else "?"
+    stamp = f"CAST({mark} AS timestamptz)" if postgresql else mark
+    insert = (f"INSERT INTO {table} ({', '.join(names)}, feed_id, updated_at) "
+              f"SELECT {', '.join(names)}, CAST({mark} AS varchar), {stamp} FROM {STAGE} "
+              f"WHERE record_id NOT IN ({upheld}) "  # (a WHERE also settles SQLite's ON parse)
+              f"ON CONFLICT (record_id) DO UPDATE SET {', '.join(sets)} WHERE {changed} "
+              "RETURNING person_key")
+    if postgresql:  # each changed person once, not once per record
+        return f"WITH stored AS ({insert}) SELECT DISTINCT person_key FROM stored"
+    return insert
 
-        updates["repaired_on"] = func.coalesce(statement.excluded.repaired_on, table.c.repaired_on)
-    updates["feed_id"] = statement.excluded.feed_id
-    updates["updated_at"] = statement.excluded.updated_at
-    changed = or_(*[table.c[name].is_distinct_from(statement.excluded[name]) for name in feed_columns])
-    statement = statement.on_conflict_do_update(
-        index_elements=["record_id"], set_=updates, where=changed
-    ).returning(table.c.person_key)
-    with engine.begin() as connection:
-        result = connection.execute(statement, rows)
-        return {row[0] for row in result}
+
+@contextmanager
+def _driver_errors(connection: Connection) -> Iterator[None]:
+    """Errors from the raw driver cursor raised as SQLAlchemy's (a lost server an
+    `OperationalError`), so that `_retrying` tells an outage from a mistake the same way."""
+    base = connection.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except base as error:
+        raise DBAPIError.instance(None, None, error, base, dialect=connection.dialect) from error
 
 
 def _store_quarantine(engine: Engine, feed_id: str, source: Source, frame: pl.DataFrame) -> None:
+    """Quarantined rows, keyed by (feed, row number): a re-sent feed adds none twice."""
     if frame.is_empty():
         return
+    names = ["feed_id", "source", "row_number", "field", "reason", "problems"]
     rows = frame.select("row_number", "field", "reason", "problems").with_columns(
         pl.lit(feed_id).alias("feed_id"), pl.lit(source.value).alias("source")
-    ).to_dicts()
-    statement = insert_for(engine, quarantine).on_conflict_do_nothing(
-        index_elements=["feed_id", "row_number"]
-    )
-    with engine.begin() as connection:
-        for start in range(0, len(rows), CHUNK_ROWS):
-            connection.execute(statement, rows[start:start + CHUNK_ROWS])
-
-
-def _upheld(engine: Engine, source: Source, record_ids: list[str]) -> set[str]:
-    """Of these records, those whose dispute was upheld: the store's version stands."""
-    if not record_ids:
-        return set()
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(disputes.c.record_id).where(
-                disputes.c.source == source.value, disputes.c.state == "upheld",
-                disputes.c.record_id.in_(record_ids))
-        )
-        return {row[0] for row in rows}
+    ).select(names)
+    conflict = " ON CONFLICT (feed_id, row_number) DO NOTHING"
+    with engine.begin() as connection, _driver_errors(connection):
+        if connection.dialect.name != "postgresql":
+            _sqlite_insert(connection, f"INSERT INTO {quarantine.name}", names, rows.rows(),
+                           conflict)
+            return
+        stage = f"{STAGE}_quarantine"
+        with _raw(connection).cursor() as cursor:
+            cursor.execute(f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "
+                           f"SELECT {', '.join(names)} FROM {quarantine.name} WITH NO DATA")
+            _copy_csv(connection, stage, names, rows)
+            cursor.execute(f"INSERT INTO {quarantine.name} ({', '.join(names)}) "
+                           f"SELECT {', '.join(names)} FROM {stage}{conflict}")
 
 
 def _record_feed(engine: Engine, values: dict) -> None:
@@ -190,9 +282,7 @@ def ingest_feed(
         "rows_read": good.height + bad.height, "rows_stored": good.height,
         "rows_quarantined": bad.height, "status": "receiving",
     }
-    stored = good.select(list(record_schema(source))).with_columns(
-        pl.lit(feed_id).alias("feed_id"), pl.lit(now).alias("updated_at")
-    )
+    stored = good.select(list(record_schema(source)))
     changed: set[str] = set()
     overruled = done = 0
 
@@ -203,16 +293,13 @@ def ingest_feed(
         step(lambda: _record_feed(engine, feed_row), "recording the feed")
         step(lambda: _store_quarantine(engine, feed_id, source, bad), "storing its quarantine")
         for start in range(0, stored.height, CHUNK_ROWS):
-            chunk = stored.slice(start, CHUNK_ROWS).to_dicts()
-            ids = [row["record_id"] for row in chunk]
-            upheld = step(lambda ids=ids: _upheld(engine, source, ids), "reading disputes")
-            if upheld:
-                chunk = [row for row in chunk if row["record_id"] not in upheld]
-                overruled += len(upheld)
-            if chunk:
-                changed |= step(lambda chunk=chunk: _upsert_records(engine, source, chunk),
-                                f"storing rows {start + 1}–{start + len(chunk)}")
-            done = min(start + CHUNK_ROWS, stored.height)
+            chunk = stored.slice(start, CHUNK_ROWS)
+            people, skipped = step(
+                lambda chunk=chunk: _upsert_records(engine, source, chunk, feed_id, now),
+                f"storing rows {start + 1}–{start + chunk.height}")
+            changed |= people
+            overruled += skipped
+            done = start + chunk.height
             if on_chunk:
                 on_chunk(done, stored.height)
         step(lambda: _record_feed(engine, {**feed_row, "status": "complete"}),
