@@ -24,10 +24,10 @@ What it does, per backend:
    the load; the worker-seconds per stage and the CPU seconds say where the work goes.
 3. The write floor, in the same run: the score rows of `--floor-people` people are written
    twice, in chunks of `--chunk`, each chunk one transaction — by the store's write path
-   (`service.store.write_scores`: idempotent insert-or-ignore) into `scores`, and by a bare
+   (`service.store_bulk.write_scores`: idempotent insert-or-ignore) into `scores`, and by a bare
    bulk insert (PostgreSQL: `COPY` straight into an empty table `LIKE scores INCLUDING ALL`;
    SQLite: plain executemany `INSERT` into a copy of `scores` with its indexes). Both start
-   from the same row dicts, so both pay the same JSON encoding (`service.store.score_tuples`).
+   from the same row dicts, so both pay the same JSON encoding (`service.store_bulk.score_tuples`).
    Goal: the write path ≤ 1.5× the floor.
 
 Afterwards the PostgreSQL schema is dropped and the SQLite files removed.
@@ -94,7 +94,8 @@ def setup(url: str, people: int, seed: int, batch: int = 200_000) -> dict[str, f
     """Generate the city and load the store, `batch` people at a time (in key order, so the
     store is as a clustered load leaves it); returns seconds and row counts."""
     from features.records import Source
-    from service.store import make_engine, migrate, write_people, write_records
+    from service.store import make_engine, migrate, write_records
+    from service.store_bulk import write_people
 
     figures = dict.fromkeys(["generate_s", "records", "write_records_s"], 0.0)
     engine = make_engine(url)
@@ -200,7 +201,7 @@ def _floor_table(connection) -> None:
 
 
 def _bare_insert(connection, rows: list[dict]) -> None:
-    from service.store import SCORE_COLUMNS, score_tuples
+    from service.store_bulk import SCORE_COLUMNS, score_tuples
 
     tuples = score_tuples(rows, connection.dialect.name)
     raw = connection.connection.dbapi_connection
@@ -220,7 +221,8 @@ def write_floor(url: str, registry: Path, version: str, people: int, chunk: int)
     from features.build import build_features
     from service.batch import _scorecard
     from service.scoring import score_rows
-    from service.store import load_records_between, make_engine, write_scores
+    from service.store import make_engine
+    from service.store_bulk import load_records_between, write_scores
 
     engine = make_engine(url)
     scorecard = _scorecard(str(registry), version, 1)

@@ -29,9 +29,9 @@ rows, so a run never mixes two models or two dates. `BatchRun.missing` is what t
 listed and did not write (a person added while the run goes is left to the next run).
 
 Speed (bench/batch.py). A chunk is a key range: its people are consecutive in key order, so
-its records are read with one index range scan per source (`store.load_records_between`,
+its records are read with one index range scan per source (`store_bulk.load_records_between`,
 `COPY … TO STDOUT` on PostgreSQL) rather than an `IN (…)` list, and its rows are written with
-`store.write_scores` (`COPY` on PostgreSQL, an executemany of tuples on SQLite). Each worker
+`store_bulk.write_scores` (`COPY` on PostgreSQL, an executemany of tuples on SQLite). Each worker
 lists its own shard's people (`_shard_keys`), so no listing runs while the workers wait.
 """
 
@@ -204,7 +204,7 @@ def run_shard(job: ShardJob) -> ShardResult:
     """Score the shard's people who have no row for the run yet; safe to repeat."""
     from features.build import build_features
     from service.scoring import score_rows
-    from service.store import load_records_between, write_people, write_scores
+    from service.store_bulk import load_records_between, write_people, write_scores
 
     started = time.monotonic()
     engine = _engine(job.database_url)

@@ -47,17 +47,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
-from service.store import (
-    RECORD_TABLES,
+from service.store import RECORD_TABLES, disputes, feeds, insert_for, quarantine
+from service.store_bulk import (
     SQLITE_DATETIME,
-    _copy_csv,
-    _raw,
-    _sqlite_insert,
-    _sqlite_tuples,
-    disputes,
-    feeds,
-    insert_for,
-    quarantine,
+    copy_csv,
+    raw_connection,
+    sqlite_insert,
+    sqlite_tuples,
 )
 
 log = logging.getLogger(__name__)
@@ -156,12 +152,12 @@ def _upsert_records(engine: Engine, source: Source, chunk: pl.DataFrame, feed_id
         mark = "%s" if postgresql else "?"
         upheld = (f"SELECT record_id FROM {disputes.name} WHERE source = {mark} "
                   "AND state = 'upheld' AND record_id IS NOT NULL")
-        cursor = _raw(connection).cursor()
+        cursor = raw_connection(connection).cursor()
         try:
             if postgresql:
                 cursor.execute(f"CREATE TEMPORARY TABLE {STAGE} ON COMMIT DROP AS "
                                f"SELECT {', '.join(names)} FROM {table} WITH NO DATA")
-                _copy_csv(connection, STAGE, names, chunk.select(names))
+                copy_csv(connection, STAGE, names, chunk.select(names))
             else:
                 cursor.execute("PRAGMA cache_size")
                 cache = cursor.fetchone()[0]
@@ -170,8 +166,8 @@ def _upsert_records(engine: Engine, source: Source, chunk: pl.DataFrame, feed_id
                 # same column affinities as the table: values compare as the stored ones do
                 cursor.execute(f"CREATE TEMPORARY TABLE {STAGE} AS "
                                f"SELECT {', '.join(names)} FROM {table} WHERE 0")
-                _sqlite_insert(connection, f"INSERT INTO temp.{STAGE}", names,
-                               _sqlite_tuples(chunk.select(names)))
+                sqlite_insert(connection, f"INSERT INTO temp.{STAGE}", names,
+                               sqlite_tuples(chunk.select(names)))
             cursor.execute(f"SELECT count(DISTINCT record_id) FROM {STAGE} "
                            f"WHERE record_id IN ({upheld})", (source.value,))
             overruled = cursor.fetchone()[0]
@@ -237,14 +233,14 @@ def _store_quarantine(engine: Engine, feed_id: str, source: Source, frame: pl.Da
     conflict = " ON CONFLICT (feed_id, row_number) DO NOTHING"
     with engine.begin() as connection, _driver_errors(connection):
         if connection.dialect.name != "postgresql":
-            _sqlite_insert(connection, f"INSERT INTO {quarantine.name}", names, rows.rows(),
+            sqlite_insert(connection, f"INSERT INTO {quarantine.name}", names, rows.rows(),
                            conflict)
             return
         stage = f"{STAGE}_quarantine"
-        with _raw(connection).cursor() as cursor:
+        with raw_connection(connection).cursor() as cursor:
             cursor.execute(f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "
                            f"SELECT {', '.join(names)} FROM {quarantine.name} WITH NO DATA")
-            _copy_csv(connection, stage, names, rows)
+            copy_csv(connection, stage, names, rows)
             cursor.execute(f"INSERT INTO {quarantine.name} ({', '.join(names)}) "
                            f"SELECT {', '.join(names)} FROM {stage}{conflict}")
 

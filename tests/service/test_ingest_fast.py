@@ -244,8 +244,8 @@ def test_a_lost_connection_inside_the_driver_is_waited_for_like_any_other(engine
             return real(*args, **kwargs)
         return stage
 
-    monkeypatch.setattr(ingest_module, "_copy_csv", flaky(ingest_module._copy_csv))
-    monkeypatch.setattr(ingest_module, "_sqlite_insert", flaky(ingest_module._sqlite_insert))
+    monkeypatch.setattr(ingest_module, "copy_csv", flaky(ingest_module.copy_csv))
+    monkeypatch.setattr(ingest_module, "sqlite_insert", flaky(ingest_module.sqlite_insert))
     summary = ingest_feed(engine, path, Source.PENALTY, retry_seconds=10)
     assert len(calls) == 2 and summary.rows_stored == 10
     with engine.connect() as connection:

@@ -80,7 +80,8 @@ def _stored(engine, run_id: str) -> dict[str, dict]:
 def test_score_rows_written_twice_are_stored_once_as_the_plain_insert_stores_them(engine):
     from sqlalchemy import insert
 
-    from service.store import scores, write_scores
+    from service.store import scores
+    from service.store_bulk import write_scores
 
     first = [_score_row(f"p{i:02d}", "fast", 600 + i / 7) for i in range(6)]
     with engine.begin() as connection:
@@ -106,7 +107,7 @@ def test_a_failed_chunk_leaves_no_row(engine):
 
     import psycopg
 
-    from service.store import write_scores
+    from service.store_bulk import write_scores
 
     rows = [_score_row("q1", "atomic", 500.0), {**_score_row("q2", "atomic", 1.0), "band": None}]
     with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)), engine.begin() as connection:  # band is NOT NULL
@@ -115,7 +116,8 @@ def test_a_failed_chunk_leaves_no_row(engine):
 
 
 def test_records_by_key_range_are_those_of_load_records(engine, world):
-    from service.store import load_records_between, write_records
+    from service.store import write_records
+    from service.store_bulk import load_records_between
 
     keys = world.people()["person_key"].sort().to_list()[:40]
     records = world.records.filter_persons(keys)
