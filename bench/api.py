@@ -51,7 +51,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, peak_rss_mb  # noqa: E402
-from bench.wrk import WrkResult, ensure_wrk, run_wrk, serve  # noqa: E402
+from bench.wrk import (  # noqa: E402
+    PAGE_REQUEST,
+    POST_REQUEST,
+    WrkResult,
+    ensure_wrk,
+    rotating,
+    run_wrk,
+    serve,
+)
 
 POSTGRES_URL = os.environ.get("DATABASE_URL_TEST",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -173,34 +181,6 @@ def seed_store(name: str, world, root: Path, redis_url: str, cold_people: int) -
                   [citizen(k) for k in cold], consent_tokens, api_key, drop)
     engine.dispose()
     return store
-
-
-ROTATE = """
-local items = {}
-local i = 0
-function init(args)
-  local n = 0
-  for line in io.lines(%(file)s) do
-    if n %% _osm_nthreads == _osm_thread - 1 then table.insert(items, line) end
-    n = n + 1
-  end
-end
-function request()
-  i = i %% #items + 1
-  %(build)s
-end
-"""
-PAGE_REQUEST = ('return wrk.format("GET", "/v1/me/score", '
-                '{["Authorization"] = "Bearer " .. items[i]}, nil)')
-POST_REQUEST = ('return wrk.format("POST", %s, '
-                '{["X-API-Key"] = %s, ["Content-Type"] = "application/json"}, items[i])')
-
-
-def rotating(lines: list[str], build: str, directory: Path) -> str:
-    """A Lua snippet making each request from the next line of a file (threads share none)."""
-    path = directory / f"lines-{uuid.uuid4().hex[:8]}.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return ROTATE % {"file": json.dumps(str(path)), "build": build}
 
 
 def _get(url: str, headers: dict[str, str]) -> int:

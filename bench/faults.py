@@ -34,14 +34,20 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OSMANTHUS_PERSON_KEY", "bench-faults-person-key")
 
 from bench.common import machine, peak_rss_mb  # noqa: E402
-from bench.wrk import WrkResult, ensure_wrk, run_wrk, serve  # noqa: E402
+from bench.wrk import (  # noqa: E402
+    PAGE_REQUEST,
+    WrkResult,
+    ensure_wrk,
+    rotating,
+    run_wrk,
+    serve,
+)
 from features.records import Source  # noqa: E402
 from tests.service.test_faults_feed import reconcile, spoiled_feed  # noqa: E402
 from tests.service.test_faults_servers import (  # noqa: E402
@@ -55,31 +61,9 @@ PARTNER, PERK = "city-bikes", "bike-deposit-free"
 NO_LIMIT = "1000000000/minute"  # the limiter does its Redis work but never throttles the bench
 OSMANTHUS = str(Path(sys.executable).with_name("osmanthus"))
 
-ROTATE = """
-local items = {}
-local i = 0
-function init(args)
-  local n = 0
-  for line in io.lines(%(file)s) do
-    if n %% _osm_nthreads == _osm_thread - 1 then table.insert(items, line) end
-    n = n + 1
-  end
-end
-function request()
-  i = i %% #items + 1
-  %(build)s
-end
-"""
-PAGE = ('return wrk.format("GET", "/v1/me/score", '
-        '{["Authorization"] = "Bearer " .. items[i]}, nil)')
+PAGE = PAGE_REQUEST
 ASK = ('return wrk.format("POST", "/v1/partner/eligibility", '
        '{["X-API-Key"] = %s, ["Content-Type"] = "application/json"}, items[i])')
-
-
-def rotating(lines: list[str], build: str, directory: Path) -> str:
-    path = directory / f"lines-{uuid.uuid4().hex[:8]}.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return ROTATE % {"file": json.dumps(str(path)), "build": build}
 
 
 def database(server: PrivatePostgres, name: str) -> str:

@@ -30,9 +30,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["WrkMissing", "WrkResult", "ensure_wrk", "free_port", "run_wrk", "serve"]
 
@@ -270,3 +272,32 @@ def run_wrk(url: str, *, connections: int, seconds: float, threads: int = 2,
         non_2xx=sum(count for status, count in statuses.items() if not 200 <= status < 300),
         socket_errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
         errors=errors, statuses=statuses, bytes_read=data["bytes"])
+
+
+# --- requests that rotate through a file of lines (tokens, bodies) ------------------------
+ROTATE = """
+local items = {}
+local i = 0
+function init(args)
+  local n = 0
+  for line in io.lines(%(file)s) do
+    if n %% _osm_nthreads == _osm_thread - 1 then table.insert(items, line) end
+    n = n + 1
+  end
+end
+function request()
+  i = i %% #items + 1
+  %(build)s
+end
+"""
+PAGE_REQUEST = ('return wrk.format("GET", "/v1/me/score", '
+                '{["Authorization"] = "Bearer " .. items[i]}, nil)')
+POST_REQUEST = ('return wrk.format("POST", %s, '
+                '{["X-API-Key"] = %s, ["Content-Type"] = "application/json"}, items[i])')
+
+
+def rotating(lines: list[str], build: str, directory: Path) -> str:
+    """A Lua snippet making each request from the next line of a file (threads share none)."""
+    path = directory / f"lines-{uuid.uuid4().hex[:8]}.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return ROTATE % {"file": json.dumps(str(path)), "build": build}
