@@ -44,13 +44,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, peak_rss_mb  # noqa: E402
+from bench.common import create_schema, drop_schemas, machine, peak_rss_mb  # noqa: E402
 from bench.wrk import (  # noqa: E402
     PAGE_REQUEST,
     POST_REQUEST,
@@ -99,22 +98,8 @@ def build_world(root: Path):
 
 
 def _postgres_schema() -> tuple[str, object]:
-    from sqlalchemy import text
-
-    from service.store import make_engine
-
-    schema = f"bench_api_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-
-    def drop() -> None:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}", drop
+    url, name = create_schema(POSTGRES_URL, "bench_api")
+    return url, lambda: drop_schemas(POSTGRES_URL, name)
 
 
 def seed_store(name: str, world, root: Path, redis_url: str, cold_people: int) -> Store:

@@ -45,7 +45,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -54,7 +53,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, peak_rss_mb  # noqa: E402
+from bench.common import create_schema, drop_schemas, machine, peak_rss_mb  # noqa: E402
 
 AS_OF = dt.date(2025, 7, 1)  # bench/features.py's as-of date
 POSTGRES_URL = os.environ.get("DATABASE_URL_BENCH",
@@ -255,30 +254,12 @@ def write_floor(url: str, registry: Path, version: str, people: int, chunk: int)
 def _fresh(backend: str, tmp: Path) -> tuple[str, str | None]:
     if backend == "sqlite":
         return f"sqlite:///{tmp / 'bench.db'}", None
-    from sqlalchemy import text
-
-    from service.store import make_engine
-
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}", schema
+    return create_schema(POSTGRES_URL, "bench")
 
 
 def _drop(schema: str | None) -> None:
-    if schema is None:
-        return
-    from sqlalchemy import text
-
-    from service.store import make_engine
-
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    if schema is not None:
+        drop_schemas(POSTGRES_URL, schema)
 
 
 def bench_backend(backend: str, args, registry: Path, version: str) -> dict:

@@ -43,3 +43,40 @@ def timed(label: str, results: dict[str, float]):
     yield
     results[label] = time.perf_counter() - start
     print(f"  {label}: {results[label]:.2f} s", flush=True)
+
+
+def create_schema(server_url: str, prefix: str) -> tuple[str, str]:
+    """A new, empty PostgreSQL schema on `server_url`, so a benchmark never touches anyone's
+    tables: (a URL whose connections use it, its name). Raises when the server is away."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from service.store import make_engine
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server_url)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{name}"'))
+    finally:
+        admin.dispose()
+    separator = "&" if "?" in server_url else "?"
+    return f"{server_url}{separator}options=-csearch_path%3D{name}", name
+
+
+def drop_schemas(server_url: str, *names: str) -> None:
+    """Drop schemas `create_schema` made, with everything in them."""
+    from sqlalchemy import text
+
+    from service.store import make_engine
+
+    if not names:
+        return
+    admin = make_engine(server_url)
+    try:
+        with admin.begin() as connection:
+            for name in names:
+                connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+    finally:
+        admin.dispose()

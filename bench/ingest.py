@@ -25,7 +25,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, peak_rss_mb  # noqa: E402
+from bench.common import create_schema, drop_schemas, machine, peak_rss_mb  # noqa: E402
 from bench.validate import build_feed  # noqa: E402
 from features.records import Records, Source  # noqa: E402
 from features.validate import validate_feed  # noqa: E402
@@ -40,35 +40,19 @@ class Store:
         self.backend, self.folder, self.postgres, self.schemas = backend, folder, postgres, []
 
     def fresh(self):
-        from sqlalchemy import text
-
         from service.store import make_engine, migrate
 
-        name = f"bench_ingest_{uuid.uuid4().hex[:10]}"
         if self.backend == "sqlite":
-            url = f"sqlite:///{self.folder / name}.db"
+            url = f"sqlite:///{self.folder / f'bench_ingest_{uuid.uuid4().hex[:10]}'}.db"
         else:
-            admin = make_engine(self.postgres)
-            with admin.begin() as connection:
-                connection.execute(text(f'CREATE SCHEMA "{name}"'))
-            admin.dispose()
+            url, name = create_schema(self.postgres, "bench_ingest")
             self.schemas.append(name)
-            url = f"{self.postgres}?options=-csearch_path%3D{name}"
         engine = make_engine(url)
         migrate(engine)
         return engine
 
     def drop(self) -> None:
-        from sqlalchemy import text
-
-        from service.store import make_engine
-
-        if self.schemas:
-            admin = make_engine(self.postgres)
-            with admin.begin() as connection:
-                for name in self.schemas:
-                    connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-            admin.dispose()
+        drop_schemas(self.postgres, *self.schemas)
 
 
 def clock(label: str, run):

@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, peak_rss_mb  # noqa: E402
+from bench.common import create_schema, drop_schemas, machine, peak_rss_mb  # noqa: E402
 
 AS_OF = dt.date(2026, 1, 1)
 POSTGRES_URL = os.environ.get("DATABASE_URL_TEST",
@@ -51,27 +51,16 @@ def database(backend: str, root: Path):
     if backend == "sqlite":
         yield f"sqlite:///{root / f'rescore-{uuid.uuid4().hex[:6]}.db'}"
         return
-    from sqlalchemy import text
-
-    from service.store import make_engine
-
-    schema = f"bench_rescore_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(POSTGRES_URL)
     try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url, name = create_schema(POSTGRES_URL, "bench_rescore")
     except Exception as error:  # noqa: BLE001 - any failure to reach the server
         print(f"PostgreSQL not reachable at {POSTGRES_URL}: {type(error).__name__}: skipped")
-        admin.dispose()
         yield None
         return
-    separator = "&" if "?" in POSTGRES_URL else "?"
     try:
-        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+        yield url
     finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        drop_schemas(POSTGRES_URL, name)
 
 
 def ms(seconds: list[float] | np.ndarray) -> dict[str, float]:
