@@ -14,19 +14,18 @@ from typing import Any
 
 import polars as pl
 from flask import Flask
-from sqlalchemy import Engine, bindparam, func, select
 
 from features import rules
 from features.build import build_features
 from features.records import SCHEMAS, Records, Source
 from model.scorecard import BAND_ZH
-from service.audit import autocommit, entries_for
+from service.audit import entries_for
 from service.disputes import latest_by_record
 from service.errors import ApiError
 from service.perks import CONDITIONS, Perk
 from service.review import review_state
-from service.scoring import latest, rescore, today
-from service.store import load_records, scores
+from service.scoring import latest, newest_of_each_date, rescore, today, trend_of
+from service.store import load_records
 
 # rules' reasons in plain words: (zh, en)
 REASON_TEXT: dict[str, tuple[str, str]] = {
@@ -62,40 +61,16 @@ def score_brief(row: dict) -> dict:
             "model_version": row["model_version"], "as_of": row["as_of"]}
 
 
-TREND_POINTS = 24  # as `service.scoring.trend`
-
-
-_NEWEST_OF_EACH_DATE = (
-    select(scores.c.id, scores.c.as_of, scores.c.score, scores.c.band, scores.c.model_version)
-    .where(scores.c.id.in_(select(func.max(scores.c.id))
-                           .where(scores.c.person_key == bindparam("person_key"))
-                           .group_by(scores.c.as_of)))
-)  # built once: building it per request cost as much as running it
-
-
-def _latest_of_each_date(engine: Engine, person_key: str) -> list[dict]:
-    """The latest score row of each as-of date (the four columns a page shows, and its id),
-    in one indexed query: the trend is these, and the person's latest score is the one with
-    the highest id among them (the latest of its own date)."""
-    with autocommit(engine).connect() as connection:  # no BEGIN/ROLLBACK round trips
-        rows = connection.execute(_NEWEST_OF_EACH_DATE, {"person_key": person_key}).all()
-    return [dict(row._mapping) for row in rows]
-
-
 def score_page(app: Flask, person_key: str) -> dict:
     """Score, band, model, as-of date and the trend (oldest first, the last `TREND_POINTS`
-    dates): the same page as `score_row` + `service.scoring.trend`, from one query on one
-    connection (the cold page's cost was two checkouts, each with its ping, and the JSON of
-    every reason read and thrown away). Someone never scored is scored first."""
-    points = _latest_of_each_date(_engine(app), person_key)
+    dates), from one query on one connection (`newest_of_each_date`: a page never reads the
+    JSON of reasons it does not show). Someone never scored is scored first."""
+    points = newest_of_each_date(_engine(app), person_key)
     if not points:
         score_row(app, person_key)
-        points = _latest_of_each_date(_engine(app), person_key)
+        points = newest_of_each_date(_engine(app), person_key)
     newest = max(points, key=lambda point: point["id"])
-    shown = sorted(points, key=lambda point: point["as_of"], reverse=True)[:TREND_POINTS]
-    history = [{"as_of": p["as_of"], "score": p["score"], "band": p["band"],
-                "model_version": p["model_version"], "band_zh": BAND_ZH[p["band"]]}
-               for p in reversed(shown)]
+    history = [{**point, "band_zh": BAND_ZH[point["band"]]} for point in trend_of(points)]
     return {**score_brief(newest), "trend": history}
 
 

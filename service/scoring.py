@@ -210,16 +210,37 @@ def latest(engine: Engine, person_key: str) -> dict | None:
     return dict(row._mapping) if row else None
 
 
-def trend(engine: Engine, person_key: str, limit: int = 24) -> list[dict]:
+TREND_POINTS = 24
+
+_NEWEST_OF_EACH_DATE = (
+    select(scores.c.id, scores.c.as_of, scores.c.score, scores.c.band, scores.c.model_version)
+    .where(scores.c.id.in_(select(func.max(scores.c.id))
+                           .where(scores.c.person_key == bindparam("person_key"))
+                           .group_by(scores.c.as_of)))
+)  # built once: building it per request cost as much as running it
+
+
+def newest_of_each_date(engine: Engine, person_key: str) -> list[dict]:
+    """The latest score row of each as-of date (id, as_of, score, band, model_version), in one
+    indexed query: the trend is these, and the person's latest score is the one with the
+    highest id among them (the latest of its own date)."""
+    from service.audit import autocommit
+
+    with autocommit(engine).connect() as connection:  # no BEGIN/ROLLBACK round trips
+        rows = connection.execute(_NEWEST_OF_EACH_DATE, {"person_key": person_key}).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def trend_of(points: list[dict], limit: int = TREND_POINTS) -> list[dict]:
+    """The last `limit` dates of `newest_of_each_date`, oldest first."""
+    shown = sorted(points, key=lambda point: point["as_of"], reverse=True)[:limit]
+    return [{"as_of": p["as_of"], "score": p["score"], "band": p["band"],
+             "model_version": p["model_version"]} for p in reversed(shown)]
+
+
+def trend(engine: Engine, person_key: str, limit: int = TREND_POINTS) -> list[dict]:
     """A person's past scores, oldest first: one point per as-of date (the latest row of it)."""
-    with engine.connect() as connection:
-        newest = (select(func.max(scores.c.id)).where(scores.c.person_key == person_key)
-                  .group_by(scores.c.as_of))
-        rows = connection.execute(
-            select(scores.c.as_of, scores.c.score, scores.c.band, scores.c.model_version)
-            .where(scores.c.id.in_(newest)).order_by(scores.c.as_of.desc()).limit(limit)
-        ).all()
-    return [dict(r._mapping) for r in reversed(rows)]
+    return trend_of(newest_of_each_date(engine, person_key), limit)
 
 
 def new_run_id() -> str:
