@@ -16,7 +16,7 @@ from service import batch
 from service.batch import ShardJob, batch_score, boundary, run_shard, shard_of, shard_status
 from service.scoring import ensure_people, score_people
 from service.serving import load_serving
-from service.store import make_engine, migrate, scores, write_records
+from service.store import scores, write_records
 from tests.service.conftest import DEMO_TODAY
 
 COMPARED = ("score", "raw_score", "base_points", "band", "points", "reasons", "model_version",
@@ -42,14 +42,6 @@ def _population(engine, world, with_records: int, without_records: int = 2,
     with engine.begin() as connection:
         ensure_people(connection, stored[:len(stored) - records_only] + bare)
     return sorted(stored + bare)
-
-
-@pytest.fixture
-def store(database_url):
-    engine = make_engine(database_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def _rows(engine, run_id: str) -> dict[str, dict]:
@@ -95,42 +87,42 @@ def test_shards_partition_the_key_space():
     assert [shard_of(k, 2) for k in keys] == [0, 0, 0, 1, 1]
 
 
-def test_local_shards_score_everyone_once_as_online_scoring_does(database_url, store, world):
-    everyone = _population(store, world, 60)
+def test_local_shards_score_everyone_once_as_online_scoring_does(database_url, engine, world):
+    everyone = _population(engine, world, 60)
     run = batch_score(database_url, world.registry, shards=3, as_of=DEMO_TODAY,
                       run_id="local-3", workers=2, chunk=7)
     assert (run.people, run.scored, run.missing, run.model_version) == (
         len(everyone), len(everyone), 0, world.version)
-    ours = _rows(store, "local-3")
+    ours = _rows(engine, "local-3")
     assert sorted(ours) == everyone
     assert {len(batch.shards_of(everyone, 3)[s]) for s in range(3)} != {0}
 
-    score_people(store, load_serving(world.registry), everyone, DEMO_TODAY, run_id="online")
-    _assert_same_scores(ours, _rows(store, "online"))
+    score_people(engine, load_serving(world.registry), everyone, DEMO_TODAY, run_id="online")
+    _assert_same_scores(ours, _rows(engine, "online"))
 
 
-def test_running_a_run_again_changes_nothing(database_url, store, world):
-    _population(store, world, 30)
+def test_running_a_run_again_changes_nothing(database_url, engine, world):
+    _population(engine, world, 30)
     first = batch_score(database_url, world.registry, shards=3, as_of=DEMO_TODAY,
                         run_id="again", workers=1)
-    before = _rows(store, "again")
+    before = _rows(engine, "again")
 
     again = batch_score(database_url, world.registry, shards=3, run_id="again", workers=1)
     assert (again.scored, again.already_done, again.as_of) == (0, [0, 1, 2], DEMO_TODAY)
     for shard in range(3):  # and each shard forced through the job itself
         assert run_shard(_job(database_url, world, "again", shard, 3)).scored == 0
-    assert _rows(store, "again") == before
+    assert _rows(engine, "again") == before
     assert first.scored == len(before)
 
 
-def test_an_interrupted_run_resumes_its_unfinished_shards_once(database_url, store, world):
-    everyone = _population(store, world, 45)
+def test_an_interrupted_run_resumes_its_unfinished_shards_once(database_url, engine, world):
+    everyone = _population(engine, world, 45)
     first = run_shard(_job(database_url, world, "cut", 0, 3, chunk=5))  # then the pool died
     assert first.scored == len(batch.shards_of(everyone, 3).get(0, []))
-    assert [shard_status(store, s, 3, "cut").done for s in range(3)] == [True, False, False]
+    assert [shard_status(engine, s, 3, "cut").done for s in range(3)] == [True, False, False]
     # shard 1 died halfway: only its first chunk was committed
     run_shard(_job(database_url, world, "cut", 1, 3))
-    with store.begin() as connection:
+    with engine.begin() as connection:
         half = sorted(batch.shards_of(everyone, 3)[1])[5:]
         connection.execute(scores.delete().where(scores.c.run_id == "cut",
                                                  scores.c.person_key.in_(half)))
@@ -139,17 +131,17 @@ def test_an_interrupted_run_resumes_its_unfinished_shards_once(database_url, sto
     assert resumed.already_done == [0]
     assert resumed.scored == len(everyone) - first.scored - 5
     assert resumed.complete
-    assert sorted(_rows(store, "cut")) == everyone
-    score_people(store, load_serving(world.registry), everyone, DEMO_TODAY, run_id="online")
-    _assert_same_scores(_rows(store, "cut"), _rows(store, "online"))
+    assert sorted(_rows(engine, "cut")) == everyone
+    score_people(engine, load_serving(world.registry), everyone, DEMO_TODAY, run_id="online")
+    _assert_same_scores(_rows(engine, "cut"), _rows(engine, "online"))
 
 
-def test_a_resumed_run_keeps_its_date(database_url, store, world):
+def test_a_resumed_run_keeps_its_date(database_url, engine, world):
     import datetime as dt
 
     from service.batch import BatchError
 
-    _population(store, world, 5, records_only=0)
+    _population(engine, world, 5, records_only=0)
     batch_score(database_url, world.registry, shards=2, as_of=DEMO_TODAY, run_id="dated",
                 workers=1)
     with pytest.raises(BatchError, match="as of"):
@@ -159,10 +151,10 @@ def test_a_resumed_run_keeps_its_date(database_url, store, world):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_dask_cluster_loses_a_worker_and_still_scores_everyone_once(database_url, store, world):
+def test_dask_cluster_loses_a_worker_and_still_scores_everyone_once(database_url, engine, world):
     from dask.distributed import Client, LocalCluster
 
-    everyone = _population(store, world, 240)
+    everyone = _population(engine, world, 240)
     shards, run_id = 8, "dask-kill"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
@@ -182,7 +174,7 @@ def test_dask_cluster_loses_a_worker_and_still_scores_everyone_once(database_url
         runner.start()
         victim, deadline = None, time.monotonic() + 60
         while victim is None and time.monotonic() < deadline and runner.is_alive():
-            with store.connect() as connection:  # wait until a chunk is written
+            with engine.connect() as connection:  # wait until a chunk is written
                 written = connection.execute(select(func.count()).select_from(scores)
                                              .where(scores.c.run_id == run_id)).scalar_one()
             busy = [w for w, tasks in client.processing().items() if tasks and w in pids]
@@ -202,18 +194,18 @@ def test_dask_cluster_loses_a_worker_and_still_scores_everyone_once(database_url
     assert (result.complete, result.people) == (True, len(everyone))
     # the lost worker's committed chunks stay; its shard's retry scores only the rest
     assert result.scored <= len(everyone)
-    assert sorted(_rows(store, run_id)) == everyone
-    with store.connect() as connection:
+    assert sorted(_rows(engine, run_id)) == everyone
+    with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(scores)
                                   .where(scores.c.run_id == run_id)).scalar_one() == len(everyone)
 
 
-def test_the_batch_command_scores_and_resumes(database_url, store, world, monkeypatch):
+def test_the_batch_command_scores_and_resumes(database_url, engine, world, monkeypatch):
     from click.testing import CliRunner
 
     from service.cli import main
 
-    everyone = _population(store, world, 12, records_only=2)
+    everyone = _population(engine, world, 12, records_only=2)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("OSMANTHUS_REGISTRY", str(world.registry))
     monkeypatch.setenv("OSMANTHUS_AS_OF", DEMO_TODAY.isoformat())
@@ -224,6 +216,6 @@ def test_the_batch_command_scores_and_resumes(database_url, store, world, monkey
     again = CliRunner().invoke(main, argv)
     assert again.exit_code == 0, again.output
     assert "scored 0 people" in again.output and "2 already done" in again.output
-    assert len(_rows(store, "cli")) == len(everyone)
+    assert len(_rows(engine, "cli")) == len(everyone)
     unused = replace(_job(database_url, world, "cli", 0, 2), shard=1)
     assert run_shard(unused).scored == 0
