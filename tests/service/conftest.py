@@ -91,18 +91,35 @@ def people_keys(world) -> list[str]:
 
 
 @pytest.fixture
-def served_app(served_config, world, people_keys):
-    """An app serving the world's champion, with 40 residents' records stored and scored."""
+def served_apps(served_config, world, people_keys):
+    """Apps serving the world's champion on one test database, each with its own settings
+    (`served_apps(redis_url=...)`); the first one stores and scores `keys` (default: the 40
+    residents of `people_keys`)."""
     from service.app import create_app
     from service.scoring import score_people
     from service.store import write_records
 
-    app = create_app(served_config.with_(as_of=DEMO_TODAY))
-    engine = app.extensions["osmanthus.engine"]
-    write_records(engine, world.records.filter_persons(people_keys))
-    score_people(engine, app.extensions["osmanthus.model"], people_keys, DEMO_TODAY)
-    yield app
-    engine.dispose()
+    made = []
+
+    def make(keys: list[str] | None = None, **settings):
+        app = create_app(served_config.with_(as_of=DEMO_TODAY, **settings))
+        if not made:
+            keys = people_keys if keys is None else keys
+            engine = app.extensions["osmanthus.engine"]
+            write_records(engine, world.records.filter_persons(keys))
+            score_people(engine, app.extensions["osmanthus.model"], keys, DEMO_TODAY)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.extensions["osmanthus.engine"].dispose()
+
+
+@pytest.fixture
+def served_app(served_apps):
+    """An app serving the world's champion, with 40 residents' records stored and scored."""
+    return served_apps()
 
 
 @dataclass

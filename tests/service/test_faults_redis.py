@@ -145,28 +145,9 @@ def redis_server():
 
 
 @pytest.fixture
-def make_app(served_config, world, people_keys):
-    """An app on the test database and the world's champion, with its residents scored."""
-    from service.app import create_app
-    from service.scoring import score_people
-    from service.store import write_records
-    from tests.service.conftest import DEMO_TODAY
-
-    made = []
-
-    def make(**settings):
-        app = create_app(served_config.with_(as_of=DEMO_TODAY, **settings))
-        if not made:
-            engine = app.extensions["osmanthus.engine"]
-            keys = people_keys[:12]
-            write_records(engine, world.records.filter_persons(keys))
-            score_people(engine, app.extensions["osmanthus.model"], keys, DEMO_TODAY)
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        app.extensions["osmanthus.engine"].dispose()
+def make_app(served_apps, people_keys):
+    """An app on the test database and the world's champion, with 12 residents scored."""
+    return lambda **settings: served_apps(keys=people_keys[:12], **settings)
 
 
 def _outage(redis_server, base: str, load: Load) -> tuple[float, float, float]:

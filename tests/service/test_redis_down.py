@@ -5,42 +5,16 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
 from tests.conftest import skip_or_fail
 
 REDIS_URL = os.environ.get("REDIS_URL_TEST", "redis://127.0.0.1:6379/15")
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
-@pytest.fixture
-def app_with(served_config, world, people_keys):
-    """An app like `served_app`, but on a Redis of the test's choosing."""
-    from service.app import create_app
-    from service.scoring import score_people
-    from service.store import write_records
-    from tests.service.conftest import DEMO_TODAY
-
-    made = []
-
-    def make(redis_url: str):
-        app = create_app(served_config.with_(as_of=DEMO_TODAY, redis_url=redis_url))
-        engine = app.extensions["osmanthus.engine"]
-        if not made:
-            write_records(engine, world.records.filter_persons(people_keys))
-            score_people(engine, app.extensions["osmanthus.model"], people_keys, DEMO_TODAY)
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        app.extensions["osmanthus.engine"].dispose()
-
-
-def test_a_citizens_page_is_served_from_the_database_when_redis_is_down(app_with, people_keys):
+def test_a_citizens_page_is_served_from_the_database_when_redis_is_down(served_apps, people_keys):
     from tests.service.conftest import Auth
 
-    app = app_with(DEAD_REDIS)
+    app = served_apps(redis_url=DEAD_REDIS)
     client, key = app.test_client(), people_keys[0]
     first = client.get("/v1/me/score", headers=Auth(app).citizen(key))
     second = client.get("/v1/me/score", headers=Auth(app).citizen(key))
@@ -50,7 +24,7 @@ def test_a_citizens_page_is_served_from_the_database_when_redis_is_down(app_with
     assert ready["status"] == "degraded" and ready["redis"] == "down"
 
 
-def test_the_page_is_cached_in_real_redis(app_with, people_keys):
+def test_the_page_is_cached_in_real_redis(served_apps, people_keys):
     import redis
 
     try:
@@ -60,7 +34,7 @@ def test_the_page_is_cached_in_real_redis(app_with, people_keys):
     from service.cache import page_key
     from tests.service.conftest import Auth
 
-    app = app_with(REDIS_URL)
+    app = served_apps(redis_url=REDIS_URL)
     key = people_keys[1]
     version = app.extensions["osmanthus.model"].version
     app.extensions["osmanthus.cache"].delete(page_key(version, key))
