@@ -80,3 +80,24 @@ def drop_schemas(server_url: str, *names: str) -> None:
                 connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
     finally:
         admin.dispose()
+
+
+def city_records(workdir, people: int, seed: int):
+    """A synthetic city in `workdir` (generated once, then reused) and its validated records:
+    (the city's folder, `Records`)."""
+    from pathlib import Path
+
+    from features.city import generate_city
+    from features.records import Records, Source
+    from features.validate import validate_feed
+
+    city = Path(workdir) / f"city-{people}-{seed}"
+    if not (city / "outcomes.parquet").exists():
+        start = time.perf_counter()
+        generate_city(people, seed, city, progress=False)
+        print(f"  generated {people:,} people in {time.perf_counter() - start:.1f} s", flush=True)
+    start = time.perf_counter()
+    records = Records(**{s.value: validate_feed(city / "feeds" / f"{s.value}.parquet", s).records
+                         for s in Source})
+    print(f"  feeds validated in {time.perf_counter() - start:.1f} s", flush=True)
+    return city, records

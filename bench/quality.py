@@ -39,7 +39,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine  # noqa: E402
+from bench.common import city_records, machine  # noqa: E402
 from bench.datasets import Dataset, from_file, shipped  # noqa: E402
 from model.params import CV_FOLDS, MAX_ROUNDS, STOPPING_ROUNDS, lgb_params  # noqa: E402
 
@@ -193,22 +193,8 @@ def run_city(people: int, seed: int, workdir: Path, trainer: Fitter) -> dict:
 
     from features.build import build_features
     from features.catalog import FEATURE_NAMES, directions
-    from features.records import Records, Source
-    from features.validate import validate_feed
 
-    try:
-        generate_city = importlib.import_module("features.city").generate_city
-    except (ImportError, AttributeError) as error:
-        raise SystemExit(f"--city needs features.city.generate_city: {error}") from error
-    out = workdir / f"city-{people}-{seed}"
-    if not (out / "outcomes.parquet").exists():
-        t0 = time.perf_counter()
-        generate_city(people, seed, out, progress=False)
-        print(f"  generated {people:,} people in {time.perf_counter() - t0:.1f} s", flush=True)
-    t0 = time.perf_counter()
-    records = Records(**{s.value: validate_feed(out / "feeds" / f"{s.value}.parquet", s).records
-                         for s in Source})
-    print(f"  feeds validated in {time.perf_counter() - t0:.1f} s", flush=True)
+    out, records = city_records(workdir, people, seed)
     outcomes = pl.read_parquet(out / "outcomes.parquet", columns=["person_key", "snapshot", "defaulted"])
     truth = pl.read_parquet(out / "truth.parquet", columns=["person_key", "snapshot", "true_pd"])
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, peak_rss_mb  # noqa: E402
+from bench.common import city_records, machine, peak_rss_mb  # noqa: E402
 
 TRAIN_AS_OF, VALID_AS_OF = dt.date(2024, 1, 1), dt.date(2025, 1, 1)
 
@@ -40,21 +40,12 @@ def prepare(people: int, seed: int, workdir: Path, partitions: int) -> Path:
     import polars as pl
 
     from features.build import build_features
-    from features.city import generate_city
-    from features.records import Records, Source
-    from features.validate import validate_feed
 
-    city = workdir / f"city-{people}-{seed}"
     out = workdir / f"train-dask-{people}-{seed}-{partitions}"
     if (out / "done").exists():
         return out
-    if not (city / "outcomes.parquet").exists():
-        t0 = time.perf_counter()
-        generate_city(people, seed, city, progress=False)
-        print(f"  generated {people:,} people in {time.perf_counter() - t0:.1f} s", flush=True)
+    city, records = city_records(workdir, people, seed)
     t0 = time.perf_counter()
-    records = Records(**{s.value: validate_feed(city / "feeds" / f"{s.value}.parquet", s).records
-                         for s in Source})
     keys = pl.read_parquet(city / "people.parquet")["person_key"]
     parts = out / "train"
     parts.mkdir(parents=True, exist_ok=True)
