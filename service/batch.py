@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Engine, and_, func, select, true
+from sqlalchemy import Engine, and_, select, true
 
 from service.store import RECORD_TABLES, people, scores
 
@@ -91,7 +91,9 @@ def _in_shard(column, shard: int, shards: int):
 
 def _shard_keys(engine: Engine, shard: int, shards: int, run_id: str) -> tuple[pl.Series,
                                                                              pl.Series]:
-    """(everyone of the shard, those without a row for `run_id`), both sorted by key.
+    """(everyone of the shard, those without a row for `run_id`), both sorted by key (byte
+    order: person keys are fixed-length lower-case hex, ordered alike by every collation, so a
+    run of consecutive keys here is a key range in the database too).
 
     Everyone is the people table plus anyone with a record: one `SELECT DISTINCT person_key`
     per table over the shard's key range (an index-only range scan, already in key order),
@@ -112,13 +114,6 @@ def _shard_keys(engine: Engine, shard: int, shards: int, run_id: str) -> tuple[p
     return everyone, todo
 
 
-def shard_todo(engine: Engine, shard: int, shards: int, run_id: str) -> list[str]:
-    """The shard's people without a row for `run_id` yet, in key order (byte order: person
-    keys are fixed-length lower-case hex, ordered alike by every collation, so a run of
-    consecutive keys here is a key range in the database too)."""
-    return _shard_keys(engine, shard, shards, run_id)[1].to_list()
-
-
 @dataclass(frozen=True)
 class ShardStatus:
     shard: int
@@ -133,12 +128,6 @@ class ShardStatus:
 def shard_status(engine: Engine, shard: int, shards: int, run_id: str) -> ShardStatus:
     everyone, todo = _shard_keys(engine, shard, shards, run_id)
     return ShardStatus(shard, everyone.len(), todo.len())
-
-
-def run_rows(engine: Engine, run_id: str) -> int:
-    with engine.connect() as connection:
-        return connection.execute(select(func.count()).select_from(scores)
-                                  .where(scores.c.run_id == run_id)).scalar_one()
 
 
 # --- the job -----------------------------------------------------------------------------------
