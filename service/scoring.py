@@ -9,7 +9,7 @@ every catalog feature's value — so reading a page never re-scores anyone.
 Speed (bench/rescore.py). Batch: `score_rows` explains everyone at once
 (`model.explain.explain_columns`), the stored rows equal, key for key, what one `explain` per
 person gave. Online (`rescore`, after a dispute): one person's records come by one compiled
-SELECT per source straight into Polars (`load_person_records`, equal to
+SELECT per source straight into Polars (`store.load_person_records`, equal to
 `store.load_records`), features by the builder's one-person path, score and reasons by the
 few-rows path of the explainer; what remains is Polars' fixed cost of planning the catalog's
 expressions (about 4 ms) and the database's own round trips (the floor: a bare SELECT and a
@@ -24,12 +24,11 @@ import uuid
 from collections.abc import Iterable
 
 import polars as pl
-from sqlalchemy import Engine, Select, bindparam, func, insert, select
+from sqlalchemy import Engine, bindparam, func, insert, select
 
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
-from features.records import Records, Source, record_schema
-from service.store import RECORD_TABLES, insert_for, load_records, people, scores
+from service.store import insert_for, load_person_records, load_records, people, scores
 
 
 def today(config) -> dt.date:
@@ -94,58 +93,6 @@ def score_rows(scorecard, version: str, table: pl.DataFrame, as_of: dt.date,
                 keys, e.score, e.raw_score, e.band, e.band_zh,
                 e.probability, e.points, e.values, e.reasons_lowering, e.reasons_raising,
                 e.no_record, features, counted, strict=False)]
-
-
-_PERSON_QUERIES: dict[Source, Select] = {
-    source: select(*[table.c[name] for name in record_schema(source)])
-    .where(table.c.person_key == bindparam("person_key"))
-    for source, table in RECORD_TABLES.items()
-}
-
-
-def load_person_records(engine: Engine, person_key: str) -> Records:
-    """One person's records, equal to `store.load_records(engine, [person_key])` (tests/
-    service/test_scoring.py): the same columns, typed by the same schemas, but one statement
-    compiled once per source and rows straight into Polars, not `pl.read_database` (a fifth
-    of the online re-score went there). The frames are built with their record schema, so
-    `Records`' own `conform` of each (3 ms of Polars calls for one person) would change
-    nothing and is skipped."""
-    with engine.connect() as connection:
-        if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
-            fetched = _pipelined(connection, person_key)
-        else:
-            fetched = [connection.execute(query, {"person_key": person_key}).all()
-                       for query in _PERSON_QUERIES.values()]
-    frames = {source.value: pl.DataFrame(rows, schema=record_schema(source), orient="row")
-              for source, rows in zip(_PERSON_QUERIES, fetched, strict=True)}
-    records = object.__new__(Records)  # not Records(**frames): no __post_init__ conform
-    records.__dict__.update(frames)
-    return records
-
-
-_PIPELINED_SQL: dict[str, list[str]] = {}
-
-
-def _pipelined(connection, person_key: str) -> list[list[tuple]]:
-    """PostgreSQL through psycopg 3: the five SELECTs sent together in pipeline mode, one
-    round trip instead of five (the rows are the DBAPI's own, as SQLAlchemy passes them on
-    for these column types)."""
-    key = connection.dialect.name
-    if key not in _PIPELINED_SQL:
-        _PIPELINED_SQL[key] = [str(query.compile(dialect=connection.dialect))
-                               for query in _PERSON_QUERIES.values()]
-    raw = connection.connection.driver_connection
-    cursors = []
-    with raw.pipeline():
-        for sql in _PIPELINED_SQL[key]:
-            cursor = raw.cursor()
-            cursor.execute(sql, {"person_key": person_key})
-            cursors.append(cursor)
-    try:
-        return [cursor.fetchall() for cursor in cursors]
-    finally:
-        for cursor in cursors:
-            cursor.close()
 
 
 class _Stages:

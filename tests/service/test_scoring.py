@@ -134,8 +134,7 @@ def test_score_rows_names_a_missing_feature_column(world):
 
 
 def test_one_persons_records_load_as_the_store_loads_them(engine, world, stored):
-    from service.scoring import load_person_records
-    from service.store import load_records
+    from service.store import load_person_records, load_records
 
     keys = world.people()["person_key"].head(15).to_list() + ["f" * 64]
     for key in keys:
