@@ -147,9 +147,18 @@ def _partner_by_key_hash():
     return select(partners.c.partner_id).where(partners.c.api_key_hash == bindparam("key_hash"))
 
 
+KNOWN_KEYS_MAX = 1024  # partners are few; a bound all the same
+_clock = time.monotonic  # the key memory's clock (tests move it)
+
+
 def partner_id(connection=None) -> str:
     """The partner whose API key (header `X-API-Key`) came with this request (looked up on
-    `connection` when given: the partner API's one connection for the request)."""
+    `connection` when given: the partner API's one connection for the request).
+
+    A key found in the store is trusted by this worker for `api_key_cache_seconds` (default
+    5 s) without asking again: the lookup was a round trip on every partner request. So a
+    rotated or removed key keeps working for at most that long; an unknown key is never
+    remembered and always costs a lookup."""
     from contextlib import nullcontext
 
     from flask import current_app, request
@@ -157,10 +166,22 @@ def partner_id(connection=None) -> str:
     key = request.headers.get("X-API-Key")
     if not key:
         raise ApiError(401, "an X-API-Key header is required")
+    key_hash = hash_api_key(key)
+    config: Config = current_app.extensions["osmanthus.config"]
+    known: dict[str, tuple[str, float]] = current_app.extensions.setdefault(
+        "osmanthus.partner_keys", {})
+    remembered = known.get(key_hash)
+    if remembered is not None and remembered[1] > _clock():
+        return remembered[0]
     engine = current_app.extensions["osmanthus.engine"]
     with nullcontext(connection) if connection is not None else engine.connect() as reading:
         found = reading.execute(_partner_by_key_hash(),
-                                {"key_hash": hash_api_key(key)}).scalar_one_or_none()
+                                {"key_hash": key_hash}).scalar_one_or_none()
     if found is None:
+        known.pop(key_hash, None)
         raise ApiError(401, "the API key is not valid")
+    if config.api_key_cache_seconds > 0:
+        if len(known) >= KNOWN_KEYS_MAX:
+            known.clear()
+        known[key_hash] = (found, _clock() + config.api_key_cache_seconds)
     return found

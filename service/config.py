@@ -40,6 +40,9 @@ class Config:
     # How long an ingest waits for a lost database (a restart, a fail-over) before it stops,
     # leaving its feed `receiving` to be sent again (service/ingest.py).
     ingest_retry_seconds: float = 30.0
+    # How long a worker trusts an API key it has looked up (service/auth.py: partner_id).
+    # A rotated or removed key stops working on every worker within this many seconds.
+    api_key_cache_seconds: float = 5.0
     num_threads: int = 1
     # The validation snapshot that `POST /v1/admin/models/<v>/promote` runs the gates on.
     validation_features: Path | None = None
@@ -69,6 +72,8 @@ class Config:
             rate_limit_fail_open=env.get("OSMANTHUS_RATE_LIMIT_FAIL_OPEN", "1") != "0",
             ingest_retry_seconds=float(env.get("OSMANTHUS_INGEST_RETRY_SECONDS",
                                                cls.ingest_retry_seconds)),
+            api_key_cache_seconds=float(env.get("OSMANTHUS_API_KEY_CACHE_SECONDS",
+                                                cls.api_key_cache_seconds)),
             num_threads=int(env.get("OSMANTHUS_NUM_THREADS", "1")),
             validation_features=_path(env, "OSMANTHUS_VALIDATION_FEATURES"),
             validation_outcomes=_path(env, "OSMANTHUS_VALIDATION_OUTCOMES"),

@@ -17,6 +17,7 @@ exceptions), not SQLAlchemy's wrappers.
 from __future__ import annotations
 
 from pathlib import Path
+from select import POLLERR, POLLHUP, POLLIN, poll
 
 import polars as pl
 from sqlalchemy import (
@@ -137,7 +138,29 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    event.listen(engine, "checkout", _discard_if_closed_by_server)
+    return engine
+
+
+def _discard_if_closed_by_server(dbapi_connection, _record, _proxy) -> None:
+    """A liveness check at checkout that costs no round trip (instead of `pool_pre_ping`'s
+    `SELECT 1`, which was a tenth of a partner decision's time).
+
+    An idle pooled connection has nothing to read; when its socket is readable, the server
+    has closed it (a restart or fail-over sends its FATAL message, a killed server leaves an
+    EOF). Raising `DisconnectionError` here makes SQLAlchemy's pool drop it and check out
+    another (SQLAlchemy: "Disconnect Handling — Pessimistic", custom checkout ping). A server
+    gone without a word (a cut cable) is found by the first statement instead, which
+    invalidates the pool as any disconnect does."""
+    from sqlalchemy.exc import DisconnectionError
+
+    if dbapi_connection.closed:
+        raise DisconnectionError("the connection is closed")
+    poller = poll()
+    poller.register(dbapi_connection.fileno(), POLLIN | POLLERR | POLLHUP)
+    if poller.poll(0):
+        raise DisconnectionError("the server has closed this connection")
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

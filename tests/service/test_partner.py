@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event, insert, select, update
 
 from service import audit
+from service import auth as auth_module
 from service.auth import issue_token
 from service.scoring import latest
 from service.store import audit_log, consents, partners, people, scores
@@ -250,6 +251,32 @@ def test_a_missing_or_wrong_api_key_is_401_before_the_body_is_read(client, bikes
     assert response.status_code == 401 and response.json["code"] == "unauthenticated"
 
 
+def test_a_known_key_is_trusted_for_its_seconds_then_asked_for_again(bureau, client, bikes,
+                                                                   people_keys, monkeypatch):
+    """A worker remembers a key it found for `api_key_cache_seconds`: a rotated key keeps
+    working that long, and not a moment longer."""
+    token = grant(bureau, people_keys[0])
+    assert ask(client, bikes, token).status_code == 200
+    Auth(bureau).partner("city-bikes")  # rotated: the old key's hash is gone from the store
+    assert ask(client, bikes, token).status_code == 200
+    later = auth_module._clock() + bureau.extensions["osmanthus.config"].api_key_cache_seconds
+    monkeypatch.setattr(auth_module, "_clock", lambda: later + 0.001)
+    assert ask(client, bikes, token).status_code == 401
+
+
+def test_with_no_key_memory_a_rotated_key_is_refused_at_once(bureau, people_keys):
+    from service.app import create_app
+
+    app = create_app(bureau.extensions["osmanthus.config"].with_(api_key_cache_seconds=0))
+    client, old = app.test_client(), Auth(app).partner("city-bikes")
+    token = grant(app, people_keys[0])
+    assert ask(client, old, token).status_code == 200
+    new = Auth(app).partner("city-bikes")
+    assert ask(client, old, token).status_code == 401
+    assert ask(client, new, token).status_code == 200
+    app.extensions["osmanthus.engine"].dispose()
+
+
 def test_bad_input_is_a_422_with_field_messages(client, bikes):
     response = client.post("/v1/partner/eligibility", headers=bikes, json={"perk_id": BIKES,
                                                                            "score": 1})
@@ -324,6 +351,7 @@ def test_a_batch_costs_the_same_round_trips_for_1_or_60_items(bureau, client, bi
         assert all("eligible" in r for r in response.json["results"])
         return len(seen)
 
+    statements(1)  # the first request also looks the key up; later ones remember it
     assert statements(60) == statements(1) <= 8
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import polars as pl
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from features.records import Records, Source, record_schema
-from service.store import RECORD_TABLES, load_records, metadata, migrate
+from service.store import RECORD_TABLES, load_records, make_engine, metadata, migrate
 
 
 def test_migrations_create_every_table_and_are_idempotent(engine):
@@ -141,3 +142,30 @@ def test_records_by_key_range_are_those_of_load_records(engine, world):
              load_records(engine, inside), ids=False)
         same(load_records_between(connection, None, keys[9]), load_records(engine, keys[:10]))
         assert all(load_records_between(connection, "g", None).get(s).is_empty() for s in Source)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite has no server
+def test_a_connection_the_server_closed_is_never_handed_out(engine):
+    """The pool's check at checkout (no round trip): a pooled connection whose server end
+    has gone is dropped and another taken, so the first statement after a restart works."""
+    with engine.connect() as connection:
+        doomed = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with make_engine(engine.url.render_as_string(hide_password=False)).connect() as killer:
+        assert killer.execute(text("SELECT pg_terminate_backend(:pid)"),
+                              {"pid": doomed}).scalar_one()
+    for _ in range(100):  # until the terminated backend's goodbye reaches our socket
+        if poll_readable(engine):
+            break
+        time.sleep(0.02)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != doomed
+
+
+def poll_readable(engine) -> bool:
+    import select
+
+    pooled = engine.pool._pool.queue  # the idle connections, as the pool holds them
+    poller = select.poll()
+    for record in pooled:
+        poller.register(record.dbapi_connection.fileno(), select.POLLIN | select.POLLHUP)
+    return bool(poller.poll(0))
