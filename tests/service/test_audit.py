@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from service import audit
-from service.store import audit_log
+from service.store import audit_head, audit_log
 
 
 def _fill(engine, n=5):
@@ -137,10 +137,14 @@ def test_a_lost_race_writes_nothing_and_is_tried_again(engine, monkeypatch):
         return outcomes[-1]
 
     monkeypatch.setattr(audit, "_swap", racing)
-    seqs = audit.append_committed(engine, _entries(1, 2))
+    with engine.connect() as connection:
+        head = tuple(connection.execute(select(audit_head.c.seq, audit_head.c.hash)).one())
+    # the lost race itself says where the chain now ends: no separate read of the head
+    monkeypatch.setattr(audit, "_HEAD_SQL", "SELECT 1 / 0  -- the head was read again")
+    seqs = audit.append_committed(engine, _entries(1, 2), head=head)
     if engine.dialect.name == "postgresql":
-        assert outcomes == [False, True]  # the stale attempt wrote nothing
-        assert seqs == [4, 5]
+        assert [outcome is None for outcome in outcomes] == [False, True]  # stale: no rows
+        assert outcomes[0][0] == 3 and seqs == [4, 5]
     else:  # SQLite always takes the lock: there is no race to lose
         assert outcomes == [] and seqs == [3, 4]
     verdict = audit.verify(engine)
@@ -149,7 +153,7 @@ def test_a_lost_race_writes_nothing_and_is_tried_again(engine, monkeypatch):
 
 def test_after_too_many_lost_races_it_takes_the_lock(engine, monkeypatch):
     _fill(engine, 1)
-    monkeypatch.setattr(audit, "_swap", lambda *_args: False)
+    monkeypatch.setattr(audit, "_swap", lambda _connection, seq, prev, _rows: (seq + 1, prev))
     assert audit.append_committed(engine, _entries(1, 3)) == [2, 3, 4]
     verdict = audit.verify(engine)
     assert verdict.ok and verdict.rows == 4
