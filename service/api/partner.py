@@ -35,8 +35,9 @@ def _authenticate() -> None:
     """The key is checked before the body, so an anonymous caller learns nothing from a 422.
 
     On PostgreSQL the request takes one autocommit connection here and keeps it: the key
-    lookup, the consents read and the audit append all use it (one checkout and its ping, no
-    BEGIN/ROLLBACK). SQLite takes a connection per step, as its transactions lock the file."""
+    lookup (when the worker does not remember the key: `auth.partner_id`), the consents read
+    and the audit append all use it (one checkout, no BEGIN/ROLLBACK). SQLite takes a
+    connection per step, as its transactions lock the file."""
     engine = current_app.extensions["osmanthus.engine"]
     if engine.dialect.name == "postgresql":
         g.partner_connection = audit.autocommit(engine).connect()
