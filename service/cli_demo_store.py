@@ -35,7 +35,8 @@ def _bar(total: int, label: str, unit: str = " rows"):
 def load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]) -> None:
     """Every feed through `service.ingest` (validated, quarantined, upserted), then everyone
     in the city scored as of the service's today."""
-    quiet = ("alembic", "features.validate", "service.ingest", "service.serving")
+    quiet = ("alembic", "features.validate", "service.ingest", "service.serving",
+             "service.batch")
     levels = {name: logging.getLogger(name).level for name in quiet}
     for name in quiet:  # the lines below say it all; restored afterwards
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -49,7 +50,7 @@ def load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None])
 def _load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]) -> None:
     from service.ingest import ingest_feed
     from service.operations import rescore_store
-    from service.scoring import today
+    from service.scoring import ensure_people, today
     from service.store import make_engine, migrate
 
     config = Config.from_env()
@@ -70,15 +71,15 @@ def _load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]
     click.echo(f"  ingested in {time.monotonic() - started:.1f} s")
 
     keys = pl.read_parquet(city_dir / "people.parquet")["person_key"].to_list()
+    with engine.begin() as connection:  # residents with no record yet are scored too
+        ensure_people(connection, keys)
     as_of = today(config)
     workers = workers if len(keys) > PARALLEL_FROM else 1
     step(f"Score all {len(keys):,} residents as of {as_of} ({workers} "
-         f"process{'es' if workers > 1 else ''})")
-    bar, update = _bar(len(keys), "scoring", " people")
-    with bar:
-        run = rescore_store(config, engine, keys, workers=workers, as_of=as_of, on_chunk=update)
+         f"process{'es' if workers > 1 else ''}, in shards)")
+    run = rescore_store(config, engine, None, workers=workers, as_of=as_of, progress=True)
     click.echo(f"  scored {run.scored:,} people with {run.model_version} in {run.seconds:.1f} s "
-               f"(run {run.run_id[:12]})")
+               f"(run {run.run_id})")
     engine.dispose()
 
 

@@ -4,14 +4,13 @@ partners and their API keys, and re-scoring the store outside the API."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from service.auth import new_api_key
 from service.config import Config
-from service.rescoring import Run, everyone, rescore_many, rescore_parallel
-from service.store import partners
+from service.rescoring import Run, rescore_many
+from service.store import partners, people
 
 PARALLEL_FROM = 2_000  # fewer people than this are scored in one process
 
@@ -46,10 +45,14 @@ def list_partners(engine: Engine) -> list[dict]:
 
 def rescore_store(config: Config, engine: Engine, person_keys: list[str] | None, *,
                   workers: int = 1, as_of: dt.date | None = None,
-                  on_chunk: Callable[[int, int], None] | None = None) -> Run:
-    """Score these people (None: everyone in `people`) with the champion, as of `as_of`
-    (default: the service's today). Pages cached in Redis are dropped; an in-process cache
-    lives in the serving processes, where keys carry the model version and expire."""
+                  progress: bool = False) -> Run:
+    """Score these people (None: everyone) with the champion, as of `as_of` (default: the
+    service's today). Pages cached in Redis are dropped; an in-process cache lives in the
+    serving processes, where keys carry the model version and expire.
+
+    Everyone is a batch run (`service.batch`: sharded, idempotent, in `workers` local
+    processes once the store holds more than `PARALLEL_FROM` people); a list of people (an
+    ingest's changed people, a few named on the command line) is scored in this process."""
     from service.cache import make_cache
     from service.scoring import today
     from service.serving import load_serving
@@ -57,15 +60,21 @@ def rescore_store(config: Config, engine: Engine, person_keys: list[str] | None,
     serving = load_serving(config.registry_dir, config.num_threads)
     if not serving.ready:
         raise LookupError(f"no model to score with: {serving.problem}")
-    keys = everyone(engine) if person_keys is None else person_keys
     as_of = as_of or today(config)
+    if person_keys is None:
+        return _batch(config, engine, workers, as_of, progress)
     cache = make_cache(config.redis_url) if config.redis_url else None
-    if workers > 1 and len(keys) > PARALLEL_FROM:
-        run = rescore_parallel(config.database_url, config.registry_dir, serving, keys, as_of,
-                               workers=workers, on_chunk=on_chunk)
-        if cache is not None:
-            from service.cache import page_key
+    return rescore_many(engine, serving, person_keys, as_of, cache=cache)
 
-            cache.delete(*[page_key(serving.version, key) for key in keys])
-        return run
-    return rescore_many(engine, serving, keys, as_of, cache=cache, on_chunk=on_chunk)
+
+def _batch(config: Config, engine: Engine, workers: int, as_of: dt.date,
+           progress: bool) -> Run:
+    from service.batch import batch_score
+
+    with engine.connect() as connection:
+        count = connection.execute(select(func.count()).select_from(people)).scalar_one()
+    workers = workers if count > PARALLEL_FROM else 1
+    run = batch_score(config.database_url, config.registry_dir, shards=4 * workers,
+                      workers=workers, as_of=as_of, num_threads=config.num_threads,
+                      redis_url=config.redis_url, progress=progress)
+    return Run(run.run_id, run.people, run.scored, run.as_of, run.model_version, run.seconds)

@@ -1,20 +1,18 @@
-"""Re-score many people from the store, in chunks: after a feed, after a model change, or the
-whole city (`POST /v1/admin/rescore-all`, `osmanthus rescore`, `osmanthus demo`).
+"""Re-score a list of people from the store, in chunks, in this process: after a feed, after a
+dispute, or the whole city from inside the API (`POST /v1/admin/rescore-all`).
 
 Each chunk is one `scoring.score_people` call (records → features → points → stored rows) and
-drops the chunk's cached pages. With `workers > 1` chunks run in a local process pool, each
-process with its own engine and its own verified copy of the champion.
+drops the chunk's cached pages. A whole city outside the API (`osmanthus rescore --all`,
+`osmanthus demo`) is a batch run instead (`service.batch`, through
+`operations.rescore_store`): sharded, resumable, over local processes or a Dask cluster.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import Engine, select
 
@@ -58,42 +56,5 @@ def rescore_many(engine: Engine, serving, keys: Sequence[str], as_of: dt.date, *
             cache.delete(*[page_key(serving.version, key) for key in part])
         if on_chunk:
             on_chunk(scored, len(keys))
-    return Run(run_id, len(keys), scored, as_of, serving.version,
-               round(time.monotonic() - started, 3))
-
-
-# --- a local process pool (the demo and `osmanthus rescore --workers N`) ----------------------
-_WORKER: dict = {}
-
-
-def _init_worker(database_url: str, registry_dir: str) -> None:
-    from service.serving import load_serving
-    from service.store import make_engine
-
-    _WORKER["engine"] = make_engine(database_url)
-    _WORKER["serving"] = load_serving(Path(registry_dir))
-
-
-def _score_chunk(keys: list[str], as_of: dt.date, run_id: str) -> int:
-    return len(score_people(_WORKER["engine"], _WORKER["serving"], keys, as_of, run_id=run_id))
-
-
-def rescore_parallel(database_url: str, registry_dir: Path, serving, keys: Sequence[str],
-                     as_of: dt.date, *, workers: int, chunk: int = CHUNK,
-                     on_chunk: Callable[[int, int], None] | None = None) -> Run:
-    """Like `rescore_many`, with chunks spread over `workers` processes (no cache to drop:
-    this runs outside the serving app)."""
-    if not serving.ready:
-        raise RuntimeError(f"no model to score with: {serving.problem}")
-    run_id, started, scored = new_run_id(), time.monotonic(), 0
-    parts = _chunks(keys, chunk)
-    # spawn, not fork: a forked LightGBM (OpenMP) can hang once the parent has trained
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker,
-                             initargs=(database_url, str(registry_dir))) as pool:
-        for done in pool.map(_score_chunk, parts, [as_of] * len(parts), [run_id] * len(parts)):
-            scored += done
-            if on_chunk:
-                on_chunk(scored, len(keys))
     return Run(run_id, len(keys), scored, as_of, serving.version,
                round(time.monotonic() - started, 3))
