@@ -19,11 +19,16 @@ def _table_or_none(path: str | None) -> pl.DataFrame | None:
     return read_table(path)
 
 
-def _perk_thresholds(path: str | None) -> dict[str, float] | None:
+def _perk_thresholds(path: str | None) -> dict[str, float]:
     """Perk thresholds from the perk configuration JSON: {"perk": 600}, a list of perks, or
-    {"perks": [...]}, each perk with an id and a minimum score."""
+    {"perks": [...]}, each perk with an id and a minimum score. None: the service's own perks
+    ($OSMANTHUS_PERKS, else the shipped perks.json), the scores partners' answers turn on, as
+    the API's promotion gates use them."""
     if path is None:
-        return None
+        from service.config import Config
+        from service.perks import load_perks
+
+        return load_perks(Config.from_env().perks_file).thresholds()
     data = json.loads(Path(path).read_text())
     if isinstance(data, dict) and "perks" in data:
         data = data["perks"]
@@ -60,11 +65,24 @@ def _snapshot_options(command: Any) -> Any:
                      help="People (person_key, gender, birth_date, district) for fairness."),
         click.option("--perks", "perks_path", type=click.Path(exists=True, dir_okay=False),
                      help="Perk configuration JSON; its minimum scores are the fairness "
-                     "thresholds (default: the band floors 550/600/700/750)."),
+                     "thresholds (default: the service's perks, $OSMANTHUS_PERKS or the "
+                     "shipped perks.json)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _evaluation_options(command: Any) -> Any:
+    """The snapshot options plus what an evaluation or a report may add to it."""
+    command = click.option(
+        "--train-features", "train_path", type=click.Path(exists=True, dir_okay=False),
+        help="The training snapshot's features, for score and feature PSI.")(command)
+    command = click.option(
+        "--truth", "truth_path", type=click.Path(exists=True, dir_okay=False),
+        help="True default probabilities (person_key, snapshot, true_pd): the upper bound.",
+    )(command)
+    return _snapshot_options(command)
 
 
 def _load_model_ref(registry: Any, ref: str) -> Any:
@@ -127,11 +145,7 @@ def score(model_ref: str, table_path: str, out_path: str, keep: tuple[str, ...],
 @click.command()
 @click.option("--model", "model_ref", required=True,
               help="A model directory, a registered version (v0003) or 'champion'.")
-@_snapshot_options
-@click.option("--truth", "truth_path", type=click.Path(exists=True, dir_okay=False),
-              help="True default probabilities (person_key, snapshot, true_pd): the upper bound.")
-@click.option("--train-features", "train_path", type=click.Path(exists=True, dir_okay=False),
-              help="The training snapshot's features, for score and feature PSI.")
+@_evaluation_options
 @_registry_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for evaluation.json and evaluation.md.")

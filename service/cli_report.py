@@ -7,9 +7,13 @@ from pathlib import Path
 
 import click
 
-from service.cli_model import _load_model_ref, _perk_thresholds, _registry_option, _table_or_none
-
-PERKS_FILE = Path(__file__).with_name("perks.json")
+from service.cli_model import (
+    _evaluation_options,
+    _load_model_ref,
+    _perk_thresholds,
+    _registry_option,
+    _table_or_none,
+)
 
 
 def _label(ref: str, registry: object) -> str:
@@ -25,23 +29,7 @@ def _label(ref: str, registry: object) -> str:
 @click.option("--against", "champion_ref", default=None,
               help="Show MODEL beside this one (a directory, a version or 'champion') on the "
               "same snapshot.")
-@click.option("--features", "features_path", required=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="Features table (CSV/Parquet; person_key, [snapshot], features).")
-@click.option("--outcomes", "outcomes_path", required=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="Outcomes (person_key, snapshot, defaulted).")
-@click.option("--as-of", "as_of", required=True, type=click.DateTime(["%Y-%m-%d"]),
-              help="The snapshot date to report on.")
-@click.option("--people", "people_path", type=click.Path(exists=True, dir_okay=False),
-              help="People (person_key, gender, birth_date, district) for fairness.")
-@click.option("--truth", "truth_path", type=click.Path(exists=True, dir_okay=False),
-              help="True default probabilities (person_key, snapshot, true_pd): the ceiling.")
-@click.option("--train-features", "train_path", type=click.Path(exists=True, dir_okay=False),
-              help="The training snapshot's features, for feature and score PSI.")
-@click.option("--perks", "perks_path", type=click.Path(exists=True, dir_okay=False),
-              default=str(PERKS_FILE), show_default="the shipped perks.json",
-              help="Perk configuration JSON; its minimum scores are the fairness thresholds.")
+@_evaluation_options
 @click.option("--sample", default=2000, show_default=True, type=click.IntRange(min=10),
               help="People drawn for the SHAP summary plot.")
 @click.option("--seed", default=0, show_default=True, type=int)

@@ -289,6 +289,26 @@ def test_evaluate_command_writes_the_report(files):
     assert result.exit_code != 0 and "model.txt" in result.output
 
 
+def test_without_perks_evaluate_checks_fairness_at_the_services_perks(files,
+                                                                    monkeypatch):
+    """One default for every command that checks fairness: the perks partners are answered
+    by (as the API's promotion gates use), not some other list of thresholds."""
+    from service.perks import load_perks
+
+    monkeypatch.delenv("OSMANTHUS_PERKS", raising=False)
+    tmp_path, snap = files
+    at = snap.index("--perks")
+    without_perks = snap[:at] + snap[at + 2:]
+    scorecard, report, *_ = fitted()
+    save_model(scorecard, tmp_path / "m", report=report)
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "m"),
+                                       *without_perks, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert written["thresholds"] == load_perks().thresholds()
+    assert set(written["fairness"]) == set(load_perks().thresholds())
+
+
 def test_models_export_writes_the_classic_scorecard(tmp_path):
     registry = Registry(tmp_path / "reg")
     version = register(registry)
