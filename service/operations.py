@@ -52,17 +52,18 @@ def rescore_store(config: Config, engine: Engine, person_keys: list[str] | None,
 
     Everyone is a batch run (`service.batch`: sharded, idempotent, in `workers` local
     processes once the store holds more than `PARALLEL_FROM` people); a list of people (an
-    ingest's changed people, a few named on the command line) is scored in this process."""
+    ingest's changed people, a few named on the command line) is scored in this process.
+    No champion to score with: `LookupError` for a list, `batch.BatchError` for everyone."""
     from service.cache import make_cache
     from service.scoring import today
     from service.serving import load_serving
 
+    as_of = as_of or today(config)
+    if person_keys is None:  # the batch verifies and loads the champion itself, per worker
+        return _batch(config, engine, workers, as_of, progress)
     serving = load_serving(config.registry_dir, config.num_threads)
     if not serving.ready:
         raise LookupError(f"no model to score with: {serving.problem}")
-    as_of = as_of or today(config)
-    if person_keys is None:
-        return _batch(config, engine, workers, as_of, progress)
     cache = make_cache(config.redis_url) if config.redis_url else None
     return rescore_many(engine, serving, person_keys, as_of, cache=cache)
 

@@ -94,6 +94,15 @@ def test_rescore_everyone_or_some(cli_env, world):
     assert run("rescore", "--all", keys[0]).exit_code == 2
 
 
+@pytest.mark.parametrize("who", [["--all"], ["0" * 64]], ids=["everyone", "a list"])
+def test_rescore_without_a_champion_is_a_message_and_exit_1(cli_env, monkeypatch, tmp_path,
+                                                            who):
+    monkeypatch.setenv("OSMANTHUS_REGISTRY", str(tmp_path / "empty-registry"))
+    result = run("rescore", *who)
+    assert result.exit_code == 1 and "no model to score with" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_ingest_rescores_the_people_whose_records_changed(cli_env, tmp_path):
     ids = [make_resident_id(110101, dt.date(1985, 3, 1 + i), 200 + i) for i in range(3)]
     feed = tmp_path / "penalty.csv"
