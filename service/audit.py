@@ -144,7 +144,7 @@ _SWAP_SQL = (
     "SELECT (SELECT count(*) FROM written), seq, hash FROM audit_head WHERE id = 1")
 # The last SELECT sees the head as the statement found it: after a lost race that is where
 # the chain now ends, so the retry needs no separate read of the head (a round trip saved on
-# about one decision in four when two workers append at once).
+# about one single decision in three when two API workers append at once, bench/RESULTS.md).
 
 
 def driver_connection(connection: Connection):

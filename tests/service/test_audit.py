@@ -60,23 +60,32 @@ def test_a_rehashed_forgery_still_breaks_the_next_link(engine):
     assert verdict.broken_at == 3 and "link" in verdict.why
 
 
-def test_concurrent_appends_form_one_chain(engine):
-    errors = []
+def _all_at_once(*jobs) -> list[Exception]:
+    """Run each job in its own thread, all at once; what they raised."""
+    errors: list[Exception] = []
 
-    def worker(k):
+    def guarded(job) -> None:
         try:
-            for i in range(10):
-                with engine.begin() as connection:
-                    audit.append(connection, actor=f"partner:{k}", action="eligibility",
-                                 person_key="p", detail={"i": i})
-        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            job()
+        except Exception as error:  # noqa: BLE001 - returned for the assertion
             errors.append(error)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    threads = [threading.Thread(target=guarded, args=(job,)) for job in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return errors
+
+
+def test_concurrent_appends_form_one_chain(engine):
+    def worker(k):
+        for i in range(10):
+            with engine.begin() as connection:
+                audit.append(connection, actor=f"partner:{k}", action="eligibility",
+                             person_key="p", detail={"i": i})
+
+    errors = _all_at_once(*[lambda k=k: worker(k) for k in range(3)])
     assert not errors
     verdict = audit.verify(engine)
     assert verdict.ok and verdict.rows == 30
@@ -96,30 +105,19 @@ def _entries(k: int, n: int) -> list[dict]:
 def test_committed_appends_racing_locked_ones_form_one_chain(engine):
     """`append_committed` (compare-and-swap on PostgreSQL) and `append` (the head's lock) from
     several threads at once: every row lands once, in one unbroken chain."""
-    errors, written = [], []
+    written = []
 
     def swapper(k):
-        try:
-            for i in range(12):
-                written.extend(audit.append_committed(engine, _entries(k, 1 + i % 3)))
-        except Exception as error:  # noqa: BLE001 - collected for the assertion
-            errors.append(error)
+        for i in range(12):
+            written.extend(audit.append_committed(engine, _entries(k, 1 + i % 3)))
 
     def locker():
-        try:
-            for i in range(8):
-                with engine.begin() as connection:
-                    written.append(audit.append(connection, actor="citizen", action="x",
-                                                person_key="p", detail={"i": i}))
-        except Exception as error:  # noqa: BLE001
-            errors.append(error)
+        for i in range(8):
+            with engine.begin() as connection:
+                written.append(audit.append(connection, actor="citizen", action="x",
+                                            person_key="p", detail={"i": i}))
 
-    threads = [threading.Thread(target=swapper, args=(k,)) for k in range(3)]
-    threads.append(threading.Thread(target=locker))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = _all_at_once(*[lambda k=k: swapper(k) for k in range(3)], locker)
     assert not errors
     verdict = audit.verify(engine)
     assert verdict.ok and verdict.rows == 3 * 24 + 8 == len(written) == len(set(written))
