@@ -35,7 +35,7 @@ from model.scorecard import Calibration, PointsScale, Scorecard
 from model.train import fit_platt
 
 
-def _losses(target: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+def losses(target: np.ndarray, probability: np.ndarray) -> dict[str, float]:
     """Brier score, log loss, mean predicted and observed default rate: how well the
     probabilities match the outcomes (ranking aside)."""
     p = np.clip(np.asarray(probability, dtype=np.float64), 1e-15, 1 - 1e-15)
@@ -84,7 +84,7 @@ def recalibrate(parent: LoadedModel, frame: pl.DataFrame, target: np.ndarray, *,
         "calibration_after": calibration.to_dict(),
         "scale_before": old.scale.to_dict(), "scale_after": new.scale.to_dict(),
         "base_points_before": float(old.base_points), "base_points_after": float(new.base_points),
-        "before": _losses(y, before), "after": _losses(y, after),
+        "before": losses(y, before), "after": losses(y, after),
         "calibration_table_before": calibration_table(y, before),
         "calibration_table_after": calibration_table(y, after),
     }
@@ -109,3 +109,23 @@ def created_at(as_of: dt.date) -> str:
     """A recalibrated bundle's date: its snapshot's, at midnight UTC (see the module
     docstring: same inputs, same bytes)."""
     return dt.datetime.combine(as_of, dt.time(), dt.UTC).isoformat()
+
+
+def before_and_after(scorecard: Scorecard, metadata: dict[str, Any], frame: pl.DataFrame,
+                     target: np.ndarray) -> dict[str, Any] | None:
+    """For the report: a recalibrated model's probabilities and calibration on this snapshot
+    as its parent had them and as it has them (same trees, both calibrations), or None when
+    the model is not a recalibration."""
+    before = parent_scorecard(scorecard, metadata)
+    if before is None:
+        return None
+    entry = metadata["training_report"]["recalibration"]
+    y = np.asarray(target, dtype=np.int64)
+    sides = {}
+    for side, card in (("before", before), ("after", scorecard)):
+        probability = np.asarray(card.score_frame(frame).probability, dtype=np.float64)
+        sides[side] = {"probability": probability, "score": card.score_frame(frame).score,
+                       "platt": card.calibration.to_dict(),
+                       "scale": card.scale.to_dict(), **losses(y, probability),
+                       "calibration": calibration_table(y, probability)}
+    return {"parent": entry["parent"], "fit_on": entry["as_of"], **sides}

@@ -5,6 +5,7 @@ same inputs give the same bundle; and the points scale's anchor on `osmanthus tr
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 
 import numpy as np
@@ -260,3 +261,34 @@ def test_train_refuses_a_meaningless_scale(tmp_path, option, value, message):
     assert isinstance(result.exception, SystemExit)
     assert not (tmp_path / "m").exists()
 
+
+
+def test_the_report_shows_calibration_before_and_after_beside_the_champion(registry, tmp_path):
+    from model.report import Model, build_report
+
+    promote(registry, "v0001", by="ana", why="first champion")
+    version = recal(registry)
+    frame, y = drifted()
+    path = build_report(Model(version, registry.load(version)), frame, y, tmp_path / "r",
+                        champion=Model("champion v0001", registry.load_champion()),
+                        as_of=DAY, sample=100)
+    numbers = json.loads((tmp_path / "r" / "report.json").read_text())["recalibration"]
+    parent, child = registry.load("v0001").scorecard, registry.load(version).scorecard
+    assert numbers["parent"]["version"] == "v0001"
+    assert numbers["before"]["platt"] == parent.calibration.to_dict()
+    assert numbers["after"]["platt"] == child.calibration.to_dict()
+    assert numbers["champion"]["platt"] == parent.calibration.to_dict()
+    assert abs(numbers["after"]["mean_predicted"] - y.mean()) < 1e-6
+    assert numbers["before"]["brier"] > numbers["after"]["brier"]
+    assert [r["predicted"] for r in numbers["before"]["calibration"]] == pytest.approx(
+        [r["predicted"] for r in
+         json.loads((tmp_path / "r" / "report.json").read_text())["evaluations"]
+         ["champion v0001"]["calibration"]])
+    page = path.read_text()
+    assert "<h3>Recalibration</h3>" in page and "before recalibration" in page
+    assert f"{version} keeps the trees of v0001" in page
+
+    plain = build_report(Model("v0001", registry.load("v0001")), frame, y, tmp_path / "p",
+                         as_of=DAY, sample=100)
+    assert "Recalibration</h3>" not in plain.read_text()
+    assert "recalibration" not in json.loads((tmp_path / "p" / "report.json").read_text())
