@@ -111,21 +111,48 @@ def created_at(as_of: dt.date) -> str:
     return dt.datetime.combine(as_of, dt.time(), dt.UTC).isoformat()
 
 
+
 def before_and_after(scorecard: Scorecard, metadata: dict[str, Any], frame: pl.DataFrame,
-                     target: np.ndarray) -> dict[str, Any] | None:
-    """For the report: a recalibrated model's probabilities and calibration on this snapshot
-    as its parent had them and as it has them (same trees, both calibrations), or None when
-    the model is not a recalibration."""
+                     target: np.ndarray, champion: Scorecard | None = None
+                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """For the report: a recalibrated model's calibration on this snapshot as its parent had
+    it and as it has it (same trees, both Platt fits), and the champion's beside them; plus
+    the parent's scores and probabilities for the plots. None when the model is not a
+    recalibration."""
     before = parent_scorecard(scorecard, metadata)
     if before is None:
         return None
     entry = metadata["training_report"]["recalibration"]
     y = np.asarray(target, dtype=np.int64)
-    sides = {}
-    for side, card in (("before", before), ("after", scorecard)):
-        probability = np.asarray(card.score_frame(frame).probability, dtype=np.float64)
-        sides[side] = {"probability": probability, "score": card.score_frame(frame).score,
-                       "platt": card.calibration.to_dict(),
-                       "scale": card.scale.to_dict(), **losses(y, probability),
-                       "calibration": calibration_table(y, probability)}
-    return {"parent": entry["parent"], "fit_on": entry["as_of"], **sides}
+    numbers: dict[str, Any] = {"parent": entry["parent"], "fit_on": entry["as_of"]}
+    arrays: dict[str, np.ndarray] = {}
+    for side, card in (("before", before), ("after", scorecard), ("champion", champion)):
+        if card is None:
+            continue
+        scored = card.score_frame(frame)
+        probability = np.asarray(scored.probability, dtype=np.float64)
+        if side == "before":
+            arrays = {"score": np.asarray(scored.score, dtype=np.float64),
+                      "probability": probability}
+        numbers[side] = {"platt": card.calibration.to_dict(), "scale": card.scale.to_dict(),
+                         **losses(y, probability),
+                         "calibration": calibration_table(y, probability)}
+    return numbers, arrays
+
+
+COMPARED = (("Platt intercept", "platt", "intercept"), ("Platt slope", "platt", "slope"),
+            ("mean predicted default rate", "mean_predicted", None),
+            ("observed default rate", "observed_rate", None), ("Brier score", "brier", None),
+            ("log loss", "log_loss", None))
+
+
+def comparison(numbers: dict[str, Any], champion_label: str | None
+               ) -> tuple[list[str], list[list[Any]]]:
+    """The report's before/after/champion table as (column labels, rows of numbers)."""
+    sides = [("before recalibration", numbers["before"]), ("after (this model)",
+                                                            numbers["after"])]
+    if numbers.get("champion") and champion_label:
+        sides.append((champion_label, numbers["champion"]))
+    rows = [[name, *[side[key][sub] if sub else side[key] for _, side in sides]]
+            for name, key, sub in COMPARED]
+    return [label for label, _ in sides], rows

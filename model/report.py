@@ -34,7 +34,7 @@ from features.catalog import BY_NAME
 from model import report_plots as plots
 from model.evaluate import AIR_FLOOR, evaluate, psi
 from model.explain import NO_RECORD
-from model.recalibrate import before_and_after, losses
+from model.recalibrate import before_and_after, comparison
 
 TOP_REASONS = 4  # a citizen is shown up to four lowering reasons (model/explain.py)
 MIN_POINTS = 0.5  # explain()'s smallest reason
@@ -197,30 +197,24 @@ def build_report(challenger: Model, frame: pl.DataFrame, target: np.ndarray, out
                           e["calibration"]) for m, s, e in zip(models, scored, evaluations,
                                                                 strict=True)]
     recal = before_and_after(challenger.loaded.scorecard, challenger.loaded.metadata, frame,
-                             target)
+                             target, champion.loaded.scorecard if champion else None)
     if recal is not None:  # a recalibration: its parent's calibration on the same rows too
-        recal["champion"] = (None if champion is None else
-                             {"platt": champion.loaded.scorecard.calibration.to_dict(),
-                              **losses(target, scored[1].probability)})
-        before = recal["before"]
-        extra = [plots.Curve(f"{challenger.label} before recalibration", before.pop("score"),
-                             before.pop("probability"), target, {"brier": before["brier"]},
-                             before["calibration"])]
-        for key in ("score", "probability"):  # arrays: not for report.json
-            recal["after"].pop(key)
-    figures = _figures(models, curves + (extra if recal else []), evaluations, scored,
-                       reasons, frame, sample, seed)
+        curves.append(plots.Curve(f"{challenger.label} before recalibration", target=target,
+                                  metrics={"brier": recal[0]["before"]["brier"]},
+                                  calibration=recal[0]["before"]["calibration"], **recal[1]))
+    figures = _figures(models, curves, evaluations, scored, reasons, frame, sample, seed)
     for figure in figures.values():
         (out / figure.name).write_bytes(figure.data)
     numbers = {"as_of": as_of.isoformat(), "models": [m.label for m in models],
                "evaluations": dict(zip([m.label for m in models], evaluations, strict=True)),
                "reason_frequencies": reasons, "figures": [f.name for f in figures.values()]}
     if recal is not None:
-        numbers["recalibration"] = recal
+        numbers["recalibration"] = recal[0]
     (out / "report.json").write_text(json.dumps(numbers, indent=2, sort_keys=True,
                                                 ensure_ascii=False) + "\n")
     path = out / "report.html"
-    path.write_text(_html(models, evaluations, reasons, figures, as_of, recal),
+    path.write_text(_html(models, evaluations, reasons, figures, as_of,
+                          recal[0] if recal else None),
                     encoding="utf-8")
     return path
 
@@ -393,20 +387,12 @@ def _recalibration_table(models: list[Model], recal: dict[str, Any] | None) -> s
     """Calibration before and after a recalibration, beside the champion, on this snapshot."""
     if recal is None:
         return ""
-    sides = [("before recalibration", recal["before"]), ("after (this model)", recal["after"])]
-    if recal.get("champion"):
-        sides.append((models[1].label, recal["champion"]))
-    rows = [[name, *[_num(get(side)) for _, side in sides]] for name, get in (
-        ("Platt intercept", lambda s: s["platt"]["intercept"]),
-        ("Platt slope", lambda s: s["platt"]["slope"]),
-        ("mean predicted default rate", lambda s: s["mean_predicted"]),
-        ("observed default rate", lambda s: s["observed_rate"]),
-        ("Brier score", lambda s: s["brier"]), ("log loss", lambda s: s["log_loss"]))]
+    labels, rows = comparison(recal, models[1].label if len(models) > 1 else None)
     parent = recal["parent"].get("version") or str(recal["parent"].get("digest"))[:16]
     return (f"<h3>Recalibration</h3><p>{html.escape(models[0].label)} keeps the trees of "
             f"{html.escape(parent)} and refits their calibration on the snapshot of "
             f"{html.escape(recal['fit_on'])}; on this snapshot:</p>"
-            + _table(["", *[label for label, _ in sides]], rows, "metrics"))
+            + _table(["", *labels], [[r[0], *map(_num, r[1:])] for r in rows], "metrics"))
 
 
 def _html(models: list[Model], evaluations: list[dict], reasons: dict[str, dict[str, float]],
