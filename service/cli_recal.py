@@ -41,9 +41,10 @@ def recalibrate(model_ref: str, features_path: str, outcomes_path: str, as_of: d
                 people_path: str | None, perks_path: str | None, base_score: float | None,
                 base_odds: float | None, pdo: float | None, by: str | None, why: str,
                 registry_root: str | None) -> None:
-    """Keep MODEL's trees; refit its Platt calibration (and, with --base-score/--base-odds/
-    --pdo, its points scale) on the snapshot AS_OF, and register the result as a new version
-    naming MODEL as its parent. It does not serve until `osmanthus models promote` passes it
+    """Keep MODEL's trees; refit its Platt calibration (and, with --base-score, --base-odds
+    or --pdo, its points scale) on the snapshot --as-of (calibrated on it, and evaluated on
+    it for the model card), and register the result as a new version naming MODEL as its
+    parent. It does not serve until `osmanthus models promote` passes it
     through the gates; `osmanthus report NEW --against champion` shows the calibration
     before and after.
 
