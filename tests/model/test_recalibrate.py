@@ -137,7 +137,7 @@ def test_a_snapshot_with_one_outcome_is_refused(registry):
        st.floats(allow_nan=True, allow_infinity=True, width=32))
 def test_a_scale_is_built_only_when_it_means_something(base_score, base_odds, pdo):
     meaningful = (all(map(math.isfinite, (base_score, base_odds, pdo))) and base_odds > 0
-                  and pdo > 0 and 0 <= base_score <= 1000)
+                  and pdo > 0 and PointsScale.min_score <= base_score <= PointsScale.max_score)
     if not meaningful:
         with pytest.raises(ValueError, match="invalid points scale"):
             PointsScale(base_score, base_odds, pdo)
