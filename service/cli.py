@@ -11,6 +11,7 @@ from service.cli_batch import batch
 from service.cli_data import city, features, validate
 from service.cli_demo import demo
 from service.cli_model import evaluate, models, score
+from service.cli_recal import recalibrate
 from service.cli_report import report
 from service.cli_service import audit, ingest, partners, rescore, serve, token
 from service.cli_train import train
@@ -31,3 +32,4 @@ for command in (city, validate, features, train, score, evaluate, models, ingest
     main.add_command(command)
 main.add_command(report)
 main.add_command(batch)
+main.add_command(recalibrate)
