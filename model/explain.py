@@ -24,10 +24,6 @@ path runs at about 1.3–1.6× the cost of building just the points, values and 
 
 from __future__ import annotations
 
-import gc
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from features.catalog import BY_NAME, NO_RECORD_EN, NO_RECORD_ZH
+from model.rows import gc_paused, python_rows
 from model.scorecard import BAND_ZH, Scorecard, Scored, band_of
 from model.shown import apportion, select
 
@@ -173,41 +170,7 @@ def explain(scorecard: Scorecard, features_row: Any, records_counted: int | None
     return result
 
 
-# --- many people at once ---------------------------------------------------------------------
-_gc_lock = threading.Lock()
-_gc_holders = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many small dicts and lists (none
-    forms a cycle, yet every 700 allocations the collector would walk them; on a 10,000-row
-    table that is a third of the time). Nested and threaded uses are counted, so the
-    collector is re-enabled exactly when the last user leaves, and only if it was on."""
-    global _gc_holders, _gc_was_enabled
-    with _gc_lock:
-        if _gc_holders == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_holders += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            if _gc_holders == 0 and _gc_was_enabled:
-                gc.enable()
-
-
-def python_rows(frame: pl.DataFrame) -> list[list[Any]] | list[tuple[Any, ...]]:
-    """A frame's rows as the Python values `iter_rows` yields, without it: all-Float64 frames
-    (every catalog features table) through one numpy matrix, whose `tolist` is twice as fast
-    as zipping Polars' columns (then nulls must be absent: numpy would make them NaN)."""
-    if (frame.width and all(dtype == pl.Float64 for dtype in frame.dtypes)
-            and not any(frame.null_count().row(0))):
-        return frame.to_numpy().tolist()
-    return list(zip(*[series.to_list() for series in frame.get_columns()], strict=True))
+# --- many people at once (`gc_paused`, `python_rows`: model/rows.py) --------------------------
 
 
 def _plain_rows(frame: pl.DataFrame) -> tuple[list, list[bool]]:
