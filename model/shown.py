@@ -63,10 +63,12 @@ def apportion(points: np.ndarray, base_points: float, raw_score: np.ndarray,
     missing = total - base - low.astype(np.int64).sum(axis=1)
     each, extra = np.divmod(missing, k)
     # rank by fraction, largest first; ties: the later catalog feature first
-    order = (k - 1) - np.argsort(-fraction[:, ::-1], axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(k)[None, :].repeat(n, axis=0), axis=1)
-    shown = low.astype(np.int64) + each[:, None] + (rank < extra[:, None])
+    backwards = np.ascontiguousarray(fraction[:, ::-1])
+    np.negative(backwards, out=backwards)
+    order = (k - 1) - np.argsort(backwards, axis=1, kind="stable")
+    shown = low.astype(np.int64)
+    shown += each[:, None]
+    shown[np.arange(n)[:, None], order] += np.arange(k)[None, :] < extra[:, None]
     return Shown(base, shown, clip, shown_score)
 
 
