@@ -72,8 +72,9 @@ def explanation_body(row: dict, lang: str) -> dict:
     reasons.sort(key=lambda r: (r["points"], r["points_exact"]))
     names = {r["feature"] for r in named}
     exact, values = row["points"], stored.get("values") or {}
-    smaller = [_line(f, values.get(f), exact[f], p, lang)
-               for f, p in whole["points_shown"].items() if f not in names and p != 0]
+    smaller = [] if stored.get("no_record") else [  # no record: one reason carries it all
+        _line(f, values.get(f), exact[f], p, lang)
+        for f, p in whole["points_shown"].items() if f not in names and p != 0]
     smaller.sort(key=lambda r: (r["points"], r["points_exact"]))
     other_exact = (0.0 if stored.get("no_record") else
                    row["raw_score"] - row["base_points"] - sum(r["points_exact"] for r in reasons))

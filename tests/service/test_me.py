@@ -154,6 +154,9 @@ def test_someone_with_no_record_gets_the_base_score_and_says_so(served_client, a
     body = served_client.get("/v1/me/explanation", headers=headers).get_json()
     assert body["no_record"] is True
     assert [r["feature"] for r in body["reasons"]] == ["no_record"]
+    assert body["smaller_factors"] == [] and body["other_points"] == 0
+    assert body["base_points"] + body["reasons"][0]["points"] + body["clip_points"] == (
+        body["score"])  # the empty file's net points, whole, on the one reason
     assert served_client.get("/v1/me/records", headers=headers).get_json()["records"] == []
 
 
