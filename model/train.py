@@ -97,7 +97,6 @@ def scorecard_params(n_rows: int, features: list[str], directions: dict[str, int
     (model/train_dask.py), so both fit the same model family."""
     return {**lgb_params(n_rows, seed, num_threads), **(params or {}),
             **constraint_params(features, directions, interactions),
-            **{k: v for k, v in (params or {}).items() if k.startswith("monotone_")},
             "objective": "binary", "metric": ["binary_logloss", "auc"], "seed": seed,
             "num_threads": num_threads}
 
