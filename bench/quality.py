@@ -13,8 +13,9 @@ On each table, both contenders are fitted on the same folds of a repeated strati
 The bar: the trainer's mean AUC is at least the baseline's, on every table. The trainer infers
 a monotone direction for every numeric column (model/table_mode.py) as `osmanthus train
 --table` does. Beside them, on the same folds, an unconstrained LightGBM (interactions, no
-monotone constraints, rounds by k-fold CV on the training fold) is the accuracy ceiling: the
-scorecard's distance from it is what its printable, monotone form costs.
+monotone constraints; its tree size and rounds chosen by k-fold CV on the training fold, see
+`ceiling`) is the accuracy ceiling: the scorecard's distance from it is what its printable,
+monotone form costs.
 Everything runs on one thread (LightGBM `num_threads=1`, one sklearn/optbinning job).
 """
 
