@@ -23,6 +23,8 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from model.columns import TEXT_TYPES, numbers_or_error
+
 FORMAT = "osmanthus-scorecard/1"
 # (lowest score of the band, name), in DESIGN.md's order.
 BANDS: tuple[tuple[float, str], ...] = (
@@ -33,7 +35,6 @@ BAND_ZH: dict[str, str] = {"needs improvement": "待提升", "fair": "一般", "
                            "very good": "优秀", "excellent": "极好"}
 _BAND_EDGES = np.array([low for low, _ in BANDS[1:]])
 _BAND_NAMES = np.array([name for _, name in BANDS], dtype=object)
-TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
 
 
 def band_of(score: float) -> str:
@@ -114,27 +115,6 @@ class Scored:
         return pl.DataFrame(columns)
 
 
-def row_numbers(mask: pl.Series | np.ndarray, limit: int = 5) -> str:
-    """'rows 3, 17, 230 (3 in all)': the first 1-based data rows where `mask` holds."""
-    rows = (np.flatnonzero(np.asarray(mask, dtype=bool)) + 1).tolist()
-    shown = ", ".join(str(r) for r in rows[:limit]) + (", …" if len(rows) > limit else "")
-    return f"row{'s' if len(rows) > 1 else ''} {shown} ({len(rows)} in all)"
-
-
-def _numbers(frame: pl.DataFrame, name: str) -> pl.Expr:
-    """A numeric feature that arrived as text: its numbers, or a ValueError naming the column,
-    the stray values and their rows (a silent missing value would move a person's score)."""
-    text = frame[name].cast(pl.String).str.strip_chars()
-    numbers = text.cast(pl.Float64, strict=False)
-    stray = text.is_not_null() & (text != "") & numbers.is_null()
-    if stray.any():
-        values = ", ".join(repr(v) for v in text.filter(stray).unique(maintain_order=True)
-                           .head(3).to_list())
-        raise ValueError(f"column {name!r} must hold numbers, but {int(stray.sum())} value(s) "
-                         f"are text ({values}) in {row_numbers(stray)}")
-    return pl.lit(numbers).alias(name)
-
-
 def encode(frame: Any, feature_names: list[str], categories: dict[str, list[str]]) -> np.ndarray:
     """The float matrix LightGBM sees: numbers as they are (null → NaN), text columns as their
     index in the stored category list (unseen or null → NaN). Accepts a Polars or pandas frame
@@ -156,7 +136,7 @@ def encode(frame: Any, feature_names: list[str], categories: dict[str, list[str]
     for name in feature_names:
         column = pl.col(name)
         if name not in categories and schema[name] in TEXT_TYPES:
-            column = _numbers(frame, name)
+            column = numbers_or_error(frame, name)
         if name in categories:
             lookup = {c: float(i) for i, c in enumerate(categories[name])}
             column = column.cast(pl.String).replace_strict(lookup, default=None,

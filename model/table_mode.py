@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import rankdata
 
-from model.scorecard import TEXT_TYPES, row_numbers
+from model.columns import TEXT_TYPES, row_numbers
 
 NUMERIC_SHARE = 0.9  # share of non-missing values that must read as numbers
 MIN_INDEX_ROWS = 20  # fewer rows than this and "every value distinct" proves nothing

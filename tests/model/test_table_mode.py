@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from model.bundle import load_model
-from model.scorecard import row_numbers
+from model.columns import row_numbers
 from model.table_mode import (
     direction_changes,
     infer_directions,
