@@ -151,6 +151,7 @@ def save_model(scorecard: Any, directory: str | Path, *, report: dict[str, Any],
         "metrics": _summary_metrics(report, evaluation),
         "points_scaling": scorecard.scale.to_dict(),
         "calibration": scorecard.calibration.to_dict(),
+        "base_points": float(scorecard.base_points),  # score = this + Σ feature points
         "directions": {k: int(v) for k, v in dict(scorecard.directions).items()},
         "training_report": report,
         "scorecard": scorecard_meta,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from model import card_table
 from model.evaluate import AIR_FLOOR
 
 INTENDED_USE = (
@@ -101,8 +102,9 @@ def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
     versions = meta.get("library_versions") or {}
     features = meta.get("features") or []
     monotone = {k: v for k, v in (meta.get("directions") or {}).items() if v}
+    table = card_table.is_table_mode(meta)
     lines = [
-        "# Model card: Osmanthus scorecard", "",
+        "# Model card: Osmanthus scorecard" + (" (table mode)" if table else ""), "",
         "## Model details", "",
         f"- Created: {meta.get('created_at')}",
         "- Type: LightGBM binary classifier with monotone constraints, "
@@ -128,10 +130,11 @@ def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
     if meta.get("description"):
         lines.append(f"- Notes: {meta['description']}")
     lines += _scale_lines(scale, meta)
-    lines += ["", "## Intended use", "", INTENDED_USE, "", "## Out-of-scope use", "",
+    intended = card_table.intended_use(meta) if table else INTENDED_USE
+    lines += ["", "## Intended use", "", intended, "", "## Out-of-scope use", "",
               "This model must not be used for:", ""]
-    lines += [f"- {item}" for item in OUT_OF_SCOPE]
-    lines += ["", "## Factors", "", FACTORS, "", "## Metrics", "",
+    lines += [f"- {item}" for item in (card_table.OUT_OF_SCOPE if table else OUT_OF_SCOPE)]
+    lines += ["", "## Factors", "", card_table.FACTORS if table else FACTORS, "", "## Metrics", "",
               "AUC, KS and Gini (ranking), Brier score and a calibration table by decile "
               "(probability accuracy), PSI (stability), approval rate and adverse-impact ratio "
               f"(lowest group ÷ highest; below {AIR_FLOOR} with a statistically significant gap "
@@ -142,15 +145,19 @@ def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
         lines += ["Summary metrics: " + ", ".join(f"{k} {_num(v)}" for k, v in
                                                   sorted(plain.items())), ""]
     lines += ["## Training data", "",
+              card_table.training_data(meta) if table else
               "Features as of one snapshot date (records known before it) and defaults in the "
-              f"12 months after it; table hash {meta.get('training_data_hash')}.", "",
-              "## Evaluation data", ""]
+              f"12 months after it; table hash {meta.get('training_data_hash')}.", ""]
+    if table:
+        lines += card_table.table_sections(meta)
+    lines += ["## Evaluation data", ""]
     if evaluation is None:
         lines += ["No evaluation was attached to this bundle.", ""]
     else:
         m = evaluation["metrics"]
-        lines += [f"A later snapshot, as of {evaluation.get('as_of')}: {evaluation.get('rows')} "
-                  f"people, default rate {_num(evaluation.get('default_rate'))}.", "",
+        lines += [(f"The validation table: {evaluation.get('rows')} rows" if table else
+                   f"A later snapshot, as of {evaluation.get('as_of')}: {evaluation.get('rows')} "
+                   "people") + f", default rate {_num(evaluation.get('default_rate'))}.", "",
                   "## Quantitative analyses", "",
                   "| AUC | KS | Gini | Brier | true-probability AUC | score PSI |",
                   "|---|---|---|---|---|---|",
@@ -164,7 +171,7 @@ def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
             lines += ["Fairness failures: " + ("; ".join(failures) if failures else "none"), ""]
         else:
             lines += ["No disaggregated results: no people table was given.", ""]
-    lines += ["## Ethical considerations", "", ETHICS, "",
+    lines += ["## Ethical considerations", "", card_table.ETHICS if table else ETHICS, "",
               "## Caveats and recommendations", ""]
-    lines += [f"- {item}" for item in CAVEATS]
+    lines += [f"- {item}" for item in (card_table.CAVEATS if table else CAVEATS)]
     return "\n".join(lines) + "\n"

@@ -23,6 +23,8 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from model.columns import TEXT_TYPES, numbers_or_error
+
 FORMAT = "osmanthus-scorecard/1"
 # (lowest score of the band, name), in DESIGN.md's order.
 BANDS: tuple[tuple[float, str], ...] = (
@@ -135,7 +137,8 @@ class Scored:
 def encode(frame: Any, feature_names: list[str], categories: dict[str, list[str]]) -> np.ndarray:
     """The float matrix LightGBM sees: numbers as they are (null → NaN), text columns as their
     index in the stored category list (unseen or null → NaN). Accepts a Polars or pandas frame
-    or a dict of scalars/sequences (one person). Column-major, so each feature is contiguous."""
+    or a dict of scalars/sequences (one person). Column-major, so each feature is contiguous.
+    Text in a numeric feature is a ValueError naming the column and rows (no cast traceback)."""
     if isinstance(frame, dict) and not any(isinstance(v, list | tuple | np.ndarray | pl.Series)
                                            for v in frame.values()):
         return _encode_one(frame, feature_names, categories)
@@ -148,8 +151,11 @@ def encode(frame: Any, feature_names: list[str], categories: dict[str, list[str]
     if missing:
         raise KeyError(f"missing feature columns: {', '.join(missing)}")
     columns = []
+    schema = frame.schema
     for name in feature_names:
         column = pl.col(name)
+        if name not in categories and schema[name] in TEXT_TYPES:
+            column = numbers_or_error(frame, name)
         if name in categories:
             lookup = {c: float(i) for i, c in enumerate(categories[name])}
             column = column.cast(pl.String).replace_strict(lookup, default=None,
@@ -172,7 +178,10 @@ def _encode_one(row: dict[str, Any], feature_names: list[str],
         if name in categories:
             codes = categories[name]
             value = codes.index(str(value)) if value is not None and str(value) in codes else None
-        out[0, j] = np.nan if value is None else float(value)
+        try:
+            out[0, j] = np.nan if value is None else float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"feature {name!r} must be a number, got {value!r}") from None
     return out
 
 

@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from features.catalog import BY_NAME, INTERACTIONS
+from model import table_mode
 from model.params import CV_FOLDS, MAX_ROUNDS, STOPPING_ROUNDS, lgb_params
 from model.scorecard import Calibration, PointsScale, Scorecard, encode
 
@@ -31,14 +32,16 @@ NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "?"]
 _TEXT = (pl.String, pl.Categorical, pl.Enum)
 
 
-def read_table(path: str | Path) -> pl.DataFrame:
-    """A CSV or Parquet table; common spellings of 'missing' in CSVs become nulls."""
+def read_table(path: str | Path, separator: str | None = None) -> pl.DataFrame:
+    """A CSV or Parquet table; common spellings of 'missing' in CSVs become nulls. `separator`
+    is the CSV delimiter (default ',', tab for .tsv)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return pl.read_parquet(path)
     if suffix in (".csv", ".txt", ".tsv"):
-        return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",",
+        default = "\t" if suffix == ".tsv" else ","
+        return pl.read_csv(path, separator=separator or default,
                            null_values=NULL_VALUES, infer_schema_length=None)
     raise ValueError(f"{path}: expected a .csv, .tsv or .parquet file")
 
@@ -154,14 +157,18 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
                     seed: int = 0, num_threads: int = 1, interactions: tuple | list = (),
                     progress: bool = False, bad: Any = None, nfold: int = CV_FOLDS,
                     max_rounds: int = MAX_ROUNDS, patience: int = STOPPING_ROUNDS,
-                    scale: PointsScale | None = None,
-                    params: dict[str, Any] | None = None) -> tuple[Scorecard, dict[str, Any]]:
+                    scale: PointsScale | None = None, params: dict[str, Any] | None = None,
+                    infer_directions: bool = True) -> tuple[Scorecard, dict[str, Any]]:
     """Fit a scorecard on `train` and calibrate it on `valid` (out of time), or on out-of-fold
     CV margins when there is no `valid`. Returns (scorecard, training report).
 
     `target` is a column name (also used for `valid` unless `valid_target` is given) or an
     array. `features` defaults to every column but the target and id columns; `directions`
-    to the catalog's for catalog features (others free). `params` override `lgb_params`.
+    to the catalog's for catalog features. A numeric feature `directions` does not name gets
+    one inferred on these rows (model/table_mode.py: the sign of its Spearman correlation with
+    the target) unless `infer_directions` is False (then it is free); a declared 0 stays free.
+    Text columns that are numbers but for stray values are read as numbers, the stray text
+    missing, with a warning in the report. `params` override `lgb_params`.
     """
     started = time.perf_counter()
     if features is None:
@@ -171,12 +178,20 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
         directions = {n: BY_NAME[n].direction for n in features if n in BY_NAME}
     if interactions == () and all(n in BY_NAME for n in features):
         interactions = INTERACTIONS
+    y = _target(train, target, bad)
+    train, warnings = table_mode.numeric_text_to_null(train, features, "the training table")
+    if valid is not None:
+        valid, more = table_mode.numeric_text_to_null(valid, features, "the validation table")
+        warnings += more
     categories = infer_categories(train, features)
     bent = [n for n in categories if directions.get(n, 0)]
     if bent:
         raise ValueError(f"text columns cannot have a monotone direction: {', '.join(bent)}")
-    y = _target(train, target, bad)
     x = encode(train, features, categories)
+    declared = {n: int(directions[n]) for n in features if n in directions}
+    rho: dict[str, float] = {}
+    if infer_directions:
+        directions, rho = table_mode.infer_directions(x, y, features, categories, declared)
     minority = int(min(y.sum(), len(y) - y.sum()))
     nfold = min(nfold, minority)
     if nfold < 2:
@@ -214,6 +229,11 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
         "features": list(features), "categorical": sorted(categories),
         "params": lgb_p, "lightgbm": lgb.__version__,
         "training_data_hash": data_hash(x, y, features),
+        "directions": {n: int(directions.get(n, 0)) for n in features},
+        "directions_declared": declared,
+        "directions_inferred": {n: {"direction": int(directions[n]), "spearman": r}
+                                for n, r in rho.items()},
+        "warnings": warnings,
     }
     if valid is not None:
         vy = encode_target(valid_target, bad) if valid_target is not None else _target(
@@ -230,6 +250,8 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
     info = {"params": lgb_p, "seed": seed, "n_rounds": rounds}
     scorecard = Scorecard(booster, features, calibration, scale or PointsScale(), directions,
                           categories, interactions=interactions, info=info)
+    if scorecard.additive:
+        report["direction_changes"] = table_mode.direction_changes(scorecard.points_table())
     report["calibration"] = calibration.to_dict()
     report["metrics"] = {k: report[k] for k in ("cv_auc", "oof_auc", "valid_auc") if k in report}
     report["seconds"] = round(time.perf_counter() - started, 3)

@@ -295,7 +295,7 @@ def train_scorecard_dask(client: Any, train: Any, target: str, *,
             sample.drop(target), sample_y, features=features, directions=directions, seed=seed,
             num_threads=lgb_p["num_threads"], interactions=interactions, nfold=nfold,
             max_rounds=max_rounds, patience=patience, params={**(params or {}), **regime},
-            progress=progress)
+            progress=progress, infer_directions=False)  # the cluster fit uses `directions`
         rounds = int(sample_report["rounds"])
         stages["sample and CV"] = time.perf_counter() - started - sum(stages.values())
     cat_index = [i for i, n in enumerate(features) if n in categories]

@@ -153,24 +153,47 @@ def _write_table(frame: pl.DataFrame, path: str) -> None:
               help="Where to write the scores (.csv or .parquet).")
 @click.option("--keep", "keep", multiple=True,
               help="Also copy this column to the output (person_key is always kept).")
+@click.option("--separator", default=None, help="The CSV delimiter (default ',', tab for .tsv).")
 @_registry_option
 def score(model_ref: str, table_path: str, out_path: str, keep: tuple[str, ...],
-          registry_root: str | None) -> None:
-    """Score a table: for each row, the probability of default, the score, the band and every
-    feature's points (points_<feature>), keeping person_key and other id columns."""
+          separator: str | None, registry_root: str | None) -> None:
+    """Score a table: for each row, the probability of default, the score, the band, the base
+    points and every feature's points (points_<feature>), keeping person_key and other id
+    columns. Text in a numeric column is an error (column, rows); categories the model never
+    saw are scored as missing and reported."""
     from model.registry import Registry
+    from model.table_mode import unseen_categories
     from model.train import ID_COLUMNS, read_table
 
     loaded = _load_model_ref(Registry(registry_root), model_ref)
-    frame = read_table(table_path)
+    card = loaded.scorecard
+    try:
+        frame = read_table(table_path, separator)
+    except (ValueError, pl.exceptions.PolarsError) as error:
+        raise click.ClickException(f"could not read {table_path}: {error}") from error
+    missing = [n for n in card.feature_names if n not in frame.columns]
+    if missing:
+        hint = (" (one column: is the delimiter right? see --separator)"
+                if frame.width == 1 else "")
+        raise click.ClickException(
+            f"{table_path} lacks the model's columns {', '.join(map(repr, missing[:8]))}; "
+            f"columns found: {', '.join(map(repr, frame.columns[:12]))}{hint}")
     kept = [c for c in frame.columns if c in ID_COLUMNS or c in keep]
     try:
-        scored = loaded.scorecard.score_frame(frame)
-    except KeyError as error:
-        raise click.ClickException(str(error.args[0])) from error
-    out = pl.concat([frame.select(kept), scored.to_frame()], how="horizontal")
+        scored = card.score_frame(frame)
+    except (KeyError, ValueError) as error:
+        raise click.ClickException(str(error.args[0] if error.args else error)) from error
+    for note in unseen_categories(frame, card.categories):
+        click.echo(f"warning: {note}", err=True)
+    out = pl.concat([frame.select(kept), scored.to_frame()], how="horizontal").with_columns(
+        pl.lit(scored.base_points).alias("base_points"))
+    points = [c for c in out.columns if c.startswith("points_")]
+    out = out.select([c for c in out.columns if c not in points and c != "base_points"]
+                     + ["base_points", *points])
     _write_table(out, out_path)
-    click.echo(f"scored {frame.height} rows with {model_ref}: mean score "
+    click.echo(f"scored {frame.height} rows with {model_ref}: base points "
+               f"{scored.base_points:.2f} (score = base points + the points_ columns, clipped "
+               f"to {card.scale.min_score:g}–{card.scale.max_score:g}); mean score "
                f"{float(scored.score.mean()):.1f}; wrote {out_path}")
 
 

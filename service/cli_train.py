@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import polars as pl
 
 from service.cli_model import _directions_file, _points_scale, _scale_options, _table_or_none
 
@@ -36,6 +37,12 @@ from service.cli_model import _directions_file, _points_scale, _scale_options, _
               "(needed unless the target is 0/1).")
 @click.option("--catalog", "catalog_path", type=click.Path(exists=True, dir_okay=False),
               help="Table mode: JSON {column: 1 | -1 | 0}, monotone directions (else free).")
+@click.option("--infer-directions/--no-infer-directions", default=True, show_default=True,
+              help="Table mode: give every numeric column the catalog does not declare a "
+              "monotone direction, the sign of its Spearman correlation with the target "
+              "(model/table_mode.py); with --no-infer-directions they are free.")
+@click.option("--separator", default=None,
+              help="Table mode: the CSV delimiter (default ',', tab for .tsv).")
 @click.option("--id-column", "id_columns", multiple=True,
               help="Table mode: a column that is not a feature (repeatable).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -58,7 +65,8 @@ def train(features_path: str | None, valid_features_path: str | None,
           outcomes_path: str | None, train_as_of: dt.datetime | None,
           valid_as_of: dt.datetime | None, people_path: str | None, table_path: str | None,
           valid_table_path: str | None, target: str | None, bad: str | None,
-          catalog_path: str | None, id_columns: tuple[str, ...], out_dir: str, seed: int,
+          catalog_path: str | None, infer_directions: bool, separator: str | None,
+          id_columns: tuple[str, ...], out_dir: str, seed: int,
           num_threads: int, description: str, engine: str, scheduler: str | None,
           workers: int | None, rounds: int | None, base_score: float | None,
           base_odds: float | None, pdo: float | None) -> None:
@@ -80,6 +88,7 @@ def train(features_path: str | None, valid_features_path: str | None,
     from model.evaluate import evaluate as run_evaluation
     from model.evaluate import snapshot
     from model.scorecard import PointsScale
+    from model.table_mode import check_columns, prepare_table
     from model.train import ID_COLUMNS, encode_target, read_table, train_scorecard
 
     if (table_path is None) == (features_path is None):
@@ -99,6 +108,7 @@ def train(features_path: str | None, valid_features_path: str | None,
         raise click.UsageError("directories of partitions and --rounds need --engine dask")
     valid_frame = valid_y = None
     valid_day = None
+    table_info: dict | None = None
     try:
         if features_path is not None:
             if outcomes_path is None or train_as_of is None:
@@ -117,21 +127,32 @@ def train(features_path: str | None, valid_features_path: str | None,
         else:
             if target is None:
                 raise click.UsageError("table mode needs --target")
-            train_frame = read_table(table_path)
-            if target not in train_frame.columns:
-                raise click.ClickException(f"no column {target!r} in {table_path}")
+            dirs = _directions_file(catalog_path)
+            prepared = prepare_table(read_table(table_path, separator), target,
+                                     source=str(table_path), catalog=dirs,
+                                     id_columns=[*ID_COLUMNS, *id_columns])
+            for line in prepared.warnings:
+                click.echo(f"warning: {line}", err=True)
+            train_frame, features = prepared.frame, prepared.features
             y, bad_value = train_frame[target], bad
             if valid_table_path:
-                valid_frame = read_table(valid_table_path)
+                valid_frame = read_table(valid_table_path, separator)
+                check_columns(valid_frame, str(valid_table_path), target)
                 valid_y = valid_frame[target]
-            skip = {target, *ID_COLUMNS, *id_columns}
-            features = [c for c in train_frame.columns if c not in skip]
-            dirs = _directions_file(catalog_path)
+            table_info = {"source": Path(table_path).name, "target": target, "bad": bad,
+                          "dropped": prepared.dropped, "warnings": prepared.warnings,
+                          "infer_directions": infer_directions}
         click.echo(f"training on {len(y)} rows, {len(features)} features"
                    + (f"; validating on {len(valid_y)}" if valid_y is not None else ""))
         card, report = train_scorecard(train_frame, y, valid_frame, valid_y, features=features,
                                        directions=dirs, seed=seed, num_threads=num_threads,
-                                       progress=True, bad=bad_value, scale=scale)
+                                       progress=True, bad=bad_value, scale=scale,
+                                       infer_directions=table_info is None or infer_directions)
+        for line in report.get("warnings") or []:
+            click.echo(f"warning: {line}", err=True)
+        if table_info is not None:
+            report["table"] = table_info
+            _echo_directions(report)
         evaluation = None
         if valid_frame is not None:
             evaluation = run_evaluation(
@@ -143,6 +164,8 @@ def train(features_path: str | None, valid_features_path: str | None,
                    description=description)
     except (ValueError, KeyError, FileExistsError) as error:
         raise click.ClickException(str(error.args[0] if error.args else error)) from error
+    except pl.exceptions.PolarsError as error:
+        raise click.ClickException(f"could not read the table: {error}") from error
     click.echo(f"{report['rounds']} rounds by {report['cv_folds']}-fold CV, CV AUC "
                f"{report['cv_auc']:.4f}" + (f", validation AUC {report['valid_auc']:.4f}"
                                            if "valid_auc" in report else "")
@@ -151,6 +174,21 @@ def train(features_path: str | None, valid_features_path: str | None,
     click.echo(f"points scale: {scale.base_score:g} at {scale.base_odds:g}:1 good:bad odds, "
                f"PDO {scale.pdo:g}")
     click.echo(f"wrote {out_dir}")
+
+
+def _echo_directions(report: dict) -> None:
+    """One line on the monotone directions (declared, inferred, free) and one per feature whose
+    points change direction, so the modeller sees what the regulator will ask about."""
+    inferred = report.get("directions_inferred") or {}
+    declared = report.get("directions_declared") or {}
+    text = set(report.get("categorical") or ())
+    free = [n for n, d in (report.get("directions") or {}).items() if not d and n not in text]
+    click.echo(f"monotone directions: {sum(1 for d in declared.values() if d)} declared, "
+               f"{len(inferred)} inferred (sign of Spearman ρ), {len(free)} free"
+               + (f" ({', '.join(free)})" if free else "") + f", {len(text)} text")
+    for name, changes in (report.get("direction_changes") or {}).items():
+        if changes:
+            click.echo(f"points of {name!r} change direction {changes} time(s)")
 
 
 def _train_dask(catalog: bool, train_path: str, outcomes_path: str | None,

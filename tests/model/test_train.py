@@ -166,8 +166,11 @@ def test_train_and_score_commands(tmp_path) -> None:
                                   str(tmp_path / "scores.csv"), "--keep", "id"])
     assert result.exit_code == 0, result.output
     scores = pl.read_csv(tmp_path / "scores.csv")
-    assert scores.columns == ["id", "probability", "score", "band", "points_monthly income",
-                              "points_purpose", "points_debt_ratio"]
+    assert scores.columns == ["id", "probability", "score", "band", "base_points",
+                              "points_monthly income", "points_purpose", "points_debt_ratio"]
+    assert set(scores["base_points"].to_list()) == {card.base_points}
+    summed = scores.select(pl.sum_horizontal(pl.exclude("id", "probability", "score", "band")))
+    assert np.allclose(summed.to_series().to_numpy(), scores["score"].to_numpy(), atol=1e-6)
     expected = card.score_frame(table.tail(500))
     assert scores["id"].to_list() == table.tail(500)["id"].to_list()
     assert np.allclose(scores["score"].to_numpy(), expected.score, rtol=0, atol=1e-9)
