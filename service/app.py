@@ -8,21 +8,21 @@ from flask import Flask
 from flask_smorest import Api
 from sqlalchemy import text
 
-from service.cache import make_cache
-from service.config import Config
-from service.errors import register_error_handlers
-from service.limits import init_limiter
-from service.perks import load_perks
-from service.schemas import DocsPlugin, ErrorEnvelopeSchema
-from service.serving import load_serving
-from service.store import make_engine, migrate
+from service.base.cache import make_cache
+from service.base.config import Config
+from service.base.errors import register_error_handlers
+from service.api.limits import init_limiter
+from service.rights.perks import load_perks
+from service.api.schemas import DocsPlugin, ErrorEnvelopeSchema
+from service.scoring.serving import load_serving
+from service.store.tables import make_engine, migrate
 
 log = logging.getLogger(__name__)
 
 
 class OsmanthusApi(Api):
     """flask-smorest, documenting our error envelope (not its own `ErrorSchema`) as the default
-    and 422 answers, since `service/errors.py` answers every error with it."""
+    and 422 answers, since `service/base/errors.py` answers every error with it."""
 
     ERROR_SCHEMA = ErrorEnvelopeSchema
 
@@ -55,7 +55,7 @@ def create_app(config: Config | None = None) -> Flask:
     admin.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
     register_error_handlers(app)
     app.register_blueprint(web.blp)  # the citizen page, /app (not in the OpenAPI document)
-    init_limiter(app, config)  # rate limits per API key (service/limits.py)
+    init_limiter(app, config)  # rate limits per API key (service/api/limits.py)
     return app
 
 

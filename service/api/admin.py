@@ -22,7 +22,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.utils import secure_filename
 
-from service import audit
+from service.rights import audit
 from service.api.admin_schemas import (
     AdminDisputeDetailSchema,
     AdminDisputeListSchema,
@@ -43,11 +43,11 @@ from service.api.admin_schemas import (
     ReviewQuerySchema,
     ReviewStateSchema,
 )
-from service.auth import admin_name
-from service.errors import ApiError
-from service.schemas import ErrorEnvelopeSchema
-from service.scoring import ensure_people, latest, today
-from service.store import RECORD_TABLES, disputes, feeds, is_hex_id, people, quarantine
+from service.rights.auth import admin_name
+from service.base.errors import ApiError
+from service.api.schemas import ErrorEnvelopeSchema
+from service.scoring.score import ensure_people, latest, today
+from service.store.tables import RECORD_TABLES, disputes, feeds, is_hex_id, people, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _brief(row: dict | None) -> dict | None:
 
 def rescore_changed(app, keys: set[str]) -> int:
     """Re-score people whose records changed (when a model serves); returns how many."""
-    from service.rescoring import rescore_many
+    from service.scoring.rescore import rescore_many
 
     serving = app.extensions["osmanthus.model"]
     if not keys:
@@ -151,7 +151,7 @@ def upload_feed(upload: dict):
     nothing. If the database is lost mid-feed for more than a few seconds the answer is 503
     with Retry-After: what was stored stays, and sending the feed again finishes it."""
     from features.validate import FeedError
-    from service.ingest import IngestError, ingest_feed
+    from service.store.ingest import IngestError, ingest_feed
 
     storage = upload["file"]
     name = secure_filename(storage.filename or "") or "feed"
@@ -268,7 +268,7 @@ def get_dispute(dispute_id: str):
 def resolve(body: dict, dispute_id: str):
     """Resolve an open dispute and re-score the person. upheld: the record is removed, or
     corrected with `correction`; rejected: it counts again and `note` tells the citizen why."""
-    from service.disputes import resolve_dispute
+    from service.rights.disputes import resolve_dispute
 
     _known_shape(dispute_id, 32, "dispute")
     if not current_app.extensions["osmanthus.model"].ready:
@@ -303,7 +303,7 @@ def list_reviews(query: dict):
 @errors(404)
 def get_review(person_key: str):
     """What a reviewer reads: the request, the latest score and its points (audited)."""
-    from service.review import review_state
+    from service.rights.review import review_state
 
     _known_shape(person_key, 64, "person")
 
@@ -323,7 +323,7 @@ def get_review(person_key: str):
 @errors(404, 409, 422)
 def decide(body: dict, person_key: str):
     """Decide a pending review; partners then get the decision instead of `pending`."""
-    from service.review import decide_review
+    from service.rights.review import decide_review
 
     _known_shape(person_key, 64, "person")
 
@@ -337,7 +337,7 @@ def decide(body: dict, person_key: str):
 @errors(404, 422, 503)
 def rescore_one(body: dict):
     """Re-score one person now, as of today (audited)."""
-    from service.scoring import rescore
+    from service.scoring.score import rescore
 
     key = body["person_key"]
     with _engine().connect() as connection:
@@ -356,7 +356,7 @@ def rescore_one(body: dict):
 @errors(503)
 def rescore_all():
     """Re-score everyone in the store as of today, in chunks (one run id for the run)."""
-    from service.rescoring import everyone, rescore_many
+    from service.scoring.rescore import everyone, rescore_many
 
     serving = current_app.extensions["osmanthus.model"]
     if not serving.ready:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from features.records import Source
-from service.perks import CONDITIONS
+from service.rights.perks import CONDITIONS
 
 
 def _no_nul(value: object) -> bool:

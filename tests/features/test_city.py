@@ -24,7 +24,7 @@ from features.city import generate_city
 from features.city_people import DISTRICTS, REGION_CODES, resident_ids
 from features.identity import hash_ids, id_problem_expr, make_resident_id, person_key_secret
 from features.records import SCHEMAS, Records, Source
-from service.cli import main
+from service.cli.main import main
 
 SNAPSHOTS = (dt.date(2024, 1, 1), dt.date(2025, 1, 1))
 HAS_VALIDATOR = importlib.util.find_spec("features.validate") is not None

@@ -149,7 +149,7 @@ def test_markdown_to_html_covers_the_model_card_subset():
 
 
 def test_report_command(bundles, tmp_path):
-    from service.cli import main
+    from service.cli.main import main
 
     strong, weak, train, valid, vy = bundles
     features, outcomes = tmp_path / "features.parquet", tmp_path / "outcomes.parquet"

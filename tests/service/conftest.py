@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import text
 
-from service.config import Config
-from service.store import make_engine, migrate
+from service.base.config import Config
+from service.store.tables import make_engine, migrate
 from tests.conftest import skip_or_fail
 
 POSTGRES_URL = os.environ.get(
@@ -96,8 +96,8 @@ def served_apps(served_config, world, people_keys):
     (`served_apps(redis_url=...)`); the first one stores and scores `keys` (default: the 40
     residents of `people_keys`)."""
     from service.app import create_app
-    from service.scoring import score_people
-    from service.store import write_records
+    from service.scoring.score import score_people
+    from service.store.tables import write_records
 
     made = []
 
@@ -129,21 +129,21 @@ class Auth:
     app: object
 
     def citizen(self, person_key: str) -> dict[str, str]:
-        from service.auth import issue_token
+        from service.rights.auth import issue_token
 
         token = issue_token(self.app.extensions["osmanthus.config"], "citizen", person_key)
         return {"Authorization": f"Bearer {token}"}
 
     def admin(self, name: str = "ops") -> dict[str, str]:
-        from service.auth import issue_token
+        from service.rights.auth import issue_token
 
         token = issue_token(self.app.extensions["osmanthus.config"], "admin", name)
         return {"Authorization": f"Bearer {token}"}
 
     def partner(self, partner_id: str = "city-bikes") -> dict[str, str]:
         """A fresh API key for a partner (registered on first use)."""
-        from service.auth import new_api_key
-        from service.store import partners
+        from service.rights.auth import new_api_key
+        from service.store.tables import partners
 
         key, hashed = new_api_key()
         engine = self.app.extensions["osmanthus.engine"]

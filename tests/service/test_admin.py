@@ -14,8 +14,8 @@ from features.build import build_features
 from features.identity import make_resident_id, person_key
 from features.records import Source
 from model.registry import Registry
-from service.cache import page_key
-from service.store import RECORD_TABLES, audit_log, perks, scores
+from service.base.cache import page_key
+from service.store.tables import RECORD_TABLES, audit_log, perks, scores
 from tests.service.conftest import DEMO_TODAY
 from tests.service.world import VALID_AS_OF
 
@@ -125,7 +125,7 @@ def test_a_store_lost_during_an_upload_is_a_503_with_retry_after(served_client, 
     from sqlalchemy.exc import OperationalError
 
     import service.api.admin as admin_module
-    import service.ingest as ingest_module
+    import service.store.ingest as ingest_module
 
     def lost(*_args, **_kwargs):
         raise OperationalError("INSERT …", {}, ConnectionError("server closed the connection"))
@@ -163,7 +163,7 @@ def test_bad_feed_uploads_are_clear_422s(served_client, auth):
 
 # --- disputes and human review --------------------------------------------------------------
 def _open_a_dispute(app, people_keys) -> tuple[str, str]:
-    from service.disputes import open_dispute
+    from service.rights.disputes import open_dispute
 
     table = RECORD_TABLES[Source.SOCIAL_SECURITY]
     with app.extensions["osmanthus.engine"].connect() as connection:
@@ -217,7 +217,7 @@ def test_the_dispute_queue_detail_and_resolution(served_app, served_client, auth
 
 
 def test_the_review_queue_and_decision(served_app, served_client, auth, people_keys):
-    from service.review import request_review
+    from service.rights.review import request_review
 
     engine = served_app.extensions["osmanthus.engine"]
     key = people_keys[1]

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select, update
 
 from features.rules import add_months
-from service.auth import decode_token
-from service.consents import city_today, expiry_of
-from service.store import audit_log, consents
+from service.rights.auth import decode_token
+from service.rights.consents import city_today, expiry_of
+from service.store.tables import audit_log, consents
 
 BIKE = {"partner_id": "city-bikes", "perks": ["bike-deposit-free"]}
 

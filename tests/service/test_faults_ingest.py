@@ -38,7 +38,7 @@ def feed(tmp_path):
 
 
 def _engine(url: str):
-    from service.store import make_engine, migrate
+    from service.store.tables import make_engine, migrate
 
     engine = make_engine(url)
     migrate(engine)
@@ -46,7 +46,7 @@ def _engine(url: str):
 
 
 def _status(engine, feed_id: str) -> str:
-    from service.store import feeds
+    from service.store.tables import feeds
 
     with engine.connect() as connection:
         return connection.execute(select(feeds.c.status)
@@ -67,7 +67,7 @@ def test_a_restart_during_an_ingest_is_ridden_out_and_leaves_exactly_the_good_ro
             timer.start()
             back.append(timer)
 
-    caplog.set_level(logging.WARNING, logger="service.ingest")
+    caplog.set_level(logging.WARNING, logger="service.store.ingest")
     try:
         summary = ingest_module.ingest_feed(engine, path, Source.PENALTY,
                                             on_chunk=restart_after_the_first_chunk,
@@ -85,7 +85,7 @@ def test_a_database_that_stays_away_stops_the_cli_cleanly_and_a_rerun_finishes_e
         postgres, feed, monkeypatch, caplog):
     from click.testing import CliRunner
 
-    from service.cli import main
+    from service.cli.main import main
 
     path, expected = feed
     monkeypatch.setenv("DATABASE_URL", postgres.url)

@@ -22,8 +22,8 @@ from features.identity import make_resident_id
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
 from service import ingest as ingest_module
-from service.ingest import feed_id_of, ingest_feed
-from service.store import RECORD_TABLES, disputes, feeds, insert_for, people, quarantine
+from service.store.ingest import feed_id_of, ingest_feed
+from service.store.tables import RECORD_TABLES, disputes, feeds, insert_for, people, quarantine
 
 PERSONS = [make_resident_id(110101, dt.date(1960 + i, 1 + i % 12, 1 + i % 28), 100 + i)
            for i in range(12)]

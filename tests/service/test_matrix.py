@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from service.auth import issue_token
-from service.consents import city_today
+from service.rights.auth import issue_token
+from service.rights.consents import city_today
 from tests.service.conftest import Auth
 
 ROLES = ("anonymous", "citizen", "other_citizen", "partner", "partner_no_consent",

@@ -31,7 +31,7 @@ def test_the_page_is_cached_in_real_redis(served_apps, people_keys):
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
     except redis.RedisError:
         skip_or_fail(f"Redis not reachable at {REDIS_URL}")
-    from service.cache import page_key
+    from service.base.cache import page_key
     from tests.service.conftest import Auth
 
     app = served_apps(redis_url=REDIS_URL)

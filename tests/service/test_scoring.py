@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
 from features.records import Source
-from service.ingest import ingest_feed
-from service.scoring import latest, score_people, score_rows, trend
-from service.serving import load_serving
+from service.store.ingest import ingest_feed
+from service.scoring.score import latest, score_people, score_rows, trend
+from service.scoring.serving import load_serving
 from tests.service.world import VALID_AS_OF
 
 
@@ -134,7 +134,7 @@ def test_score_rows_names_a_missing_feature_column(world):
 
 
 def test_one_persons_records_load_as_the_store_loads_them(engine, world, stored):
-    from service.store import load_person_records, load_records
+    from service.store.tables import load_person_records, load_records
 
     keys = world.people()["person_key"].head(15).to_list() + ["f" * 64]
     for key in keys:

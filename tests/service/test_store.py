@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from features.records import Records, Source, record_schema
-from service.store import RECORD_TABLES, load_records, make_engine, metadata, migrate
+from service.store.tables import RECORD_TABLES, load_records, make_engine, metadata, migrate
 
 
 def test_migrations_create_every_table_and_are_idempotent(engine):
@@ -50,7 +50,7 @@ def test_records_come_back_typed_as_the_feature_builder_reads_them(engine):
 
 # --- the batch's fast paths ------------------------------------------------------------------
 def _score_row(key: str, run_id: str | None, score: float) -> dict:
-    """A score row as `service.scoring.score_rows` makes it: nested JSON, Chinese text,
+    """A score row as `service.scoring.score.score_rows` makes it: nested JSON, Chinese text,
     floats that need all 17 digits, None, booleans."""
     return {
         "person_key": key, "as_of": dt.date(2026, 1, 1), "model_version": "v0001",
@@ -68,7 +68,7 @@ def _score_row(key: str, run_id: str | None, score: float) -> dict:
 def _stored(engine, run_id: str) -> dict[str, dict]:
     from sqlalchemy import select
 
-    from service.store import scores
+    from service.store.tables import scores
 
     with engine.connect() as connection:
         rows = connection.execute(select(scores).where(scores.c.run_id == run_id)).all()
@@ -81,8 +81,8 @@ def _stored(engine, run_id: str) -> dict[str, dict]:
 def test_score_rows_written_twice_are_stored_once_as_the_plain_insert_stores_them(engine):
     from sqlalchemy import insert
 
-    from service.store import scores
-    from service.store_bulk import write_scores
+    from service.store.tables import scores
+    from service.store.bulk import write_scores
 
     first = [_score_row(f"p{i:02d}", "fast", 600 + i / 7) for i in range(6)]
     with engine.begin() as connection:
@@ -108,7 +108,7 @@ def test_a_failed_chunk_leaves_no_row(engine):
 
     import psycopg
 
-    from service.store_bulk import write_scores
+    from service.store.bulk import write_scores
 
     rows = [_score_row("q1", "atomic", 500.0), {**_score_row("q2", "atomic", 1.0), "band": None}]
     with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)), engine.begin() as connection:  # band is NOT NULL
@@ -117,8 +117,8 @@ def test_a_failed_chunk_leaves_no_row(engine):
 
 
 def test_records_by_key_range_are_those_of_load_records(engine, world):
-    from service.store import write_records
-    from service.store_bulk import load_records_between
+    from service.store.tables import write_records
+    from service.store.bulk import load_records_between
 
     keys = world.people()["person_key"].sort().to_list()[:40]
     records = world.records.filter_persons(keys)

@@ -77,7 +77,7 @@ class Live:
     people: list[str]
 
     def citizen_token(self, person_key: str) -> str:
-        from service.auth import issue_token
+        from service.rights.auth import issue_token
 
         return issue_token(self.app.extensions["osmanthus.config"], "citizen", person_key)
 
@@ -88,10 +88,10 @@ def live_app(browser_ready, world, tmp_path):
     from werkzeug.serving import make_server
 
     from service.app import create_app
-    from service.config import Config
-    from service.operations import add_partner
-    from service.scoring import score_people
-    from service.store import write_records
+    from service.base.config import Config
+    from service.scoring.everyone import add_partner
+    from service.scoring.score import score_people
+    from service.store.tables import write_records
 
     config = Config(env="test", database_url=f"sqlite:///{tmp_path / 'osmanthus.db'}",
                     registry_dir=world.registry, as_of=DEMO_TODAY)

@@ -61,7 +61,7 @@ def test_citizen_page(live_app, browser, artifacts):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from service.auth import decode_token
+    from service.rights.auth import decode_token
 
     live, driver = live_app, browser
     person_key, target, before = _disputable(live)

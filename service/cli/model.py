@@ -25,8 +25,8 @@ def _perk_thresholds(path: str | None) -> dict[str, float]:
     ($OSMANTHUS_PERKS, else the shipped perks.json), the scores partners' answers turn on, as
     the API's promotion gates use them."""
     if path is None:
-        from service.config import Config
-        from service.perks import load_perks
+        from service.base.config import Config
+        from service.rights.perks import load_perks
 
         return load_perks(Config.from_env().perks_file).thresholds()
     data = json.loads(Path(path).read_text())

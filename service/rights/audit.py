@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from service.store import audit_head, audit_log
+from service.store.tables import audit_head, audit_log
 
 GENESIS = "0" * 64
 

@@ -19,14 +19,14 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from features.rules import add_months
-from service import audit
-from service.auth import issue_token
-from service.config import Config
-from service.disputes import is_id
-from service.errors import ApiError
-from service.perks import PerkConfig
-from service.scoring import ensure_people
-from service.store import consents, partners
+from service.rights import audit
+from service.rights.auth import issue_token
+from service.base.config import Config
+from service.rights.disputes import is_id
+from service.base.errors import ApiError
+from service.rights.perks import PerkConfig
+from service.scoring.score import ensure_people
+from service.store.tables import consents, partners
 
 CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 MAX_MONTHS = 12

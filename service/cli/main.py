@@ -7,13 +7,13 @@ import logging
 
 import click
 
-from service.cli_batch import batch
-from service.cli_data import city, features, validate
-from service.cli_demo import demo
-from service.cli_model import evaluate, models, score
-from service.cli_report import report
-from service.cli_service import audit, ingest, partners, rescore, serve, token
-from service.cli_train import train
+from service.cli.batch import batch
+from service.cli.data import city, features, validate
+from service.cli.demo import demo
+from service.cli.model import evaluate, models, score
+from service.cli.report import report
+from service.cli.service import audit, ingest, partners, rescore, serve, token
+from service.cli.train import train
 
 
 @click.group()

@@ -47,8 +47,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
-from service.store import RECORD_TABLES, disputes, feeds, insert_for, quarantine
-from service.store_bulk import (
+from service.store.tables import RECORD_TABLES, disputes, feeds, insert_for, quarantine
+from service.store.bulk import (
     SQLITE_DATETIME,
     copy_csv,
     raw_connection,

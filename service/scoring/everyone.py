@@ -7,10 +7,10 @@ import datetime as dt
 
 from sqlalchemy import Engine, func, select
 
-from service.auth import new_api_key
-from service.config import Config
-from service.rescoring import Run, rescore_many
-from service.store import partners, people
+from service.rights.auth import new_api_key
+from service.base.config import Config
+from service.scoring.rescore import Run, rescore_many
+from service.store.tables import partners, people
 
 PARALLEL_FROM = 2_000  # fewer people than this are scored in one process
 
@@ -50,13 +50,13 @@ def rescore_store(config: Config, engine: Engine, person_keys: list[str] | None,
     service's today). Pages cached in Redis are dropped; an in-process cache lives in the
     serving processes, where keys carry the model version and expire.
 
-    Everyone is a batch run (`service.batch`: sharded, idempotent, in `workers` local
+    Everyone is a batch run (`service.scoring.batch`: sharded, idempotent, in `workers` local
     processes once the store holds more than `PARALLEL_FROM` people); a list of people (an
     ingest's changed people, a few named on the command line) is scored in this process.
     No champion to score with: `LookupError` for a list, `batch.BatchError` for everyone."""
-    from service.cache import make_cache
-    from service.scoring import today
-    from service.serving import load_serving
+    from service.base.cache import make_cache
+    from service.scoring.score import today
+    from service.scoring.serving import load_serving
 
     as_of = as_of or today(config)
     if person_keys is None:  # the batch verifies and loads the champion itself, per worker
@@ -70,7 +70,7 @@ def rescore_store(config: Config, engine: Engine, person_keys: list[str] | None,
 
 def _batch(config: Config, engine: Engine, workers: int, as_of: dt.date,
            progress: bool) -> Run:
-    from service.batch import batch_score
+    from service.scoring.batch import batch_score
 
     with engine.connect() as connection:
         count = connection.execute(select(func.count()).select_from(people)).scalar_one()

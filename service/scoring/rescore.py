@@ -3,7 +3,7 @@ dispute, or the whole city from inside the API (`POST /v1/admin/rescore-all`).
 
 Each chunk is one `scoring.score_people` call (records → features → points → stored rows) and
 drops the chunk's cached pages. A whole city outside the API (`osmanthus rescore --all`,
-`osmanthus demo`) is a batch run instead (`service.batch`, through
+`osmanthus demo`) is a batch run instead (`service.scoring.batch`, through
 `operations.rescore_store`): sharded, resumable, over local processes or a Dask cluster.
 """
 
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
-from service.cache import page_key
-from service.scoring import new_run_id, score_people
-from service.store import people
+from service.base.cache import page_key
+from service.scoring.score import new_run_id, score_people
+from service.store.tables import people
 
 CHUNK = 1_000
 

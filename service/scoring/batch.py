@@ -51,7 +51,7 @@ from pathlib import Path
 import polars as pl
 from sqlalchemy import Engine, and_, select, true
 
-from service.store import RECORD_TABLES, people, scores
+from service.store.tables import RECORD_TABLES, people, scores
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ _MODELS: dict[tuple[str, str, int], object] = {}
 
 
 def _engine(url: str) -> Engine:
-    from service.store import make_engine
+    from service.store.tables import make_engine
 
     if url not in _ENGINES:
         _ENGINES[url] = make_engine(url)
@@ -192,15 +192,15 @@ def release() -> None:
 def run_shard(job: ShardJob) -> ShardResult:
     """Score the shard's people who have no row for the run yet; safe to repeat."""
     from features.build import build_features
-    from service.scoring import score_rows
-    from service.store_bulk import load_records_between, write_people, write_scores
+    from service.scoring.score import score_rows
+    from service.store.bulk import load_records_between, write_people, write_scores
 
     started = time.monotonic()
     engine = _engine(job.database_url)
     scorecard = _scorecard(job.registry_dir, job.model_version, job.num_threads)
     cache = None
     if job.redis_url:
-        from service.cache import make_cache
+        from service.base.cache import make_cache
 
         cache = make_cache(job.redis_url)
     stages = dict.fromkeys(STAGES, 0.0)
@@ -231,7 +231,7 @@ def run_shard(job: ShardJob) -> ShardResult:
             write_people(connection, keys, dt.datetime.now(dt.UTC))
             written += write_scores(connection, rows)
         if cache is not None:
-            from service.cache import page_key
+            from service.base.cache import page_key
 
             cache.delete(*[page_key(job.model_version, key) for key in keys])
         tick("write")
@@ -286,7 +286,7 @@ def _recorded(engine: Engine, run_id: str) -> tuple[str, dt.date] | None:
 
 
 def _champion(registry_dir: Path) -> str:
-    from service.serving import load_serving
+    from service.scoring.serving import load_serving
 
     serving = load_serving(registry_dir)
     if not serving.ready:
@@ -326,7 +326,7 @@ def batch_score(database_url: str, registry_dir: Path | str, *, shards: int,
     """Score everyone, shard by shard, with `engine` ("local": a spawned process pool, or this
     process when `workers` is 1; "dask": the cluster at `scheduler`, or a LocalCluster of
     `workers` processes on 127.0.0.1). Calling it again with the same `run_id` resumes."""
-    from service.store import make_engine
+    from service.store.tables import make_engine
 
     if shards < 1:
         raise BatchError("--shards must be at least 1")

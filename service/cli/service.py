@@ -9,14 +9,14 @@ import sys
 import click
 
 from features.records import Source
-from service.config import Config
+from service.base.config import Config
 
 
 def _engine(config: Config):
     """The store, migrated; an unreachable database is a one-line error, not a traceback."""
     from sqlalchemy.exc import OperationalError
 
-    from service.store import make_engine, migrate
+    from service.store.tables import make_engine, migrate
 
     engine = make_engine(config.database_url)
     try:
@@ -40,8 +40,8 @@ def ingest(feed: str, source: str, rescore: bool) -> None:
     Safe to repeat: re-sending a feed, or one that was cut off halfway, never duplicates or
     loses a record. People whose records changed are re-scored as of today."""
     from features.validate import FeedError
-    from service.ingest import IngestError, ingest_feed
-    from service.operations import rescore_store
+    from service.store.ingest import IngestError, ingest_feed
+    from service.scoring.everyone import rescore_store
 
     config = Config.from_env()
     engine = _engine(config)
@@ -69,7 +69,7 @@ def audit() -> None:
 @audit.command("verify")
 def audit_verify() -> None:
     """Walk the audit chain; exit 1 and name the first broken link if a row was altered."""
-    from service.audit import verify
+    from service.rights.audit import verify
 
     verdict = verify(_engine(Config.from_env()))
     if verdict.ok:
@@ -90,7 +90,7 @@ def token(role: str, subject: str, minutes: int) -> None:
     SUBJECT is a person key (or an 18-character resident ID, turned into its person key here
     and never stored) for a citizen, or a name for an admin. Partners use API keys instead:
     `osmanthus partners add`."""
-    from service.auth import issue_token
+    from service.rights.auth import issue_token
 
     config = Config.from_env()
     if config.production:
@@ -129,7 +129,7 @@ def partners() -> None:
 @click.option("--rotate", is_flag=True, help="Replace the key of an existing partner.")
 def partners_add(partner_id: str, name: str, rotate: bool) -> None:
     """Register PARTNER_ID and print its new API key (only its hash is stored)."""
-    from service.operations import add_partner
+    from service.scoring.everyone import add_partner
 
     try:
         key = add_partner(_engine(Config.from_env()), partner_id, name, rotate=rotate)
@@ -142,7 +142,7 @@ def partners_add(partner_id: str, name: str, rotate: bool) -> None:
 @partners.command("list")
 def partners_list() -> None:
     """Registered partners (never their keys)."""
-    from service.operations import list_partners
+    from service.scoring.everyone import list_partners
 
     rows = list_partners(_engine(Config.from_env()))
     if not rows:
@@ -158,7 +158,7 @@ def partners_list() -> None:
               help="Local processes for --all.")
 def rescore(person_keys: tuple[str, ...], everyone_: bool, workers: int) -> None:
     """Re-score PERSON_KEYS (or `--all`) with the champion, as of today (OSMANTHUS_AS_OF)."""
-    from service.operations import rescore_store
+    from service.scoring.everyone import rescore_store
 
     if bool(person_keys) == everyone_:
         raise click.UsageError("give person keys or --all, not both and not neither")

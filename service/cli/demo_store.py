@@ -14,8 +14,8 @@ import polars as pl
 from sqlalchemy import select
 
 from features.records import Source
-from service.config import Config
-from service.operations import PARALLEL_FROM
+from service.base.config import Config
+from service.scoring.everyone import PARALLEL_FROM
 
 DEMO_PARTNER, DEMO_PERK = "city-bikes", "bike-deposit-free"
 
@@ -33,10 +33,10 @@ def _bar(total: int, label: str, unit: str = " rows"):
 
 
 def load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]) -> None:
-    """Every feed through `service.ingest` (validated, quarantined, upserted), then everyone
+    """Every feed through `service.store.ingest` (validated, quarantined, upserted), then everyone
     in the city scored as of the service's today."""
-    quiet = ("alembic", "features.validate", "service.ingest", "service.serving",
-             "service.batch")
+    quiet = ("alembic", "features.validate", "service.store.ingest", "service.scoring.serving",
+             "service.scoring.batch")
     levels = {name: logging.getLogger(name).level for name in quiet}
     for name in quiet:  # the lines below say it all; restored afterwards
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -48,10 +48,10 @@ def load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None])
 
 
 def _load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]) -> None:
-    from service.ingest import ingest_feed
-    from service.operations import rescore_store
-    from service.scoring import ensure_people, today
-    from service.store import make_engine, migrate
+    from service.store.ingest import ingest_feed
+    from service.scoring.everyone import rescore_store
+    from service.scoring.score import ensure_people, today
+    from service.store.tables import make_engine, migrate
 
     config = Config.from_env()
     engine = make_engine(config.database_url)
@@ -100,10 +100,10 @@ def set_up_partners(root: Path) -> dict:
     """Register every demo partner with a fresh API key, and let one resident who qualifies
     for the bicycle perk consent to the bicycle company asking about it."""
     from service.app import create_app
-    from service.auth import issue_token
-    from service.consents import city_today, grant
-    from service.operations import add_partner
-    from service.store import scores
+    from service.rights.auth import issue_token
+    from service.rights.consents import city_today, grant
+    from service.scoring.everyone import add_partner
+    from service.store.tables import scores
 
     config = Config.from_env()
     app = create_app(config)  # also seeds the perk policy table

@@ -37,8 +37,8 @@ from flask import Flask, request
 from flask_limiter import Limiter, RateLimitExceeded
 from limits.errors import StorageError
 
-from service.config import Config
-from service.errors import envelope
+from service.base.config import Config
+from service.base.errors import envelope
 
 log = logging.getLogger(__name__)
 

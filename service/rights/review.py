@@ -13,10 +13,10 @@ import datetime as dt
 from sqlalchemy import Engine, select, update
 
 from features.identity import redact_ids
-from service import audit
-from service.errors import ApiError
-from service.scoring import ensure_people
-from service.store import people
+from service.rights import audit
+from service.base.errors import ApiError
+from service.scoring.score import ensure_people
+from service.store.tables import people
 
 OUTCOMES = ("eligible", "not_eligible")
 

@@ -4,7 +4,7 @@ Batch scoring, feed ingest and bulk loads move millions of rows; SQLAlchemy's pe
 (a dict per row, a bound parameter per value) costs more than the database does at that size.
 These functions go through the driver itself, inside the caller's SQLAlchemy transaction, so
 atomicity and the retry logic around them are unchanged. Row-at-a-time code paths keep using
-SQLAlchemy (`service.store`).
+SQLAlchemy (`service.store.tables`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import polars as pl
 from sqlalchemy import Connection
 
 from features.records import Records, conform, record_schema
-from service.store import RECORD_TABLES
+from service.store.tables import RECORD_TABLES
 
 # --- the batch's fast paths: records by key range in, score rows out --------------------------
 SCORE_COLUMNS = ("person_key", "as_of", "model_version", "run_id", "score", "raw_score",
@@ -67,7 +67,7 @@ def copy_csv(connection: Connection, table: str, names: list[str], frame: pl.Dat
 
 
 def score_tuples(rows: list[dict], dialect: str) -> list[tuple]:
-    """Score rows (`service.scoring.score_rows`) as tuples in `SCORE_COLUMNS` order, their JSON
+    """Score rows (`service.scoring.score.score_rows`) as tuples in `SCORE_COLUMNS` order, their JSON
     encoded once; for SQLite, dates and times as SQLAlchemy stores them."""
     encode, sqlite = _JSON.encode, dialect == "sqlite"
     stamps: dict = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from service.cli_model import (
+from service.cli.model import (
     _evaluation_options,
     _load_model_ref,
     _perk_thresholds,

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import jwt
 
-from service.config import Config
-from service.errors import ApiError
+from service.base.config import Config
+from service.base.errors import ApiError
 
 ROLES = ("citizen", "admin", "consent")
 PERSON_KEY = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex: what a citizen token's `sub` holds
@@ -142,7 +142,7 @@ def _partner_by_key_hash():
     """The key lookup, built once (the store is imported lazily: auth loads early)."""
     from sqlalchemy import bindparam, select
 
-    from service.store import partners
+    from service.store.tables import partners
 
     return select(partners.c.partner_id).where(partners.c.api_key_hash == bindparam("key_hash"))
 

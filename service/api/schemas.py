@@ -1,6 +1,6 @@
 """Schemas shared by every blueprint: the one error envelope, and how callers authenticate.
 
-`ErrorEnvelopeSchema` documents what `service/errors.py` sends for every error, so that
+`ErrorEnvelopeSchema` documents what `service/base/errors.py` sends for every error, so that
 flask-smorest's own default (`code` an integer, `status` a name) never appears in
 `/openapi.json`; `app.py` makes it the API's `ERROR_SCHEMA` and blueprints name it in their
 error responses. `SECURITY_SCHEMES` and `BLUEPRINT_SECURITY` declare, once, which credential
@@ -17,7 +17,7 @@ from apispec import BasePlugin
 from marshmallow import Schema, fields
 from marshmallow.schema import SchemaMeta
 
-from service.errors import CODES
+from service.base.errors import CODES
 
 
 class ErrorEnvelopeSchema(Schema):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from service.batch import CHUNK
-from service.config import Config
+from service.scoring.batch import CHUNK
+from service.base.config import Config
 
 
 @click.group()
@@ -38,9 +38,9 @@ def batch_score_command(shards: int, engine: str, scheduler: str | None, as_of, 
     Each row carries the run id and the model version. Re-running a run id never duplicates
     a row; a run that was stopped resumes at its unfinished shards and keeps its model and
     as-of date. On Dask, a shard whose worker is lost is retried."""
-    from service.batch import BatchError, batch_score
-    from service.scoring import today
-    from service.store import make_engine, migrate
+    from service.scoring.batch import BatchError, batch_score
+    from service.scoring.score import today
+    from service.store.tables import make_engine, migrate
 
     config = Config.from_env()
     store = make_engine(config.database_url)

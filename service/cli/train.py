@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from service.cli_model import _directions_file, _table_or_none
+from service.cli.model import _directions_file, _table_or_none
 
 
 @click.command()

@@ -337,7 +337,7 @@ audit_head = Table(  # one row: the chain's last link, locked while a row is app
 
 def write_records(engine: Engine, records: Records, chunk: int = 1_000_000) -> int:
     """Insert typed records as they are (a bulk load for tests, benchmarks and the demo; feeds
-    go through `service.ingest`, which validates, quarantines and upserts).
+    go through `service.store.ingest`, which validates, quarantines and upserts).
 
     Rows go in person-key order, a slice of `chunk` rows per transaction (65 million records
     never need one giant transaction, nor a WAL file that size): the person-key index then
@@ -345,7 +345,7 @@ def write_records(engine: Engine, records: Records, chunk: int = 1_000_000) -> i
     clustered table's would. PostgreSQL: Polars writes each slice as CSV and `COPY` reads it
     (no Python object per value). SQLite: executemany of plain tuples, with a large page cache
     for the load."""
-    from service.store_bulk import copy_csv, sqlite_insert, sqlite_tuples
+    from service.store.bulk import copy_csv, sqlite_insert, sqlite_tuples
 
     written = 0
     for source, table in RECORD_TABLES.items():

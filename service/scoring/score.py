@@ -28,7 +28,7 @@ from sqlalchemy import Engine, bindparam, func, insert, select
 
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
-from service.store import insert_for, load_person_records, load_records, people, scores
+from service.store.tables import insert_for, load_person_records, load_records, people, scores
 
 
 def today(config) -> dt.date:
@@ -135,7 +135,7 @@ def score_people(engine: Engine, serving, person_keys: list[str], as_of: dt.date
 def rescore(app, person_key: str, *, timings: dict[str, float] | None = None) -> dict:
     """Re-score one person now (after a dispute, a repair, an ingest) and drop their cached
     page; returns the new score row. `timings`, when given, receives each stage's seconds."""
-    from service.cache import page_key
+    from service.base.cache import page_key
 
     engine = app.extensions["osmanthus.engine"]
     serving = app.extensions["osmanthus.model"]
@@ -171,7 +171,7 @@ def newest_of_each_date(engine: Engine, person_key: str) -> list[dict]:
     """The latest score row of each as-of date (id, as_of, score, band, model_version), in one
     indexed query: the trend is these, and the person's latest score is the one with the
     highest id among them (the latest of its own date)."""
-    from service.audit import autocommit
+    from service.rights.audit import autocommit
 
     with autocommit(engine).connect() as connection:  # no BEGIN/ROLLBACK round trips
         rows = connection.execute(_NEWEST_OF_EACH_DATE, {"person_key": person_key}).all()

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from flask import Flask
 from sqlalchemy import Connection, bindparam, func, select
 
-from service import audit
-from service.auth import decode_token
-from service.errors import ApiError
-from service.perks import CONDITIONS, Perk, PerkConfig
-from service.scoring import score_people, today
-from service.store import consents, people, scores
+from service.rights import audit
+from service.rights.auth import decode_token
+from service.base.errors import ApiError
+from service.rights.perks import CONDITIONS, Perk, PerkConfig
+from service.scoring.score import score_people, today
+from service.store.tables import consents, people, scores
 
 DECISION_TTL = dt.timedelta(hours=24)  # a partner asks again after this
 
@@ -209,7 +209,7 @@ def _score_the_unscored(app: Flask, questions: list[_Question]) -> None:
                 question.refusal = Refusal("not_scored", "this person has no score yet and "
                                            "none can be computed now; ask again later", 503)
         return
-    from service.cache import page_key
+    from service.base.cache import page_key
 
     engine, config = app.extensions["osmanthus.engine"], app.extensions["osmanthus.config"]
     rows = {row["person_key"]: row for row in

@@ -5,7 +5,7 @@ demo can never drift from the CLI: generate a city (with a few bad rows on purpo
 its feeds, build features at the training, validation and current snapshots, train a scorecard
 out of time, evaluate it against the truth and across groups, register it and promote it to
 champion through the same gates as any challenger. Then it loads the city into the store
-(every feed through `service.ingest`, so quarantine is exercised), scores everyone as of the
+(every feed through `service.store.ingest`, so quarantine is exercised), scores everyone as of the
 city's "today", registers the demo partners with API keys, grants one consent, prints
 ready-to-paste `curl` lines, and serves the API under gunicorn (unless `--no-serve`).
 """
@@ -19,10 +19,12 @@ from pathlib import Path
 
 import click
 
+from service.rights.perks import DEFAULT_PERKS_FILE
+
 TRAIN_AS_OF = "2024-01-01"
 VALID_AS_OF = "2025-01-01"
 CURRENT_AS_OF = "2026-01-01"
-PERKS_FILE = Path(__file__).with_name("perks.json")
+PERKS_FILE = DEFAULT_PERKS_FILE
 
 
 def _step(title: str) -> None:
@@ -49,9 +51,9 @@ def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool, 
     import time
 
     started = time.monotonic()
-    from service.cli_data import city, features, validate
-    from service.cli_model import evaluate, models
-    from service.cli_train import train
+    from service.cli.data import city, features, validate
+    from service.cli.model import evaluate, models
+    from service.cli.train import train
 
     root = Path(workdir)
     if fresh and root.exists():
@@ -94,7 +96,7 @@ def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool, 
                registry_root=None, **snapshot)
     ctx.invoke(models.commands["list"], registry_root=None)
 
-    from service.cli_demo_store import load_and_score, print_curl_lines, set_up_partners
+    from service.cli.demo_store import load_and_score, print_curl_lines, set_up_partners
 
     workers = workers or min(4, os.cpu_count() or 1)
     _step(f"7. Load the city into the store ({os.environ['DATABASE_URL']})")
@@ -108,7 +110,7 @@ def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool, 
     click.echo(f"  store:      {os.environ['DATABASE_URL']}")
     print_curl_lines(demo_access, port)
     if serve_:
-        from service.cli_service import execute, gunicorn_command
+        from service.cli.service import execute, gunicorn_command
 
         argv, env = gunicorn_command("127.0.0.1", port, min(workers, 2), None, 120)
         click.secho(f"\nServing on http://127.0.0.1:{port} (Ctrl-C stops it)", bold=True)

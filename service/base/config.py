@@ -27,7 +27,7 @@ class Config:
     database_url: str = "sqlite:///var/osmanthus.db"
     redis_url: str | None = None
     registry_dir: Path = Path("var/registry")
-    perks_file: Path | None = None  # None: the demo perks shipped in service/perks.json
+    perks_file: Path | None = None  # None: the demo perks shipped in service/rights/perks.json
     as_of: dt.date | None = None  # online scoring's as-of date; None: today (see scoring.today)
     jwt_secret: str = DEVELOPMENT_JWT_SECRET
     jwt_issuer: str = "osmanthus"
@@ -38,9 +38,9 @@ class Config:
     # bicycles down with Redis. Operators who prefer the opposite set it.
     rate_limit_fail_open: bool = True
     # How long an ingest waits for a lost database (a restart, a fail-over) before it stops,
-    # leaving its feed `receiving` to be sent again (service/ingest.py).
+    # leaving its feed `receiving` to be sent again (service/store/ingest.py).
     ingest_retry_seconds: float = 30.0
-    # How long a worker trusts an API key it has looked up (service/auth.py: partner_id).
+    # How long a worker trusts an API key it has looked up (service/rights/auth.py: partner_id).
     # A rotated or removed key stops working on every worker within this many seconds.
     api_key_cache_seconds: float = 5.0
     num_threads: int = 1
