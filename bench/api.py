@@ -107,12 +107,13 @@ def seed_store(name: str, world, root: Path, redis_url: str, cold_people: int) -
     from sqlalchemy import insert, select
 
     from service.app import create_app
-    from service.rights.auth import issue_token
     from service.base.config import Config
+    from service.rights.auth import issue_token
     from service.rights.consents import city_today, grant
-    from service.scoring.everyone import add_partner
+    from service.rights.partners import add_partner
     from service.scoring.score import score_people
-    from service.store.tables import people, scores, write_records
+    from service.store.bulk import write_records
+    from service.store.tables import people, scores
 
     if name == "postgresql":
         url, drop = _postgres_schema()

@@ -7,7 +7,7 @@ What it does, per backend:
 1. Setup (timed, reported apart from the run): a synthetic city of `--people` people with the
    record sizes of `bench/features.py` (about 65 records a person), given 64-hex-digit person
    keys (the shape of an HMAC, so the shards are balanced) and unique record ids, loaded with
-   `service.store.tables.write_records` into a fresh SQLite file (in a temp dir) or a fresh PostgreSQL
+   `service.store.bulk.write_records` into a fresh SQLite file (in a temp dir) or a fresh PostgreSQL
    schema, 200,000 people at a time in key order (so the tables are as a clustered load leaves
    them: a person's records together; a store filled month by month by feeds would scatter
    them, and reading it would cost more I/O), plus everyone in `people`, then ANALYZE (and
@@ -93,8 +93,8 @@ def setup(url: str, people: int, seed: int, batch: int = 200_000) -> dict[str, f
     """Generate the city and load the store, `batch` people at a time (in key order, so the
     store is as a clustered load leaves it); returns seconds and row counts."""
     from features.records import Source
-    from service.store.tables import make_engine, migrate, write_records
-    from service.store.bulk import write_people
+    from service.store.bulk import write_people, write_records
+    from service.store.tables import make_engine, migrate
 
     figures = dict.fromkeys(["generate_s", "records", "write_records_s"], 0.0)
     engine = make_engine(url)
@@ -220,8 +220,8 @@ def write_floor(url: str, registry: Path, version: str, people: int, chunk: int)
     from features.build import build_features
     from service.scoring.batch import _scorecard
     from service.scoring.score import score_rows
-    from service.store.tables import make_engine
     from service.store.bulk import load_records_between, write_scores
+    from service.store.tables import make_engine
 
     engine = make_engine(url)
     scorecard = _scorecard(str(registry), version, 1)

@@ -82,12 +82,12 @@ def seed_api(url: str, redis_url: str, world, people: int) -> tuple[dict, list[s
     """Records, scores, the partner and a consent per person; (env, citizen tokens, consent
     request bodies, API key)."""
     from service.app import create_app
-    from service.rights.auth import issue_token
     from service.base.config import Config
+    from service.rights.auth import issue_token
     from service.rights.consents import city_today, grant
-    from service.scoring.everyone import add_partner
+    from service.rights.partners import add_partner
     from service.scoring.score import score_people
-    from service.store.tables import write_records
+    from service.store.bulk import write_records
 
     env = {"DATABASE_URL": url, "REDIS_URL": redis_url, "OSMANTHUS_REGISTRY": str(world.registry),
            "OSMANTHUS_AS_OF": TODAY.isoformat(), "OSMANTHUS_PARTNER_RATE_LIMIT": NO_LIMIT,

@@ -3,7 +3,7 @@
 
 Builds a small world (a synthetic city of `--people` residents, its feeds validated, a scorecard
 trained quickly and promoted: `tests/service/world.py`), stores everyone's records
-(`service.store.tables.write_records`) in a new SQLite file and, when reachable, in a new PostgreSQL
+(`service.store.bulk.write_records`) in a new SQLite file and, when reachable, in a new PostgreSQL
 schema (`DATABASE_URL_TEST`, else postgresql+psycopg://postgres@127.0.0.1:5432/test; the
 schema is dropped afterwards), creates the app (`service.app.create_app`) and times
 `service.scoring.score.rescore` for `--rescores` people: median, p90, p99. Then the same people
@@ -96,7 +96,7 @@ def floor_once(engine, key: str, row: dict) -> tuple[float, float]:
 
 def staged_once(app, key: str) -> dict[str, float]:
     """`rescore`'s stages one by one, with the functions it calls."""
-    from service.scoring.score import score as scoring
+    from service.scoring import score as scoring
 
     timings: dict[str, float] = {}
     scoring.rescore(app, key, timings=timings)
@@ -107,7 +107,7 @@ def run_backend(backend: str, url: str, world, keys: list[str], warmup: int) -> 
     from service.app import create_app
     from service.base.config import Config
     from service.scoring.score import rescore
-    from service.store.tables import write_records
+    from service.store.bulk import write_records
 
     app = create_app(Config(env="test", database_url=url, registry_dir=world.registry,
                             as_of=AS_OF))

@@ -8,21 +8,16 @@ the audit log as `admin:<name>`.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import re
 import tempfile
 from pathlib import Path
 
 import polars as pl
-from flask import current_app, g, request
-from flask_smorest import Blueprint
+from flask import current_app, g
 from sqlalchemy import func, select
-from webargs.flaskparser import FlaskParser
-from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.utils import secure_filename
 
-from service.rights import audit
+from service.api.admin_blueprint import blp, errors, utc
 from service.api.admin_schemas import (
     AdminDisputeDetailSchema,
     AdminDisputeListSchema,
@@ -43,61 +38,12 @@ from service.api.admin_schemas import (
     ReviewQuerySchema,
     ReviewStateSchema,
 )
-from service.rights.auth import admin_name
 from service.base.errors import ApiError
-from service.api.schemas import ErrorEnvelopeSchema
+from service.rights import audit
 from service.scoring.score import ensure_people, latest, today
 from service.store.tables import RECORD_TABLES, disputes, feeds, is_hex_id, people, quarantine
 
 log = logging.getLogger(__name__)
-
-
-class _Parser(FlaskParser):
-    """webargs, plus `multipart`: a form's fields and files together (one request body)."""
-
-    __location_map__ = {**FlaskParser.__location_map__, "multipart": "load_multipart"}
-
-    def load_multipart(self, req, schema):
-        from webargs.multidictproxy import MultiDictProxy
-
-        return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
-
-
-blp = Blueprint("admin", __name__, url_prefix="/v1/admin",
-                description="Modellers and operators: feeds, disputes, reviews, models, perks")
-blp.ARGUMENTS_PARSER = _Parser()
-blp.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
-    **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING, "multipart": "multipart/form-data"}
-
-
-_PATH_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-
-@blp.before_request
-def _authenticate() -> None:
-    """An admin token first, so that nobody else learns anything from a 404 or a 422; then
-    ids in the path that no id could ever look like are simply not found."""
-    g.admin_actor = f"admin:{admin_name()}"
-    if any(not _PATH_VALUE.match(str(value)) for value in (request.view_args or {}).values()):
-        raise ApiError(404, "not found")
-
-
-def errors(*statuses: int):
-    """Document the error envelope for these statuses (401 and 403 are on every operation)."""
-    def decorate(view):
-        for status in (401, 403, *statuses):
-            view = blp.alt_response(status, schema=ErrorEnvelopeSchema)(view)
-        return view
-    return decorate
-
-
-def utc(row) -> dict:
-    """A row as a dict, its datetimes in UTC (SQLite hands back naive UTC ones)."""
-    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
-    for name, value in data.items():
-        if isinstance(value, dt.datetime) and value.tzinfo is None:
-            data[name] = value.replace(tzinfo=dt.UTC)
-    return data
 
 
 def _known_shape(value: str, length: int, what: str) -> None:
@@ -369,8 +315,3 @@ def rescore_all():
                      detail={"run_id": run.run_id, "people": run.people})
     return vars(run)
 
-
-from service.api import admin_models  # noqa: E402,F401 - models and perks, on this blueprint
-from service.api.admin_models import sync_perks  # noqa: E402
-
-__all__ = ["blp", "sync_perks"]

@@ -1,5 +1,5 @@
 """/v1/admin/models and /v1/admin/perks: the champion and the perk policy, on the admin
-blueprint (`service/api/admin.py`).
+blueprint (`service/api/admin_blueprint.py`).
 
 Promotion runs the registry's gates (the CLI's) on the validation snapshot the server is
 configured with (`OSMANTHUS_VALIDATION_FEATURES`, `_OUTCOMES`, `_AS_OF`, and `_PEOPLE` for
@@ -21,7 +21,7 @@ import polars as pl
 from flask import Flask, current_app, g
 from sqlalchemy import select, update
 
-from service.api.admin import blp, errors, utc
+from service.api.admin_blueprint import blp, errors, utc
 from service.api.admin_schemas import (
     ModelsSchema,
     PerkListSchema,

@@ -25,7 +25,6 @@ from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service.rights import consents, disputes, pages, review
 from service.api.me_schemas import (
     AccessEntrySchema,
     ConsentGrantedSchema,
@@ -42,9 +41,10 @@ from service.api.me_schemas import (
     ReviewSchema,
     ScorePageSchema,
 )
-from service.rights.auth import PERSON_KEY, citizen_key, verified_claims
-from service.base.cache import page_key
 from service.api.schemas import ErrorEnvelopeSchema
+from service.base.cache import page_key
+from service.rights import consents, disputes, pages, review
+from service.rights.auth import PERSON_KEY, citizen_key, verified_claims
 from service.scoring.score import today
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me",

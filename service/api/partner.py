@@ -10,16 +10,16 @@ from __future__ import annotations
 from flask import current_app, g
 from flask_smorest import Blueprint
 
-from service.rights import audit
 from service.api.partner_schemas import (
     BatchRequestSchema,
     BatchResponseSchema,
     EligibilityRequestSchema,
     EligibilitySchema,
 )
+from service.api.schemas import ErrorEnvelopeSchema
+from service.rights import audit
 from service.rights.auth import partner_id
 from service.rights.eligibility import Refusal, decide
-from service.api.schemas import ErrorEnvelopeSchema
 
 blp = Blueprint("partner", __name__, url_prefix="/v1/partner",
                 description="Partners ask, with a citizen's consent, whether a perk applies")

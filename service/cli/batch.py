@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from service.scoring.batch import CHUNK
 from service.base.config import Config
+from service.scoring.batch import CHUNK
 
 
 @click.group()

@@ -48,9 +48,9 @@ def load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None])
 
 
 def _load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]) -> None:
-    from service.store.ingest import ingest_feed
     from service.scoring.everyone import rescore_store
     from service.scoring.score import ensure_people, today
+    from service.store.ingest import ingest_feed
     from service.store.tables import make_engine, migrate
 
     config = Config.from_env()
@@ -102,7 +102,7 @@ def set_up_partners(root: Path) -> dict:
     from service.app import create_app
     from service.rights.auth import issue_token
     from service.rights.consents import city_today, grant
-    from service.scoring.everyone import add_partner
+    from service.rights.partners import add_partner
     from service.store.tables import scores
 
     config = Config.from_env()

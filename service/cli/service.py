@@ -40,8 +40,8 @@ def ingest(feed: str, source: str, rescore: bool) -> None:
     Safe to repeat: re-sending a feed, or one that was cut off halfway, never duplicates or
     loses a record. People whose records changed are re-scored as of today."""
     from features.validate import FeedError
-    from service.store.ingest import IngestError, ingest_feed
     from service.scoring.everyone import rescore_store
+    from service.store.ingest import IngestError, ingest_feed
 
     config = Config.from_env()
     engine = _engine(config)
@@ -129,7 +129,7 @@ def partners() -> None:
 @click.option("--rotate", is_flag=True, help="Replace the key of an existing partner.")
 def partners_add(partner_id: str, name: str, rotate: bool) -> None:
     """Register PARTNER_ID and print its new API key (only its hash is stored)."""
-    from service.scoring.everyone import add_partner
+    from service.rights.partners import add_partner
 
     try:
         key = add_partner(_engine(Config.from_env()), partner_id, name, rotate=rotate)
@@ -142,7 +142,7 @@ def partners_add(partner_id: str, name: str, rotate: bool) -> None:
 @partners.command("list")
 def partners_list() -> None:
     """Registered partners (never their keys)."""
-    from service.scoring.everyone import list_partners
+    from service.rights.partners import list_partners
 
     rows = list_partners(_engine(Config.from_env()))
     if not rows:

@@ -27,12 +27,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from service.store.tables import audit_head, audit_log
+from service.store.tables import audit_head, audit_log, autocommit
 
 GENESIS = "0" * 64
 
@@ -89,18 +88,6 @@ def _linked(seq: int, prev: str, entries: list[dict], at: dt.datetime) -> list[d
     return rows
 
 
-def autocommit(engine: Engine) -> Engine:
-    """`engine` for one-statement work without BEGIN/ROLLBACK round trips (PostgreSQL
-    autocommit; the same pool). Other databases get `engine` itself."""
-    if engine.dialect.name != "postgresql":
-        return engine
-    found = _AUTOCOMMIT.get(engine)
-    if found is None:
-        found = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return found
-
-
-_AUTOCOMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 SWAP_TRIES = 8  # lost races before `append_committed` takes the lock instead
 
 

@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from features.rules import add_months
+from service.base.config import Config
+from service.base.errors import ApiError
 from service.rights import audit
 from service.rights.auth import issue_token
-from service.base.config import Config
 from service.rights.disputes import is_id
-from service.base.errors import ApiError
 from service.rights.perks import PerkConfig
 from service.scoring.score import ensure_people
 from service.store.tables import consents, partners

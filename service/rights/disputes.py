@@ -22,8 +22,8 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from features.identity import redact_ids
 from features.records import SCHEMAS, STATE_COLUMNS, Source, record_schema
 from features.rules import reason as record_reason
-from service.rights import audit
 from service.base.errors import ApiError
+from service.rights import audit
 from service.scoring.score import ensure_people, rescore, today
 from service.store.tables import RECORD_TABLES, disputes, is_hex_id
 

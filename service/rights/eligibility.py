@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from flask import Flask
 from sqlalchemy import Connection, bindparam, func, select
 
+from service.base.errors import ApiError
 from service.rights import audit
 from service.rights.auth import decode_token
-from service.base.errors import ApiError
 from service.rights.perks import CONDITIONS, Perk, PerkConfig
 from service.scoring.score import score_people, today
 from service.store.tables import consents, people, scores

@@ -19,9 +19,9 @@ from features import rules
 from features.build import build_features
 from features.records import SCHEMAS, Records, Source
 from model.scorecard import BAND_ZH
+from service.base.errors import ApiError
 from service.rights.audit import entries_for
 from service.rights.disputes import latest_by_record
-from service.base.errors import ApiError
 from service.rights.perks import CONDITIONS, Perk
 from service.rights.review import review_state
 from service.scoring.score import latest, newest_of_each_date, rescore, today, trend_of

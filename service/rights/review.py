@@ -13,8 +13,8 @@ import datetime as dt
 from sqlalchemy import Engine, select, update
 
 from features.identity import redact_ids
-from service.rights import audit
 from service.base.errors import ApiError
+from service.rights import audit
 from service.scoring.score import ensure_people
 from service.store.tables import people
 

@@ -1,5 +1,5 @@
-"""Operators' jobs behind `osmanthus partners`, `osmanthus rescore` and `osmanthus demo`:
-partners and their API keys, and re-scoring the store outside the API."""
+"""Re-scoring the store outside a request: behind `osmanthus rescore`, `osmanthus demo` and
+`POST /v1/admin/rescore-all`. Partners and their keys are in `service.rights.partners`."""
 
 from __future__ import annotations
 
@@ -7,40 +7,11 @@ import datetime as dt
 
 from sqlalchemy import Engine, func, select
 
-from service.rights.auth import new_api_key
 from service.base.config import Config
 from service.scoring.rescore import Run, rescore_many
-from service.store.tables import partners, people
+from service.store.tables import people
 
 PARALLEL_FROM = 2_000  # fewer people than this are scored in one process
-
-
-def add_partner(engine: Engine, partner_id: str, name: str, *, rotate: bool = False) -> str:
-    """Register a partner (or give an existing one a new key with `rotate`); returns the key,
-    of which only the SHA-256 is stored."""
-    if not partner_id or len(partner_id) > 64 or not partner_id.replace("-", "").isalnum():
-        raise ValueError("a partner id is 1 to 64 letters, digits or hyphens")
-    key, hashed = new_api_key()
-    with engine.begin() as connection:
-        exists = connection.execute(select(partners.c.partner_id)
-                                    .where(partners.c.partner_id == partner_id)).first()
-        if exists and not rotate:
-            raise ValueError(f"partner {partner_id} exists; --rotate gives it a new key")
-        if exists:
-            connection.execute(partners.update().where(partners.c.partner_id == partner_id)
-                               .values(name=name, api_key_hash=hashed))
-        else:
-            connection.execute(partners.insert().values(
-                partner_id=partner_id, name=name, api_key_hash=hashed,
-                created_at=dt.datetime.now(dt.UTC)))
-    return key
-
-
-def list_partners(engine: Engine) -> list[dict]:
-    with engine.connect() as connection:
-        rows = connection.execute(select(partners.c.partner_id, partners.c.name,
-                                         partners.c.created_at).order_by(partners.c.partner_id))
-        return [dict(row._mapping) for row in rows]
 
 
 def rescore_store(config: Config, engine: Engine, person_keys: list[str] | None, *,

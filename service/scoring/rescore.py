@@ -4,7 +4,7 @@ dispute, or the whole city from inside the API (`POST /v1/admin/rescore-all`).
 Each chunk is one `scoring.score_people` call (records → features → points → stored rows) and
 drops the chunk's cached pages. A whole city outside the API (`osmanthus rescore --all`,
 `osmanthus demo`) is a batch run instead (`service.scoring.batch`, through
-`operations.rescore_store`): sharded, resumable, over local processes or a Dask cluster.
+`everyone.rescore_store`): sharded, resumable, over local processes or a Dask cluster.
 """
 
 from __future__ import annotations

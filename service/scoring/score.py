@@ -171,7 +171,7 @@ def newest_of_each_date(engine: Engine, person_key: str) -> list[dict]:
     """The latest score row of each as-of date (id, as_of, score, band, model_version), in one
     indexed query: the trend is these, and the person's latest score is the one with the
     highest id among them (the latest of its own date)."""
-    from service.rights.audit import autocommit
+    from service.store.tables import autocommit
 
     with autocommit(engine).connect() as connection:  # no BEGIN/ROLLBACK round trips
         rows = connection.execute(_NEWEST_OF_EACH_DATE, {"person_key": person_key}).all()

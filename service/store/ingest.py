@@ -47,7 +47,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
-from service.store.tables import RECORD_TABLES, disputes, feeds, insert_for, quarantine
 from service.store.bulk import (
     SQLITE_DATETIME,
     copy_csv,
@@ -55,6 +54,7 @@ from service.store.bulk import (
     sqlite_insert,
     sqlite_tuples,
 )
+from service.store.tables import RECORD_TABLES, disputes, feeds, insert_for, quarantine
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 200_000  # rows per transaction (see _upsert_records)

@@ -16,6 +16,7 @@ exceptions), not SQLAlchemy's wrappers.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from select import POLLERR, POLLHUP, POLLIN, poll
 
@@ -335,31 +336,15 @@ audit_head = Table(  # one row: the chain's last link, locked while a row is app
 )
 
 
-def write_records(engine: Engine, records: Records, chunk: int = 1_000_000) -> int:
-    """Insert typed records as they are (a bulk load for tests, benchmarks and the demo; feeds
-    go through `service.store.ingest`, which validates, quarantines and upserts).
+def autocommit(engine: Engine) -> Engine:
+    """`engine` for one-statement work without BEGIN/ROLLBACK round trips (PostgreSQL
+    autocommit; the same pool). Other databases get `engine` itself."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    found = _AUTOCOMMIT.get(engine)
+    if found is None:
+        found = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
 
-    Rows go in person-key order, a slice of `chunk` rows per transaction (65 million records
-    never need one giant transaction, nor a WAL file that size): the person-key index then
-    grows at its end instead of at random pages, and a person's records sit together, as a
-    clustered table's would. PostgreSQL: Polars writes each slice as CSV and `COPY` reads it
-    (no Python object per value). SQLite: executemany of plain tuples, with a large page cache
-    for the load."""
-    from service.store.bulk import copy_csv, sqlite_insert, sqlite_tuples
 
-    written = 0
-    for source, table in RECORD_TABLES.items():
-        frame = records.get(source)
-        names = list(record_schema(source))
-        order = frame.get_column("person_key").arg_sort()
-        for start in range(0, frame.height, chunk):
-            part = frame.select(names)[order.slice(start, chunk)]
-            with engine.begin() as connection:
-                if connection.dialect.name == "postgresql":
-                    copy_csv(connection, table.name, names, part)
-                else:
-                    connection.exec_driver_sql("PRAGMA cache_size = -262144")  # 256 MiB
-                    sqlite_insert(connection, f"INSERT INTO {table.name}", names,
-                                  sqlite_tuples(part))
-            written += part.height
-    return written
+_AUTOCOMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -97,7 +97,7 @@ def served_apps(served_config, world, people_keys):
     residents of `people_keys`)."""
     from service.app import create_app
     from service.scoring.score import score_people
-    from service.store.tables import write_records
+    from service.store.bulk import write_records
 
     made = []
 

@@ -7,9 +7,9 @@ import datetime as dt
 import jwt
 import pytest
 
-from service.rights.auth import bearer, decode_token, hash_api_key, issue_token, new_api_key
 from service.base.config import Config
 from service.base.errors import ApiError
+from service.rights.auth import bearer, decode_token, hash_api_key, issue_token, new_api_key
 
 DEV = Config()
 PROD = Config(env="production", jwt_secret="production-secret-of-at-least-32-bytes!")

@@ -12,11 +12,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
-from service.scoring.score import batch
+from service.scoring import batch
 from service.scoring.batch import ShardJob, batch_score, boundary, run_shard, shard_of, shard_status
 from service.scoring.score import ensure_people, score_people
 from service.scoring.serving import load_serving
-from service.store.tables import scores, write_records
+from service.store.bulk import write_records
+from service.store.tables import scores
 from tests.service.conftest import DEMO_TODAY
 
 COMPARED = ("score", "raw_score", "base_points", "band", "points", "reasons", "model_version",

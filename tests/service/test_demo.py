@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from model.registry import Registry
-from service.cli.main import service as cli_service
+from service.cli import service as cli_service
 from service.cli.main import main
 from service.store.tables import consents, make_engine, partners, perks, quarantine, scores
 

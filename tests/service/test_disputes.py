@@ -9,8 +9,8 @@ from sqlalchemy import select, update
 
 from features.records import Source
 from features.rules import DISPUTED, FULFILLED
-from service.rights.disputes import resolve_dispute
 from service.base.errors import ApiError
+from service.rights.disputes import resolve_dispute
 from service.rights.pages import REASON_TEXT
 from service.scoring.score import latest, rescore
 from service.store.tables import RECORD_TABLES, audit_log, disputes

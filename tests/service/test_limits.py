@@ -9,9 +9,9 @@ import uuid
 import pytest
 from flask import Blueprint, Flask
 
+from service.api.limits import init_limiter
 from service.base.config import Config
 from service.base.errors import register_error_handlers
-from service.api.limits import init_limiter
 from tests.conftest import skip_or_fail
 
 REDIS_URL = os.environ.get("REDIS_URL_TEST", "redis://127.0.0.1:6379/15")

@@ -12,9 +12,9 @@ from sqlalchemy import delete, func, select
 from features.records import Source
 from features.rules import MINOR
 from model.scorecard import BAND_ZH
-from service.rights import audit
 from service.base.cache import page_key
 from service.base.errors import ApiError
+from service.rights import audit
 from service.rights.pages import REASON_TEXT
 from service.rights.review import decide_review
 from service.scoring.score import latest

@@ -26,8 +26,8 @@ from sqlalchemy import MetaData, Table, inspect, select
 
 from features.identity import check_digit, id_problem, make_resident_id, person_key
 from features.records import Source
-from service.rights.auth import issue_token
 from service.cli.main import main
+from service.rights.auth import issue_token
 from service.rights.consents import city_today
 from tests.service.conftest import DEMO_TODAY, Auth
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
 from features.records import Source
-from service.store.ingest import ingest_feed
 from service.scoring.score import latest, score_people, score_rows, trend
 from service.scoring.serving import load_serving
+from service.store.ingest import ingest_feed
 from tests.service.world import VALID_AS_OF
 
 

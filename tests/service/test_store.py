@@ -81,8 +81,8 @@ def _stored(engine, run_id: str) -> dict[str, dict]:
 def test_score_rows_written_twice_are_stored_once_as_the_plain_insert_stores_them(engine):
     from sqlalchemy import insert
 
-    from service.store.tables import scores
     from service.store.bulk import write_scores
+    from service.store.tables import scores
 
     first = [_score_row(f"p{i:02d}", "fast", 600 + i / 7) for i in range(6)]
     with engine.begin() as connection:
@@ -117,8 +117,7 @@ def test_a_failed_chunk_leaves_no_row(engine):
 
 
 def test_records_by_key_range_are_those_of_load_records(engine, world):
-    from service.store.tables import write_records
-    from service.store.bulk import load_records_between
+    from service.store.bulk import load_records_between, write_records
 
     keys = world.people()["person_key"].sort().to_list()[:40]
     records = world.records.filter_persons(keys)

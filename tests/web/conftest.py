@@ -89,9 +89,9 @@ def live_app(browser_ready, world, tmp_path):
 
     from service.app import create_app
     from service.base.config import Config
-    from service.scoring.everyone import add_partner
+    from service.rights.partners import add_partner
     from service.scoring.score import score_people
-    from service.store.tables import write_records
+    from service.store.bulk import write_records
 
     config = Config(env="test", database_url=f"sqlite:///{tmp_path / 'osmanthus.db'}",
                     registry_dir=world.registry, as_of=DEMO_TODAY)
