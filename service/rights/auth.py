@@ -117,18 +117,24 @@ def _config() -> Config:
     return current_app.extensions["osmanthus.config"]
 
 
-def citizen_key() -> str:
-    """The person key of the citizen whose token came with this request (401/403 otherwise).
+def citizen_of(config: Config, authorization: str | None) -> str:
+    """The person key a citizen's `Authorization` header names (401/403 otherwise): the one
+    citizen-token check, used by every /v1/me route and by the cached-page shortcut in front
+    of Flask (`api.me.CachedScorePages`), so the two can never disagree on who may read.
 
     A subject that is not a person key (an identity provider that puts the raw ID number in
     `sub`, say) is refused before it can reach a table, a log line or a cache key."""
-    from flask import request
-
-    subject = decode_token(_config(), bearer(request.headers.get("Authorization")),
-                           "citizen")["sub"]
+    subject = decode_token(config, bearer(authorization), "citizen")["sub"]
     if not isinstance(subject, str) or not PERSON_KEY.fullmatch(subject):
         raise ApiError(401, "the token does not name a person key")
     return subject
+
+
+def citizen_key() -> str:
+    """The person key of the citizen whose token came with this request (`citizen_of`)."""
+    from flask import request
+
+    return citizen_of(_config(), request.headers.get("Authorization"))
 
 
 def admin_name() -> str:
