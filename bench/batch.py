@@ -220,7 +220,8 @@ def write_floor(url: str, registry: Path, version: str, people: int, chunk: int)
     from features.build import build_features
     from service.scoring.batch import _scorecard
     from service.scoring.score import score_rows
-    from service.store.bulk import load_records_between, write_scores
+    from service.store.bulk import write_scores
+    from service.store.records import load_records
     from service.store.tables import make_engine
 
     engine = make_engine(url)
@@ -232,7 +233,7 @@ def write_floor(url: str, registry: Path, version: str, people: int, chunk: int)
     for at in range(0, len(keys), chunk):  # the rows, made once and not timed
         part = keys[at:at + chunk]
         with engine.connect() as connection:
-            records = load_records_between(connection, part[0], part[-1], ids=False)
+            records = load_records(connection, first=part[0], last=part[-1], ids=False)
         chunks.append(score_rows(scorecard, version, build_features(records, AS_OF, part),
                                  AS_OF, "floor-check"))
     with engine.begin() as connection:

@@ -25,7 +25,7 @@ from service.rights.disputes import latest_by_record
 from service.rights.perks import CONDITIONS, Perk
 from service.rights.review import review_state
 from service.scoring.score import latest, newest_of_each_date, rescore, today, trend_of
-from service.store.tables import load_records
+from service.store.records import load_records
 
 # rules' reasons in plain words: (zh, en)
 REASON_TEXT: dict[str, tuple[str, str]] = {

@@ -29,7 +29,7 @@ rows, so a run never mixes two models or two dates. `BatchRun.missing` is what t
 listed and did not write (a person added while the run goes is left to the next run).
 
 Speed (bench/batch.py). A chunk is a key range: its people are consecutive in key order, so
-its records are read with one index range scan per source (`store_bulk.load_records_between`,
+its records are read with one index range scan per source (`store.records.load_records`,
 `COPY … TO STDOUT` on PostgreSQL) rather than an `IN (…)` list, and its rows are written with
 `store_bulk.write_scores` (`COPY` on PostgreSQL, an executemany of tuples on SQLite). Each worker
 lists its own shard's people (`_shard_keys`), so no listing runs while the workers wait.
@@ -193,7 +193,8 @@ def run_shard(job: ShardJob) -> ShardResult:
     """Score the shard's people who have no row for the run yet; safe to repeat."""
     from features.build import build_features
     from service.scoring.score import score_rows
-    from service.store.bulk import load_records_between, write_people, write_scores
+    from service.store.bulk import write_people, write_scores
+    from service.store.records import load_records
 
     started = time.monotonic()
     engine = _engine(job.database_url)
@@ -217,7 +218,7 @@ def run_shard(job: ShardJob) -> ShardResult:
     for start in range(0, len(todo), job.chunk):
         keys = todo[start:start + job.chunk]  # in the database's key order: a key range
         with engine.connect() as connection:
-            records = load_records_between(connection, keys[0], keys[-1], ids=False)
+            records = load_records(connection, first=keys[0], last=keys[-1], ids=False)
         tick("load")  # (the range may hold people already scored: features keep only `keys`)
         table = build_features(records, job.as_of, keys)
         del records

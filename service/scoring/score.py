@@ -9,8 +9,8 @@ every catalog feature's value — so reading a page never re-scores anyone.
 Speed (bench/rescore.py). Batch: `score_rows` explains everyone at once
 (`model.explain.explain_columns`), the stored rows equal, key for key, what one `explain` per
 person gave. Online (`rescore`, after a dispute): one person's records come by one compiled
-SELECT per source straight into Polars (`store.load_person_records`, equal to
-`store.load_records`), features by the builder's one-person path, score and reasons by the
+SELECT per source straight into Polars (`store.records.load_records` of one
+person), features by the builder's one-person path, score and reasons by the
 few-rows path of the explainer; what remains is Polars' fixed cost of planning the catalog's
 expressions (about 4 ms) and the database's own round trips (the floor: a bare SELECT and a
 bare INSERT). `timings=` gives each stage's seconds.
@@ -28,7 +28,8 @@ from sqlalchemy import Engine, bindparam, func, insert, select
 
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
-from service.store.tables import insert_for, load_person_records, load_records, people, scores
+from service.store.records import load_records
+from service.store.tables import insert_for, people, scores
 
 
 def today(config) -> dt.date:
@@ -117,8 +118,7 @@ def score_people(engine: Engine, serving, person_keys: list[str], as_of: dt.date
     if not serving.ready:
         raise RuntimeError(f"no model to score with: {serving.problem}")
     stages = _Stages(timings)
-    records = (load_person_records(engine, person_keys[0]) if len(person_keys) == 1
-               else load_records(engine, person_keys))
+    records = load_records(engine, person_keys)
     stages.done("load records")
     table = build_features(records, as_of, person_keys)
     stages.done("features")

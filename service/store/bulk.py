@@ -10,12 +10,11 @@ SQLAlchemy (`service.store.tables`).
 from __future__ import annotations
 
 import json
-from operator import itemgetter
 
 import polars as pl
 from sqlalchemy import Connection, Engine
 
-from features.records import Records, conform, record_schema
+from features.records import Records, record_schema
 from service.store.tables import RECORD_TABLES
 
 # --- the batch's fast paths: records by key range in, score rows out --------------------------
@@ -143,64 +142,6 @@ def write_people(connection: Connection, person_keys: list[str], first_seen) -> 
     stamp = first_seen.strftime(SQLITE_DATETIME)
     sqlite_insert(connection, "INSERT INTO people", ("person_key", "first_seen"),
                    [(key, stamp) for key in person_keys], " ON CONFLICT (person_key) DO NOTHING")
-
-
-def load_records_between(connection: Connection, first: str | None, last: str | None, *,
-                         ids: bool = True) -> Records:
-    """Typed records of everyone whose person key is in [first, last] (None: open on that
-    side), as `load_records` returns them: an index range scan per source instead of an
-    `IN (…)` list of thousands of keys. `ids=False` leaves `record_id` empty (the feature
-    builder never reads it; it is a third of the bytes of a monthly record).
-
-    PostgreSQL: `COPY (SELECT …) TO STDOUT` as CSV, parsed by Polars. SQLite: the raw
-    cursor's tuples, built into columns by Polars."""
-    frames = {}
-    postgresql = connection.dialect.name == "postgresql"
-    for source, table in RECORD_TABLES.items():
-        schema = record_schema(source)
-        names = [n for n in schema if ids or n != "record_id"]
-        where, params = [], []
-        for op, key in ((">=", first), ("<=", last)):
-            if key is not None:
-                where.append(f"person_key {op} {'%s' if postgresql else '?'}")
-                params.append(key)
-        query = (f"SELECT {', '.join(names)} FROM {table.name}"
-                 + (f" WHERE {' AND '.join(where)}" if where else ""))
-        read = {n: schema[n] for n in names}
-        frame = _read_pg(connection, query, params, read) if postgresql else \
-            _read_sqlite(connection, query, params, read)
-        frames[source.value] = conform(source, frame)
-    return Records(**frames)
-
-
-def _read_pg(connection: Connection, query: str, params: list, schema: dict) -> pl.DataFrame:
-    import io
-
-    buffer = io.BytesIO()
-    statement = f"COPY ({query}) TO STDOUT WITH (FORMAT csv)"
-    with raw_connection(connection).cursor() as cursor, cursor.copy(statement, params) as copy:
-        for data in copy:
-            buffer.write(data)
-    if not buffer.tell():
-        return pl.DataFrame(schema=schema)
-    buffer.seek(0)
-    return pl.read_csv(buffer, has_header=False, new_columns=list(schema), schema=schema)
-
-
-def _read_sqlite(connection: Connection, query: str, params: list, schema: dict) -> pl.DataFrame:
-    cursor = raw_connection(connection).cursor()
-    try:
-        rows = cursor.execute(query, params).fetchall()
-    finally:
-        cursor.close()
-    # column by column (a quarter of the time of building the frame from row tuples), each
-    # picked by `itemgetter` in C: 4x faster than transposing with zip(*rows)
-    columns = [list(map(itemgetter(i), rows)) for i in range(len(schema))]
-    del rows
-    frame = pl.DataFrame([pl.Series(name, values, dtype=pl.String if dtype == pl.Date else dtype)
-                          for (name, dtype), values in zip(schema.items(), columns, strict=True)])
-    return frame.with_columns([pl.col(n).str.to_date("%Y-%m-%d") for n, t in schema.items()
-                               if t == pl.Date])
 
 
 def write_records(engine: Engine, records: Records, chunk: int = 1_000_000) -> int:

@@ -7,7 +7,7 @@ are always at the same, versioned shape.
 
 The batch's fast paths (bench/batch.py) bypass SQLAlchemy's per-row work but not its
 transactions: they run on the DBAPI connection under a SQLAlchemy `Connection`, in its
-transaction. Records of a key range (`load_records_between`) come by `COPY … TO STDOUT` as CSV
+transaction. Records of a key range (`records.load_records(first=, last=)`) come by `COPY … TO STDOUT` as CSV
 parsed by Polars on PostgreSQL, and by the raw cursor on SQLite; score rows
 (`write_scores`) go by `COPY` on PostgreSQL and an executemany of tuples on SQLite, their JSON
 encoded once (`dumps`). Errors from these paths are the driver's own (`sqlite3` or `psycopg`
@@ -35,18 +35,15 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    Select,
     String,
     Table,
     Text,
     UniqueConstraint,
-    bindparam,
     create_engine,
     event,
-    select,
 )
 
-from features.records import SCHEMAS, Records, Source, conform, record_schema
+from features.records import SCHEMAS, Source, record_schema
 
 metadata = MetaData()
 
@@ -174,71 +171,6 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
-
-
-def load_records(engine: Engine, person_keys: list[str] | None = None) -> Records:
-    """Typed records of some people (or everyone), as the feature builder reads them."""
-    frames = {}
-    with engine.connect() as connection:
-        for source, table in RECORD_TABLES.items():
-            query = select(*[table.c[name] for name in record_schema(source)])
-            if person_keys is not None:
-                query = query.where(table.c.person_key.in_(list(person_keys)))
-            frame = pl.read_database(query, connection, schema_overrides=record_schema(source))
-            frames[source.value] = conform(source, frame)
-    return Records(**frames)
-
-
-_PERSON_QUERIES: dict[Source, Select] = {
-    source: select(*[table.c[name] for name in record_schema(source)])
-    .where(table.c.person_key == bindparam("person_key"))
-    for source, table in RECORD_TABLES.items()
-}
-
-
-def load_person_records(engine: Engine, person_key: str) -> Records:
-    """One person's records, equal to `load_records(engine, [person_key])` (tests/
-    service/test_scoring.py): the same columns, typed by the same schemas, but one statement
-    compiled once per source and rows straight into Polars, not `pl.read_database` (a fifth
-    of the online re-score went there). The frames are built with their record schema, so
-    `Records`' own `conform` of each (3 ms of Polars calls for one person) would change
-    nothing and is skipped."""
-    with engine.connect() as connection:
-        if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
-            fetched = _pipelined(connection, person_key)
-        else:
-            fetched = [connection.execute(query, {"person_key": person_key}).all()
-                       for query in _PERSON_QUERIES.values()]
-    frames = {source.value: pl.DataFrame(rows, schema=record_schema(source), orient="row")
-              for source, rows in zip(_PERSON_QUERIES, fetched, strict=True)}
-    records = object.__new__(Records)  # not Records(**frames): no __post_init__ conform
-    records.__dict__.update(frames)
-    return records
-
-
-_PIPELINED_SQL: dict[str, list[str]] = {}
-
-
-def _pipelined(connection, person_key: str) -> list[list[tuple]]:
-    """PostgreSQL through psycopg 3: the five SELECTs sent together in pipeline mode, one
-    round trip instead of five (the rows are the DBAPI's own, as SQLAlchemy passes them on
-    for these column types)."""
-    key = connection.dialect.name
-    if key not in _PIPELINED_SQL:
-        _PIPELINED_SQL[key] = [str(query.compile(dialect=connection.dialect))
-                               for query in _PERSON_QUERIES.values()]
-    raw = connection.connection.driver_connection
-    cursors = []
-    with raw.pipeline():
-        for sql in _PIPELINED_SQL[key]:
-            cursor = raw.cursor()
-            cursor.execute(sql, {"person_key": person_key})
-            cursors.append(cursor)
-    try:
-        return [cursor.fetchall() for cursor in cursors]
-    finally:
-        for cursor in cursors:
-            cursor.close()
 
 
 # --- people, scores, perks, partners, consents, disputes, audit (migration 0002) -------------

@@ -134,11 +134,14 @@ def test_score_rows_names_a_missing_feature_column(world):
 
 
 def test_one_persons_records_load_as_the_store_loads_them(engine, world, stored):
-    from service.store.tables import load_person_records, load_records
+    """One key takes the precompiled one-person path; the same key with a stranger beside it
+    (who has no records) takes the list path, which must give the very same frames."""
+    from service.store.records import load_records
 
-    keys = world.people()["person_key"].head(15).to_list() + ["f" * 64]
+    stranger = "f" * 64
+    keys = world.people()["person_key"].head(15).to_list() + [stranger]
     for key in keys:
-        fast, reference = load_person_records(engine, key), load_records(engine, [key])
+        fast, reference = load_records(engine, [key]), load_records(engine, [key, stranger])
         for source in Source:
             assert fast.get(source).equals(reference.get(source)), (source, key)
             assert fast.get(source).schema == reference.get(source).schema

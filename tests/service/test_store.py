@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import inspect, text
 
 from features.records import Records, Source, record_schema
-from service.store.tables import RECORD_TABLES, load_records, make_engine, metadata, migrate
+from service.store.records import load_records
+from service.store.tables import RECORD_TABLES, make_engine, metadata, migrate
 
 
 def test_migrations_create_every_table_and_are_idempotent(engine):
@@ -117,7 +118,7 @@ def test_a_failed_chunk_leaves_no_row(engine):
 
 
 def test_records_by_key_range_are_those_of_load_records(engine, world):
-    from service.store.bulk import load_records_between, write_records
+    from service.store.bulk import write_records
 
     keys = world.people()["person_key"].sort().to_list()[:40]
     records = world.records.filter_persons(keys)
@@ -133,14 +134,14 @@ def test_records_by_key_range_are_those_of_load_records(engine, world):
             assert a.sort(order).equals(b.sort(order)), source
 
     with engine.connect() as connection:
-        same(load_records_between(connection, None, None), records)  # floats, dates, nulls
+        same(load_records(connection, first=None, last=None), records)  # floats, dates, nulls
         first, last = keys[5], keys[30]
         inside = [k for k in keys if first <= k <= last]
-        same(load_records_between(connection, first, last), load_records(engine, inside))
-        same(load_records_between(connection, first, last, ids=False),
+        same(load_records(connection, first=first, last=last), load_records(engine, inside))
+        same(load_records(connection, first=first, last=last, ids=False),
              load_records(engine, inside), ids=False)
-        same(load_records_between(connection, None, keys[9]), load_records(engine, keys[:10]))
-        assert all(load_records_between(connection, "g", None).get(s).is_empty() for s in Source)
+        same(load_records(connection, first=None, last=keys[9]), load_records(engine, keys[:10]))
+        assert all(load_records(connection, first="g", last=None).get(s).is_empty() for s in Source)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite has no server
