@@ -30,9 +30,10 @@ from service.api.admin_schemas import (
     IngestResultSchema,
     PageArgsSchema,
     QuarantinePageSchema,
-    RescoreAllSchema,
     RescoredSchema,
     RescoreInSchema,
+    RescoreProgressSchema,
+    RescoreStartedSchema,
     ResolutionInSchema,
     ResolutionSchema,
     ReviewQuerySchema,
@@ -298,20 +299,35 @@ def rescore_one(body: dict):
 
 
 @blp.route("/rescore-all", methods=["POST"])
-@blp.response(200, RescoreAllSchema)
+@blp.response(202, RescoreStartedSchema)
 @errors(503)
 def rescore_all():
-    """Re-score everyone in the store as of today, in chunks (one run id for the run)."""
-    from service.scoring.rescore import everyone, rescore_many
+    """Start re-scoring everyone as of today: the sharded batch (`osmanthus batch`), in a
+    process of its own. Answers at once with the run id; `GET /rescore-all/{run_id}` says how
+    far it got."""
+    from service.scoring.batch import BatchError
+    from service.scoring.everyone import start_everyone
 
-    serving = current_app.extensions["osmanthus.model"]
-    if not serving.ready:
+    if not current_app.extensions["osmanthus.model"].ready:
         raise ApiError(503, "no model is loaded")
-    run = rescore_many(_engine(), serving, everyone(_engine()),
-                       today(current_app.extensions["osmanthus.config"]),
-                       cache=current_app.extensions["osmanthus.cache"])
+    try:
+        run = start_everyone(current_app.extensions["osmanthus.config"], _engine())
+    except BatchError as error:
+        raise ApiError(503, str(error)) from None
     with _engine().begin() as connection:
         audit.append(connection, actor=g.admin_actor, action="admin_rescore_all",
                      detail={"run_id": run.run_id, "people": run.people})
     return vars(run)
 
+
+@blp.route("/rescore-all/<run_id>")
+@blp.response(200, RescoreProgressSchema)
+@errors(404)
+def rescore_all_progress(run_id: str):
+    """How far a run over everyone got: people covered, people scored, done."""
+    from service.scoring.batch import RUN_ID
+    from service.scoring.everyone import progress
+
+    if not RUN_ID.fullmatch(run_id):
+        raise ApiError(404, "no such run")
+    return progress(_engine(), run_id)

@@ -271,10 +271,6 @@ class BatchRun:
                 f"{self.model_version}, as of {self.as_of}")
 
 
-def new_run_id() -> str:
-    return f"batch-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-
-
 def _recorded(engine: Engine, run_id: str) -> tuple[str, dt.date] | None:
     """The model version and as-of date of a run's existing rows (None: a new run)."""
     with engine.connect() as connection:
@@ -300,6 +296,8 @@ def plan(engine: Engine, registry_dir: Path, *, run_id: str | None, as_of: dt.da
          default_as_of: dt.date | None = None) -> tuple[str, dt.date, str]:
     """The run's id, as-of date and model version: a resumed run keeps its own; a new one
     takes `as_of` (else `default_as_of`) and `model_version` (else the champion)."""
+    from service.scoring.score import new_run_id
+
     run_id = run_id or new_run_id()
     if not RUN_ID.fullmatch(run_id):
         raise BatchError("a run id is 1 to 64 letters, digits, '_', '.', ':' or '-'")

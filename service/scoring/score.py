@@ -191,4 +191,7 @@ def trend(engine: Engine, person_key: str, limit: int = TREND_POINTS) -> list[di
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex
+    """The one run-id format, for a batch, a list of people and one person alike: the UTC
+    start time, so that runs sort by when they began, and 8 random hex digits, so that two
+    runs started in the same second differ (`batch.RUN_ID` accepts it)."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

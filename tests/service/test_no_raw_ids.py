@@ -214,7 +214,7 @@ def test_no_raw_id_reaches_a_table_a_log_or_an_answer(
         edges.keep(client.post("/v1/admin/feeds", headers=admin,
                                content_type="multipart/form-data", data={
                                    "source": rid, "file": (io.BytesIO(penalties), "p.csv")}), 422)
-    edges.keep(client.post("/v1/admin/rescore-all", headers=admin), 200)
+    edges.keep(client.post("/v1/admin/rescore-all", headers=admin), 202)
 
     # --- the search ----------------------------------------------------------------------------
     tables = database_leaks(engine, raw_ids, stored=valid)
