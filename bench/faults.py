@@ -302,13 +302,13 @@ def _wait_for_rows(url: str, process: subprocess.Popen, seconds: float = 120) ->
 
 
 def postgres_restart(args, work: Path) -> list[str]:
-    from service.store.ingest import feed_id_of
+    from model.bundle import sha256_file
     from service.store.tables import make_engine
 
     frame, expected = spoiled_feed(Source.PENALTY, args.feed_rows, 0.05, seed=7)
     feed = work / "penalty.csv"
     frame.write_csv(feed)
-    feed_id = feed_id_of(feed)
+    feed_id = sha256_file(feed)
     rows = []
     with private_postgres() as pg:
         def finish(url: str, process: subprocess.Popen, began: float) -> tuple[float, int, str]:

@@ -33,7 +33,6 @@ overwritten by a feed that still carries the old version: such rows are counted 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +46,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
+from model.bundle import sha256_file
 from service.store.bulk import (
     SQLITE_DATETIME,
     copy_csv,
@@ -117,14 +117,6 @@ class IngestSummary:
             f"  overruled:   {self.rows_overruled} (records corrected or removed on dispute)",
             f"  people whose records changed: {len(self.changed_persons)}",
         ]
-
-
-def feed_id_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 STAGE = "osmanthus_ingest"  # the chunk's staging table: TEMP, one per connection, dropped at commit
@@ -268,7 +260,7 @@ def ingest_feed(
     A lost database is waited for up to `retry_seconds` (default `RETRY_SECONDS`) per step;
     then `IngestError` is raised with the feed left `receiving`."""
     path, source = Path(path), Source(source)
-    feed_id = feed_id_of(path)
+    feed_id = sha256_file(path)  # a feed's id: the sha256 of its bytes
     result = validate_feed(path, source)
     good, bad = result.records, result.quarantine
     wait = RETRY_SECONDS if retry_seconds is None else retry_seconds

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from features.records import Source
-from service import ingest as ingest_module
+from model.bundle import sha256_file
+from service.store import ingest as ingest_module
 from tests.service.test_faults_feed import reconcile, spoiled_feed
 from tests.service.test_faults_servers import need, postgres_bin, private_postgres
 
@@ -112,7 +113,7 @@ def test_a_database_that_stays_away_stops_the_cli_cleanly_and_a_rerun_finishes_e
 
     postgres.start()
     engine = _engine(postgres.url)
-    feed_id = ingest_module.feed_id_of(path)
+    feed_id = sha256_file(path)
     assert _status(engine, feed_id) == "receiving"
     monkeypatch.setattr(ingest_module, "_upsert_records", real)
     again = CliRunner().invoke(main, args)

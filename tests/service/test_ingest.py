@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 
 from features.identity import make_resident_id
 from features.records import Source
-from service import ingest as ingest_module
+from service.store import ingest as ingest_module
 from service.store.ingest import ingest_feed
 from service.store.tables import RECORD_TABLES, feeds, quarantine
 

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from sqlalchemy import event, insert, select, update
 
-from service import auth as auth_module
 from service.rights import audit
+from service.rights import auth as auth_module
 from service.rights.auth import issue_token
 from service.scoring.score import latest
 from service.store.tables import audit_log, consents, partners, people, scores
