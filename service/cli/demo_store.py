@@ -15,21 +15,10 @@ from sqlalchemy import select
 
 from features.records import Source
 from service.base.config import Config
+from service.base.progress import progress_bar, reporter
 from service.scoring.everyone import PARALLEL_FROM
 
 DEMO_PARTNER, DEMO_PERK = "city-bikes", "bike-deposit-free"
-
-
-def _bar(total: int, label: str, unit: str = " rows"):
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=label, unit=unit, leave=False, mininterval=0.5)
-    seen = [0]
-
-    def update(done: int, _total: int) -> None:
-        bar.update(done - seen[0])
-        seen[0] = done
-    return bar, update
 
 
 def load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]) -> None:
@@ -62,9 +51,9 @@ def _load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]
     for source in Source:
         feed = city_dir / "feeds" / f"{source.value}.parquet"
         began = time.monotonic()
-        bar, update = _bar(pl.scan_parquet(feed).select(pl.len()).collect().item(), source.value)
-        with bar:
-            summary = ingest_feed(engine, feed, source, on_chunk=update)
+        rows = pl.scan_parquet(feed).select(pl.len()).collect().item()
+        with progress_bar(rows, source.value, " rows") as bar:
+            summary = ingest_feed(engine, feed, source, on_chunk=reporter(bar))
         click.echo(f"  {source.value:<16} {summary.rows_stored:>10,} stored "
                    f"{summary.rows_quarantined:>7,} quarantined  "
                    f"({time.monotonic() - began:.1f} s)")

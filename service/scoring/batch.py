@@ -204,14 +204,10 @@ def run_shard(job: ShardJob) -> ShardResult:
         from service.base.cache import make_cache
 
         cache = make_cache(job.redis_url)
-    stages = dict.fromkeys(STAGES, 0.0)
-    clock = [time.perf_counter()]
+    from service.base.progress import Stages
 
-    def tick(stage: str) -> None:
-        now = time.perf_counter()
-        stages[stage] += now - clock[0]
-        clock[0] = now
-
+    stages = Stages(dict.fromkeys(STAGES, 0.0))
+    tick = stages.done
     everyone, todo = _shard_keys(engine, job.shard, job.shards, job.run_id)
     todo, written = todo.to_list(), 0
     tick("list")
@@ -237,7 +233,7 @@ def run_shard(job: ShardJob) -> ShardResult:
             cache.delete(*[page_key(job.model_version, key) for key in keys])
         tick("write")
     return ShardResult(job.shard, written, round(time.monotonic() - started, 3),
-                       {k: round(v, 3) for k, v in stages.items()}, everyone.len(), len(todo))
+                       {k: round(v, 3) for k, v in stages.timings.items()}, everyone.len(), len(todo))
 
 
 # --- a run ---------------------------------------------------------------------------------------
@@ -365,10 +361,9 @@ def batch_score(database_url: str, registry_dir: Path | str, *, shards: int,
 
 
 def _bar(total: int, progress: bool):
-    from tqdm import tqdm
+    from service.base.progress import progress_bar
 
-    return tqdm(total=total, desc="shards", unit=" shard", disable=not progress,
-                mininterval=0.5)
+    return progress_bar(total, "shards", " shard", enabled=progress)
 
 
 def _run_local(jobs: Sequence[ShardJob], *, workers: int | None, progress: bool,

@@ -19,7 +19,6 @@ bare INSERT). `timings=` gives each stage's seconds.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections.abc import Iterable
 
@@ -28,6 +27,7 @@ from sqlalchemy import Engine, bindparam, func, insert, select
 
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
+from service.base.progress import Stages
 from service.store.records import load_records
 from service.store.tables import insert_for, people, scores
 
@@ -96,20 +96,6 @@ def score_rows(scorecard, version: str, table: pl.DataFrame, as_of: dt.date,
                 e.no_record, features, counted, strict=False)]
 
 
-class _Stages:
-    """Seconds per stage into `timings`, when asked (bench/rescore.py); free otherwise."""
-
-    def __init__(self, timings: dict[str, float] | None) -> None:
-        self.timings = timings
-        self.last = time.perf_counter() if timings is not None else 0.0
-
-    def done(self, stage: str) -> None:
-        if self.timings is not None:
-            now = time.perf_counter()
-            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
-            self.last = now
-
-
 def score_people(engine: Engine, serving, person_keys: list[str], as_of: dt.date,
                  run_id: str | None = None, *,
                  timings: dict[str, float] | None = None) -> list[dict]:
@@ -117,7 +103,7 @@ def score_people(engine: Engine, serving, person_keys: list[str], as_of: dt.date
     given, receives each stage's seconds."""
     if not serving.ready:
         raise RuntimeError(f"no model to score with: {serving.problem}")
-    stages = _Stages(timings)
+    stages = Stages(timings)
     records = load_records(engine, person_keys)
     stages.done("load records")
     table = build_features(records, as_of, person_keys)
@@ -142,7 +128,7 @@ def rescore(app, person_key: str, *, timings: dict[str, float] | None = None) ->
     config = app.extensions["osmanthus.config"]
     row = score_people(engine, serving, [person_key], today(config), run_id=None,
                        timings=timings)[0]
-    stages = _Stages(timings)
+    stages = Stages(timings)
     app.extensions["osmanthus.cache"].delete(page_key(serving.version or "-", person_key))
     stages.done("cache")
     return row
