@@ -67,14 +67,6 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory):
-    """A city, its records and a champion model, built once per session (tests/service/world.py)."""
-    from tests.service.world import build_world
-
-    return build_world(tmp_path_factory.mktemp("world"))
-
-
 @pytest.fixture
 def served_config(config, world) -> Config:
     """The test database, with the world's registry serving its champion."""

@@ -62,14 +62,6 @@ def browser_ready() -> None:
     ensure_browser()
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory):
-    """The service tests' small world: a city, its records and a champion (tests/service/world.py)."""
-    from tests.service.world import build_world
-
-    return build_world(tmp_path_factory.mktemp("world"))
-
-
 @dataclass
 class Live:
     app: object
