@@ -19,7 +19,7 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def database_url(request, tmp_path):
     """A URL to an empty database: a new SQLite file, or a new PostgreSQL schema."""
     if request.param == "sqlite":

@@ -54,6 +54,7 @@ def _status(engine, feed_id: str) -> str:
                                   .where(feeds.c.feed_id == feed_id)).scalar_one()
 
 
+@pytest.mark.integration  # a private PostgreSQL server
 def test_a_restart_during_an_ingest_is_ridden_out_and_leaves_exactly_the_good_rows(
         postgres, feed, monkeypatch, caplog):
     path, expected = feed
@@ -82,6 +83,7 @@ def test_a_restart_during_an_ingest_is_ridden_out_and_leaves_exactly_the_good_ro
     engine.dispose()
 
 
+@pytest.mark.integration  # a private PostgreSQL server
 def test_a_database_that_stays_away_stops_the_cli_cleanly_and_a_rerun_finishes_exactly(
         postgres, feed, monkeypatch, caplog):
     from click.testing import CliRunner

@@ -26,6 +26,8 @@ import pytest
 
 from tests.service.test_faults_servers import need, private_redis
 
+pytestmark = pytest.mark.integration  # private redis-server / PostgreSQL servers
+
 THREADS, MAX_REQUESTS, MAX_SECONDS = 4, 20_000, 40.0  # the load's bounds, whatever happens
 PERK = "bike-deposit-free"
 

@@ -51,7 +51,7 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
 def storage(request) -> str | None:
     return None if request.param == "memory" else redis_url()
 
@@ -91,6 +91,7 @@ def test_a_batch_costs_one_hit_per_item():
     assert client.get("/v1/partner/ping", headers=key).status_code == 200  # the 5th hit
 
 
+@pytest.mark.integration
 def test_redis_holds_a_hash_of_the_key_never_the_key():
     import redis
 

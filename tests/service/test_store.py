@@ -144,6 +144,7 @@ def test_records_by_key_range_are_those_of_load_records(engine, world):
         assert all(load_records(connection, first="g", last=None).get(s).is_empty() for s in Source)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite has no server
 def test_a_connection_the_server_closed_is_never_handed_out(engine):
     """The pool's check at checkout (no round trip): a pooled connection whose server end

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]  # a real browser
 
 PHONE, DESKTOP = (390, 844), (1280, 900)
 WAIT = 15  # seconds, for any one thing the page does
