@@ -43,6 +43,13 @@ from pathlib import Path
 import polars as pl
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
@@ -68,19 +75,18 @@ class IngestError(RuntimeError):
 
 
 def _retrying(step: Callable[[], object], what: str, deadline: float) -> object:
-    """Run one idempotent database step, again after a pause while the database is away."""
-    pause = 0.1
-    while True:
-        try:
-            return step()
-        except TRANSIENT as error:
-            left = deadline - time.monotonic()
-            if left <= 0 or not _transient(error):
-                raise
-            log.warning("database unavailable while %s (%s); retrying in %.1f s",
-                        what, _cause(error), min(pause, left))
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 2.0)
+    """Run one idempotent database step, again after a pause while the database is away
+    (tenacity: 0.1 s, doubling up to 2 s, until `deadline`; a mistake is raised at once)."""
+    def outage(error: BaseException) -> bool:
+        return isinstance(error, TRANSIENT) and _transient(error)
+
+    def warn(state: RetryCallState) -> None:
+        log.warning("database unavailable while %s (%s); retrying in %.1f s", what,
+                    _cause(state.outcome.exception()), state.next_action.sleep)
+
+    return Retrying(retry=retry_if_exception(outage), reraise=True, before_sleep=warn,
+                    wait=wait_exponential(multiplier=0.1, max=2.0),
+                    stop=stop_after_delay(max(0.0, deadline - time.monotonic())))(step)
 
 
 def _transient(error: Exception) -> bool:
