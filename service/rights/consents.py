@@ -110,7 +110,7 @@ def grant(engine: Engine, config: Config, perk_config: PerkConfig, person_key: s
     minutes = math.ceil((row["expires_at"] - now).total_seconds() / 60)
     token = issue_token(config, "consent", row["consent_id"], minutes=minutes,
                         claims={"partner": partner_id, "perks": perk_ids})
-    return {"consent": public(row, now), "token": token}
+    return {"consent": public(row, now), "token": token, "qr_svg": qr_svg(token)}
 
 
 def list_consents(engine: Engine, person_key: str) -> list[dict]:
@@ -146,3 +146,13 @@ def revoke(engine: Engine, person_key: str, consent_id: str) -> dict:
                          person_key=person_key,
                          detail={"consent_id": consent_id, "partner_id": data["partner_id"]})
     return public(data, now)
+
+
+def qr_svg(token: str) -> str:
+    """The consent token as a QR code for the partner to scan: an inline SVG drawn by segno
+    (error correction M, the standard 4-module quiet zone, sized by its viewBox), so the
+    citizen's page shows it without a QR encoder of its own."""
+    import segno
+
+    return segno.make(token, error="m", boost_error=False).svg_inline(
+        scale=1, border=4, omitsize=True, svgclass="qr-code", light="#fff")
