@@ -152,7 +152,12 @@ def qr_svg(token: str) -> str:
     """The consent token as a QR code for the partner to scan: an inline SVG drawn by segno
     (error correction M, the standard 4-module quiet zone, sized by its viewBox), so the
     citizen's page shows it without a QR encoder of its own."""
+    import io
+
     import segno
 
-    return segno.make(token, error="m", boost_error=False).svg_inline(
-        scale=1, border=4, omitsize=True, svgclass="qr-code", light="#fff")
+    out = io.BytesIO()  # not svg_inline(): the page parses it as SVG, which needs the xmlns
+    segno.make(token, error="m", boost_error=False).save(
+        out, kind="svg", xmldecl=False, svgns=True, nl=False, scale=1, border=4,
+        omitsize=True, svgclass="qr-code", light="#fff")
+    return out.getvalue().decode()
