@@ -2,7 +2,9 @@
 
     model.txt       LightGBM's own text format (deterministic for the same data and seed)
     metadata.json   catalog hash, training-data hash, parameters, versions, metrics, points
-                    scaling, calibration, and the timestamp (so model.txt stays byte-identical)
+                    scaling (the modeller's anchor: base score, base odds, PDO), calibration,
+                    the timestamp (so model.txt stays byte-identical) and, for a recalibrated
+                    model, its `parent` (model/recalibrate.py)
     MODEL_CARD.md   the model card (model/card.py)
     evaluation.json / evaluation.md   the evaluation on the validation snapshot, when given
     SHA256SUMS      the checksum of every other file
@@ -152,6 +154,9 @@ def save_model(scorecard: Any, directory: str | Path, *, report: dict[str, Any],
         "training_report": report,
         "scorecard": scorecard_meta,
     }
+    recalibration = report.get("recalibration")
+    if recalibration:  # model/recalibrate.py: the version whose trees these are
+        meta["parent"] = recalibration["parent"]
     meta = _jsonable(meta)
     (directory / MODEL_FILE).write_text(model_text)
     (directory / METADATA_FILE).write_text(

@@ -6,6 +6,7 @@ Written from the bundle's metadata and evaluation, so the card can never disagre
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from model.evaluate import AIR_FLOOR
@@ -63,6 +64,37 @@ def _fairness_lines(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _scale_lines(scale: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """The points scale as the modeller anchored it (`--base-score/--base-odds/--pdo`), and,
+    for a recalibrated model, what changed and what did not."""
+    lines = []
+    if scale.get("pdo") and scale.get("base_odds"):
+        factor = scale["pdo"] / math.log(2.0)
+        offset = scale["base_score"] - factor * math.log(scale["base_odds"])
+        lines.append(f"- Points scale: score = {offset:.4f} + {factor:.4f} · ln(good:bad odds) "
+                     f"(base score {scale['base_score']:g} at odds {scale['base_odds']:g}:1, "
+                     f"PDO {scale['pdo']:g}).")
+    recal = (meta.get("training_report") or {}).get("recalibration")
+    if recal:
+        parent = meta.get("parent") or recal.get("parent") or {}
+        named = parent.get("version") or f"bundle {str(parent.get('digest'))[:16]}"
+        before, after = recal["calibration_before"], recal["calibration_after"]
+        lines.append(
+            f"- Recalibrated from {named} on the snapshot of {recal['as_of']} ({recal['n']} "
+            "people): the trees are the parent's, unchanged; Platt calibration "
+            f"({before['intercept']:.4f}, {before['slope']:.4f}) → ({after['intercept']:.4f}, "
+            f"{after['slope']:.4f}); Brier {recal['before']['brier']:.4f} → "
+            f"{recal['after']['brier']:.4f}; mean predicted default rate "
+            f"{recal['before']['mean_predicted']:.4f} → {recal['after']['mean_predicted']:.4f} "
+            f"against {recal['after']['observed_rate']:.4f} observed; points scale "
+            + ("unchanged." if recal["scale_before"] == recal["scale_after"] else
+               f"{recal['scale_before']['base_score']:g}/{recal['scale_before']['base_odds']:g}"
+               f"/{recal['scale_before']['pdo']:g} → {recal['scale_after']['base_score']:g}/"
+               f"{recal['scale_after']['base_odds']:g}/{recal['scale_after']['pdo']:g} "
+               "(base score/base odds/PDO)."))
+    return lines
+
+
 def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
     """The Markdown model card for a bundle's metadata and (optional) evaluation."""
     scale = meta.get("points_scaling") or {}
@@ -95,6 +127,7 @@ def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
                      f"rounds {engine.get('rounds_from')}.")
     if meta.get("description"):
         lines.append(f"- Notes: {meta['description']}")
+    lines += _scale_lines(scale, meta)
     lines += ["", "## Intended use", "", INTENDED_USE, "", "## Out-of-scope use", "",
               "This model must not be used for:", ""]
     lines += [f"- {item}" for item in OUT_OF_SCOPE]

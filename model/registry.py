@@ -2,7 +2,8 @@
 
     <root>/versions/v0001/   a model directory (model/bundle.py), never changed once written
     <root>/registry.json     the champion, the stack of past champions (for rollback), each
-                             version's record, and an append-only history of events
+                             version's record (a recalibration's names its `parent`, the
+                             version whose trees it keeps), and an append-only history of events
                              (registered, promoted, forced, rolled back) with who and why
 
 Versions are numbered (`v0001`, …) so people can say them; each record also keeps the
@@ -237,6 +238,17 @@ class Registry:
                       if (m := VERSION.match(p.name))]
         return f"v{max(taken, default=0) + 1:04d}"
 
+    @staticmethod
+    def _parent_version(state: dict[str, Any], parent: dict[str, Any]) -> str | None:
+        """The registered version a bundle's `parent` names: found by the parent bundle's
+        digest (the version name it carries may come from another registry), else None."""
+        digest = parent.get("digest")
+        matches = [v for v, rec in sorted(state["versions"].items())
+                   if digest and rec.get("digest") == digest]
+        if parent.get("version") in matches:
+            return parent["version"]
+        return matches[0] if matches else None
+
     def register(self, source: str | Path | Any, *, by: str | None = None, why: str = "",
                  **save_kwargs: Any) -> str:
         """Add a model directory (verified first) or a Scorecard (saved with `save_kwargs`,
@@ -262,7 +274,13 @@ class Registry:
                     "catalog_hash": meta.get("catalog_hash"),
                     "training_data_hash": meta.get("training_data_hash"),
                     "metrics": meta.get("metrics"), "promotions": [], "forced": []}
-                self._event(state, "registered", version, by, why)
+                if meta.get("parent"):  # a recalibration names the version of its trees
+                    parent = self._parent_version(state, meta["parent"])
+                    state["versions"][version].update(
+                        parent=parent, parent_digest=meta["parent"].get("digest"))
+                    self._event(state, "registered", version, by, why, parent=parent)
+                else:
+                    self._event(state, "registered", version, by, why)
             return version
         finally:
             if staging.exists():

@@ -34,6 +34,7 @@ from features.catalog import BY_NAME
 from model import report_plots as plots
 from model.evaluate import AIR_FLOOR, evaluate, psi
 from model.explain import NO_RECORD
+from model.recalibrate import before_and_after, comparison
 
 TOP_REASONS = 4  # a citizen is shown up to four lowering reasons (model/explain.py)
 MIN_POINTS = 0.5  # explain()'s smallest reason
@@ -166,27 +167,39 @@ def build_report(challenger: Model, frame: pl.DataFrame, target: np.ndarray, out
                           np.asarray(s.probability, dtype=np.float64), target, e["metrics"],
                           e["calibration"]) for m, s, e in zip(models, scored, evaluations,
                                                                 strict=True)]
+    recal = before_and_after(challenger.loaded.scorecard, challenger.loaded.metadata, frame,
+                             target, champion.loaded.scorecard if champion else None)
+    if recal is not None:  # a recalibration: its parent's calibration on the same rows too
+        curves.append(plots.Curve(f"{challenger.label} before recalibration", target=target,
+                                  metrics={"brier": recal[0]["before"]["brier"]},
+                                  calibration=recal[0]["before"]["calibration"], **recal[1]))
     figures = _figures(models, curves, evaluations, scored, reasons, frame, sample, seed)
     for figure in figures.values():
         (out / figure.name).write_bytes(figure.data)
     numbers = {"as_of": as_of.isoformat(), "models": [m.label for m in models],
                "evaluations": dict(zip([m.label for m in models], evaluations, strict=True)),
                "reason_frequencies": reasons, "figures": [f.name for f in figures.values()]}
+    if recal is not None:
+        numbers["recalibration"] = recal[0]
     (out / "report.json").write_text(json.dumps(numbers, indent=2, sort_keys=True,
                                                 ensure_ascii=False) + "\n")
     path = out / "report.html"
-    path.write_text(_html(models, evaluations, reasons, figures, as_of), encoding="utf-8")
+    path.write_text(_html(models, evaluations, reasons, figures, as_of,
+                          recal[0] if recal else None),
+                    encoding="utf-8")
     return path
 
 
 def _figures(models: list[Model], curves: list[plots.Curve], evaluations: list[dict],
              scored: list[Any], reasons: dict[str, dict[str, float]], frame: pl.DataFrame,
              sample: int, seed: int) -> dict[str, _Figure]:
+    """Every figure; `curves` has one per model, then any drawn on the calibration plot only
+    (a recalibrated model before its recalibration)."""
     thresholds = evaluations[0]["thresholds"]
     figures = {
-        "roc_ks": _Figure("roc_ks.png", "ROC and KS curves", plots.roc_ks(curves)),
+        "roc_ks": _Figure("roc_ks.png", "ROC and KS curves", plots.roc_ks(curves[:len(models)])),
         "distribution": _Figure("score_distribution.png", "Score distribution by outcome",
-                                plots.score_distribution(curves, thresholds)),
+                                plots.score_distribution(curves[:len(models)], thresholds)),
         "calibration": _Figure("calibration.png", "Predicted vs observed default rate by "
                                "decile", plots.calibration(curves)),
     }
@@ -341,8 +354,21 @@ code{background:#f3f3f3;padding:0 .2rem}details{margin:.5rem 0}
 """
 
 
+def _recalibration_table(models: list[Model], recal: dict[str, Any] | None) -> str:
+    """Calibration before and after a recalibration, beside the champion, on this snapshot."""
+    if recal is None:
+        return ""
+    labels, rows = comparison(recal, models[1].label if len(models) > 1 else None)
+    parent = recal["parent"].get("version") or str(recal["parent"].get("digest"))[:16]
+    return (f"<h3>Recalibration</h3><p>{html.escape(models[0].label)} keeps the trees of "
+            f"{html.escape(parent)} and refits their calibration on the snapshot of "
+            f"{html.escape(recal['fit_on'])}; on this snapshot:</p>"
+            + _table(["", *labels], [[r[0], *map(_num, r[1:])] for r in rows], "metrics"))
+
+
 def _html(models: list[Model], evaluations: list[dict], reasons: dict[str, dict[str, float]],
-          figures: dict[str, _Figure], as_of: dt.date) -> str:
+          figures: dict[str, _Figure], as_of: dt.date, recal: dict[str, Any] | None = None
+          ) -> str:
     title = f"Osmanthus model report: {models[0].label}" + (
         f" against {models[1].label}" if len(models) > 1 else "")
     ids = [re.sub(r"[^a-z]+", "-", s.lower()).strip("-") for s in SECTIONS]
@@ -354,7 +380,7 @@ def _html(models: list[Model], evaluations: list[dict], reasons: dict[str, dict[
         _summary(models, evaluations),
         _img(figures["roc_ks"]),
         _img(figures["distribution"]) + _bands(models, evaluations),
-        _img(figures["calibration"]) + "".join(
+        _img(figures["calibration"]) + _recalibration_table(models, recal) + "".join(
             f"<details><summary>Calibration table of {html.escape(m.label)}</summary>"
             + _table(["decile", "people", "predicted", "observed"],
                      [[r["decile"], r["count"], _num(r["predicted"]), _num(r["observed"])]

@@ -63,6 +63,25 @@ class PointsScale:
     def offset(self) -> float:
         return self.base_score - self.factor * math.log(self.base_odds)
 
+    def __post_init__(self) -> None:
+        """Refuse a scale that cannot mean anything: ln(odds) needs odds > 0, a non-positive
+        PDO would turn every point's sign (and the monotone directions) around, and a base
+        outside the clipping range would anchor the scale where no score can be."""
+        problems = [f"{name} must be a finite number, not {getattr(self, name)!r}"
+                    for name in ("base_score", "base_odds", "pdo", "min_score", "max_score")
+                    if not math.isfinite(getattr(self, name))]
+        if not problems:
+            if self.base_odds <= 0:
+                problems.append(f"base odds must be positive (good:bad), not {self.base_odds:g}")
+            if self.pdo <= 0:
+                problems.append(f"PDO must be positive (points to double the odds), not "
+                                f"{self.pdo:g}")
+            if not self.min_score <= self.base_score <= self.max_score:
+                problems.append(f"base score {self.base_score:g} is outside the score range "
+                                f"{self.min_score:g}–{self.max_score:g}")
+        if problems:
+            raise ValueError("invalid points scale: " + "; ".join(problems))
+
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
 

@@ -388,7 +388,8 @@ def train_files(*, client: Any, out_of: str | Path, target: str | None = None,
                 features: list[str] | None = None, exclude: tuple[str, ...] = (),
                 directions: dict[str, int] | None = None, bad: Any = None,
                 people: pl.DataFrame | None = None, seed: int = 0, rounds: int | None = None,
-                progress: bool = False) -> tuple[Scorecard, dict[str, Any], dict | None]:
+                progress: bool = False, scale: PointsScale | None = None,
+                ) -> tuple[Scorecard, dict[str, Any], dict | None]:
     """`osmanthus train --engine dask`: read the training table (a Parquet file or directory)
     lazily — joined to `outcomes` as of `train_as_of` in catalog mode, or with its own
     `target` column in table mode — fit on `client`'s cluster, and evaluate on a sample of
@@ -422,7 +423,8 @@ def train_files(*, client: Any, out_of: str | Path, target: str | None = None,
         valid_y = encode_target(valid[target], bad)
     card, report = train_scorecard_dask(
         client, train, target, valid=valid, valid_target=valid_y, features=features,
-        directions=directions, seed=seed, bad=bad, rounds=rounds, progress=progress)
+        directions=directions, seed=seed, bad=bad, rounds=rounds, progress=progress,
+        scale=scale)
     evaluation = None
     if valid is not None:
         train_sample = sample_frame(train, CALIBRATION_ROWS, seed + 3)

@@ -68,16 +68,27 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert not errors
     assert all(cell.execution_count for cell in notebook.cells if cell.cell_type == "code")
 
-    # The walk ended where it says: the rescaled scorecard serves, from the notebook's registry.
+    # The walk ended where it says, in the notebook's registry: v0003 recalibrates v0002 (the
+    # same trees, a PDO 5 points wider) and serves, unless a gate other than PSI refused it,
+    # which the notebook never overrules.
     registries = list(scratch.glob("osmanthus-recalibrate-*/registry"))
     assert len(registries) == 1, "the notebook should write everything under one temporary folder"
     from model.registry import Registry
+    from model.scorecard import PointsScale
 
     registry = Registry(registries[0])
     versions = registry.list()
     assert [row["version"] for row in versions] == ["v0001", "v0002", "v0003"]
-    assert registry.champion() == "v0003"
-    assert registry.load_champion().scorecard.scale.pdo == 50
-    assert [e["event"] for e in registry.history() if e["event"] in ("promoted", "forced")] \
-        and all(e["why"] for e in registry.history() if e["event"] == "forced")
+    assert registry.record("v0003")["parent"] == "v0002"
+    assert registry.load("v0003").scorecard.scale.pdo == PointsScale().pdo + 5
+    assert (registry.path("v0003") / "model.txt").read_bytes() == \
+        (registry.path("v0002") / "model.txt").read_bytes()
+    last = [e for e in registry.history() if e["version"] == "v0003"][-1]
+    if registry.champion() == "v0003":
+        assert last["event"] in ("promoted", "forced")
+        assert all("score PSI" in reason for reason in last["reasons"])
+    else:
+        assert registry.champion() == "v0002" and last["event"] == "refused"
+        assert any("score PSI" not in reason for reason in last["reasons"])
+    assert all(e["why"] for e in registry.history() if e["event"] == "forced")
     assert not list(workdir.iterdir()), "the notebook wrote into its working directory"

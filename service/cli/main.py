@@ -11,6 +11,7 @@ from service.cli.batch import batch
 from service.cli.data import city, features, validate
 from service.cli.demo import demo
 from service.cli.model import evaluate, models, score
+from service.cli.recal import recalibrate
 from service.cli.report import report
 from service.cli.service import audit, ingest, partners, rescore, serve, token
 from service.cli.train import train
@@ -31,3 +32,4 @@ for command in (city, validate, features, train, score, evaluate, models, ingest
     main.add_command(command)
 main.add_command(report)
 main.add_command(batch)
+main.add_command(recalibrate)

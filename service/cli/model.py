@@ -85,6 +85,38 @@ def _evaluation_options(command: Any) -> Any:
     return _snapshot_options(command)
 
 
+def _scale_options(command: Any) -> Any:
+    """--base-score, --base-odds, --pdo: the points scale's anchor (score = offset + factor ·
+    ln(good:bad odds), factor = PDO / ln 2). Each is optional; `_points_scale` fills the rest."""
+    options = [
+        click.option("--base-score", type=float, default=None,
+                     help="Points at the base odds (default: the PointsScale default in "
+                     "model/scorecard.py, or the parent's when recalibrating)."),
+        click.option("--base-odds", type=float, default=None,
+                     help="Good:bad odds that score the base score (positive)."),
+        click.option("--pdo", type=float, default=None,
+                     help="Points to double the odds (positive)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _points_scale(base: Any, base_score: float | None, base_odds: float | None,
+                  pdo: float | None) -> Any:
+    """`base` (a PointsScale) with the given anchor values replaced; a scale that cannot mean
+    anything (non-finite, odds or PDO not positive) is a CLI error naming the value."""
+    import dataclasses
+
+    given = {k: v for k, v in (("base_score", base_score), ("base_odds", base_odds),
+                               ("pdo", pdo)) if v is not None}
+    try:
+        return dataclasses.replace(base, **given)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--base-score/--base-odds/--pdo"
+                                 ) from error
+
+
 def _load_model_ref(registry: Any, ref: str) -> Any:
     from model.bundle import ModelRefused
     try:
@@ -204,6 +236,8 @@ def models_list(registry_root: str | None) -> None:
         metrics = row.get("metrics") or {}
         auc = (metrics.get("validation") or {}).get("auc") or metrics.get("valid_auc")
         forced = " forced" if row["forced"] else ""
+        if row.get("parent_digest"):  # a recalibration: the version whose trees it keeps
+            forced += f"  recalibrated from {row.get('parent') or 'an unregistered bundle'}"
         click.echo(f"{'*' if row['champion'] else ' '} {row['version']}  created "
                    f"{row['created_at']}  by {row['by']}  AUC "
                    f"{'—' if auc is None else f'{auc:.4f}'}{forced}  {row['why']}".rstrip())

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import click
 
-from service.cli.model import _directions_file, _table_or_none
+from service.cli.model import _directions_file, _points_scale, _scale_options, _table_or_none
 
 
 @click.command()
@@ -52,13 +53,15 @@ from service.cli.model import _directions_file, _table_or_none
               help="Dask engine: LocalCluster worker processes (default 2).")
 @click.option("--rounds", type=int, default=None, help="Dask engine: boosting rounds (default: "
               "chosen by k-fold CV on an in-memory sample).")
+@_scale_options
 def train(features_path: str | None, valid_features_path: str | None,
           outcomes_path: str | None, train_as_of: dt.datetime | None,
           valid_as_of: dt.datetime | None, people_path: str | None, table_path: str | None,
           valid_table_path: str | None, target: str | None, bad: str | None,
           catalog_path: str | None, id_columns: tuple[str, ...], out_dir: str, seed: int,
           num_threads: int, description: str, engine: str, scheduler: str | None,
-          workers: int | None, rounds: int | None) -> None:
+          workers: int | None, rounds: int | None, base_score: float | None,
+          base_odds: float | None, pdo: float | None) -> None:
     """Train a scorecard and write it as a model directory.
 
     \b
@@ -70,23 +73,26 @@ def train(features_path: str | None, valid_features_path: str | None,
         [--catalog directions.json] [--valid-table later.csv] --out models/credit
     On a Dask cluster (either mode; tables may be directories of Parquet partitions):
       osmanthus train --engine dask [--scheduler tcp://HOST:8786] --features parts/ ...
+    In any mode, --base-score/--base-odds/--pdo anchor the points scale.
     """
     from features.catalog import SCORED_FEATURES, directions
     from model.bundle import frame_hash, save_model
     from model.evaluate import evaluate as run_evaluation
     from model.evaluate import snapshot
+    from model.scorecard import PointsScale
     from model.train import ID_COLUMNS, encode_target, read_table, train_scorecard
 
     if (table_path is None) == (features_path is None):
         raise click.UsageError("give either --table (table mode) or --features (catalog mode)")
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
         raise click.ClickException(f"{out_dir} is not empty: choose a new model directory")
+    scale = _points_scale(PointsScale(), base_score, base_odds, pdo)
     if engine == "dask":
         return _train_dask(features_path is not None, features_path or table_path,
                            outcomes_path, train_as_of,
                            valid_features_path or valid_table_path, valid_as_of, people_path,
                            target, bad, catalog_path, id_columns, out_dir, seed, num_threads,
-                           description, scheduler, workers, rounds)
+                           description, scheduler, workers, rounds, scale)
     given = [p for p in (features_path, valid_features_path, outcomes_path, table_path,
                          valid_table_path) if p is not None and Path(p).is_dir()]
     if given or rounds is not None:
@@ -125,7 +131,7 @@ def train(features_path: str | None, valid_features_path: str | None,
                    + (f"; validating on {len(valid_y)}" if valid_y is not None else ""))
         card, report = train_scorecard(train_frame, y, valid_frame, valid_y, features=features,
                                        directions=dirs, seed=seed, num_threads=num_threads,
-                                       progress=True, bad=bad_value)
+                                       progress=True, bad=bad_value, scale=scale)
         evaluation = None
         if valid_frame is not None:
             evaluation = run_evaluation(
@@ -142,6 +148,8 @@ def train(features_path: str | None, valid_features_path: str | None,
                                            if "valid_auc" in report else "")
                + f"; calibrated on {report['calibrated_on']}; base points "
                f"{card.base_points:.1f}")
+    click.echo(f"points scale: {scale.base_score:g} at {scale.base_odds:g}:1 good:bad odds, "
+               f"PDO {scale.pdo:g}")
     click.echo(f"wrote {out_dir}")
 
 
@@ -151,7 +159,7 @@ def _train_dask(catalog: bool, train_path: str, outcomes_path: str | None,
                 target: str | None, bad: str | None, catalog_path: str | None,
                 id_columns: tuple[str, ...], out_dir: str, seed: int, num_threads: int,
                 description: str, scheduler: str | None, workers: int | None,
-                rounds: int | None) -> None:
+                rounds: int | None, scale: Any = None) -> None:
     """`train --engine dask` (model/train_dask.py): the same scorecard, fit on a cluster."""
     from features.catalog import SCORED_FEATURES, directions
     from model.bundle import save_model
@@ -172,7 +180,7 @@ def _train_dask(catalog: bool, train_path: str, outcomes_path: str | None,
                 features=list(SCORED_FEATURES) if catalog else None, exclude=id_columns,
                 directions=directions() if catalog else _directions_file(catalog_path),
                 bad=None if catalog else bad, people=_table_or_none(people_path), seed=seed,
-                rounds=rounds, progress=True)
+                rounds=rounds, progress=True, scale=scale)
         save_model(card, out_dir, report=report, evaluation=evaluation, description=description)
     except (ValueError, KeyError, FileExistsError) as error:
         raise click.ClickException(str(error.args[0] if error.args else error)) from error

@@ -218,9 +218,11 @@ def test_cli_table_mode_and_the_local_engine_refuses_a_directory(table, cluster,
     out = tmp_path / "model"
     result = runner.invoke(main, ["train", "--engine", "dask", "--scheduler", cluster[0],
                                   "--table", str(table), "--target", "bad", "--bad", "yes",
-                                  "--rounds", "30", "--out", str(out)], catch_exceptions=False)
+                                  "--rounds", "30", "--pdo", "25", "--out", str(out)],
+                           catch_exceptions=False)
     assert result.exit_code == 0, result.output
     meta = json.loads(Path(out / "metadata.json").read_text())
+    assert meta["points_scaling"]["pdo"] == 25  # the scale's anchor reaches the Dask engine too
     assert meta["catalog_hash"] is None
     assert meta["features"] == [*SCORED_FEATURES[:6], "channel"]
     assert meta["training_report"]["calibrated_on"] == "held-out"
