@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 def _known_shape(value: str, length: int, what: str) -> None:
-    """Refuse an id that cannot exist before it reaches a query (`store.is_hex_id`)."""
+    """Refuse an id that cannot exist before it reaches a query (`store.tables.is_hex_id`)."""
     if not is_hex_id(value, length):
         raise ApiError(404, f"no such {what}")
 

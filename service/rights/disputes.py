@@ -113,7 +113,7 @@ def list_disputes(engine: Engine, person_key: str, as_of: dt.date) -> list[dict]
 
 
 def is_id(value: str) -> bool:
-    """Dispute and consent ids are 32 hex digits (`store.is_hex_id`)."""
+    """Dispute and consent ids are 32 hex digits (`store.tables.is_hex_id`)."""
     return is_hex_id(value, 32)
 
 

@@ -31,7 +31,7 @@ listed and did not write (a person added while the run goes is left to the next 
 Speed (bench/batch.py). A chunk is a key range: its people are consecutive in key order, so
 its records are read with one index range scan per source (`store.records.load_records`,
 `COPY … TO STDOUT` on PostgreSQL) rather than an `IN (…)` list, and its rows are written with
-`store_bulk.write_scores` (`COPY` on PostgreSQL, an executemany of tuples on SQLite). Each worker
+`store.bulk.write_scores` (`COPY` on PostgreSQL, an executemany of tuples on SQLite). Each worker
 lists its own shard's people (`_shard_keys`), so no listing runs while the workers wait.
 """
 

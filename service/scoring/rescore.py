@@ -1,9 +1,9 @@
-"""Re-score a list of people from the store, in chunks, in this process: after a feed, after a
-dispute, or the whole city from inside the API (`POST /v1/admin/rescore-all`).
+"""Re-score a list of people from the store, in chunks, in this process: after a feed or a
+dispute (everyone is the batch's job: `everyone.rescore_store`, `everyone.start_everyone`).
 
-Each chunk is one `scoring.score_people` call (records → features → points → stored rows) and
-drops the chunk's cached pages. A whole city outside the API (`osmanthus rescore --all`,
-`osmanthus demo`) is a batch run instead (`service.scoring.batch`, through
+Each chunk is one `score.score_people` call (records → features → points → stored rows) and
+drops the chunk's cached pages. A whole city (`osmanthus rescore --all`, `osmanthus demo`,
+`POST /v1/admin/rescore-all`) is a batch run instead (`service.scoring.batch`, through
 `everyone.rescore_store`): sharded, resumable, over local processes or a Dask cluster.
 """
 
@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from service.base.cache import page_key
 from service.scoring.score import new_run_id, score_people
-from service.store.tables import people
 
 CHUNK = 1_000
 
@@ -31,12 +30,6 @@ class Run:
     as_of: dt.date
     model_version: str
     seconds: float
-
-
-def everyone(engine: Engine) -> list[str]:
-    with engine.connect() as connection:
-        return list(connection.execute(
-            select(people.c.person_key).order_by(people.c.person_key)).scalars())
 
 
 def _chunks(keys: Sequence[str], size: int) -> list[list[str]]:
