@@ -18,16 +18,14 @@ Many people at once. `explain` is the one-person path (the API). `explain_frame`
 `service.scoring.score.score_rows`): one `score_frame`, one stable argsort of the points matrix,
 reasons picked by masks and built once per distinct (feature, value, points). What is left is
 building the Python dicts themselves, which the store writes: at 10,000 people the vectorised
-path runs at about 1.3–1.6× the cost of building just the points, values and features dicts
-(the floor in bench/rescore.py), about 15× faster than one `explain` per person.
+path ran at about 1.3–1.6× the cost of building just the points, values and features dicts
+(the floor in bench/rescore.py), and with whole points (model/shown.py: one more dict per
+person, and more reasons named) at 1.8× (a loaded 2-core machine, `--people 1000`), still
+about 17× faster than one `explain` per person.
 """
 
 from __future__ import annotations
 
-import gc
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,7 +33,9 @@ import numpy as np
 import polars as pl
 
 from features.catalog import BY_NAME, NO_RECORD_EN, NO_RECORD_ZH
+from model.rows import gc_paused, python_rows
 from model.scorecard import BAND_ZH, Scorecard, Scored, band_of
+from model.shown import apportion, select
 
 NO_RECORD = "no_record"
 LANGS = ("zh", "en", "both")
@@ -50,10 +50,11 @@ class Reason:
     value: Any
     text_zh: str | None
     text_en: str | None
+    points_shown: int = 0  # the whole points a citizen sees (model/shown.py)
 
     def line(self, lang: str = "en") -> str:
         """'2 overdue bike returns in the last 12 months: −18 points'."""
-        shown = f"{self.points:+.0f}".replace("-", "−")
+        shown = f"{self.points_shown:+d}".replace("-", "−")
         if lang == "zh":
             return f"{self.text_zh}：{shown}分"
         return f"{self.text_en}: {shown} points"
@@ -72,6 +73,13 @@ class Explanation:
     reasons_lowering: list[Reason] = field(default_factory=list)
     reasons_raising: list[Reason] = field(default_factory=list)
     no_record: bool = False
+    # what a citizen sees, in whole points that add up (model/shown.py):
+    # base_shown + Σ points_shown + clip_shown = score_shown; other_shown is "smaller factors"
+    score_shown: int = 0
+    base_shown: int = 0
+    points_shown: dict[str, int] = field(default_factory=dict)
+    clip_shown: int = 0
+    other_shown: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (NaN values become None)."""
@@ -118,10 +126,12 @@ def _reason(feature: str, value: Any, points: float, lang: str) -> Reason:
 
 def explain(scorecard: Scorecard, features_row: Any, records_counted: int | None = None,
             lang: str = "both", *, top: int = 4, min_points: float = 0.5) -> Explanation:
-    """Score one person and give the up-to-`top` features that lowered and raised the score
-    most. A feature whose points are under `min_points` in size is not a reason (it would show
-    as "0 points"). `records_counted` defaults to the row's `records_counted` column when
-    present; 0 means no record yet (see the module docstring)."""
+    """Score one person and give the `top` features that lowered and raised the score most,
+    and more when the rest ("smaller factors") would outweigh the smallest of them
+    (`model.shown.select`). A feature whose points are under `min_points` in size is not one
+    of the first `top` (it would show as "0 points"). `records_counted` defaults to the row's
+    `records_counted` column when present; 0 means no record yet (see the module
+    docstring)."""
     if lang not in LANGS:
         raise ValueError(f"lang must be one of {LANGS}")
     row = _row(features_row)
@@ -132,60 +142,37 @@ def explain(scorecard: Scorecard, features_row: Any, records_counted: int | None
     points = {n: float(p) for n, p in zip(names, scored.points[0], strict=True)}
     values = {n: _plain(row.get(n)) for n in names}
     score = float(scored.score[0])
+    shown = apportion(scored.points, scored.base_points, scored.raw_score, scored.score)
+    whole = shown.points[0].tolist()
+    order, low, high, other = select(scored.points, shown.points,
+                                     np.array([records_counted == 0]), top, min_points)
     result = Explanation(score, float(scored.raw_score[0]), band_of(score),
                          BAND_ZH[band_of(score)], float(scored.probability[0]),
-                         float(scored.base_points), points, values)
+                         float(scored.base_points), points, values,
+                         score_shown=int(shown.score[0]), base_shown=shown.base,
+                         points_shown=dict(zip(names, whole, strict=True)),
+                         clip_shown=int(shown.clip[0]), other_shown=int(other[0]))
     if records_counted == 0:
         net = result.raw_score - result.base_points
         reason = Reason(NO_RECORD, net, 0,
                         NO_RECORD_ZH if lang in ("zh", "both") else None,
-                        NO_RECORD_EN if lang in ("en", "both") else None)
+                        NO_RECORD_EN if lang in ("en", "both") else None, sum(whole))
         (result.reasons_lowering if net < 0 else result.reasons_raising).append(reason)
         result.no_record = True
         return result
-    order = sorted(names, key=lambda n: (points[n], names.index(n)))
-    result.reasons_lowering = [_reason(n, values[n], points[n], lang)
-                               for n in order if points[n] <= -min_points][:top]
-    result.reasons_raising = [_reason(n, values[n], points[n], lang)
-                              for n in reversed(order) if points[n] >= min_points][:top]
+
+    def reason(j: int) -> Reason:
+        named = _reason(names[j], values[names[j]], points[names[j]], lang)
+        named.points_shown = whole[j]
+        return named
+
+    ranking = order[0].tolist()
+    result.reasons_lowering = [reason(j) for j in ranking[:int(low[0])]]
+    result.reasons_raising = [reason(j) for j in ranking[::-1][:int(high[0])]]
     return result
 
 
-# --- many people at once ---------------------------------------------------------------------
-_gc_lock = threading.Lock()
-_gc_holders = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many small dicts and lists (none
-    forms a cycle, yet every 700 allocations the collector would walk them; on a 10,000-row
-    table that is a third of the time). Nested and threaded uses are counted, so the
-    collector is re-enabled exactly when the last user leaves, and only if it was on."""
-    global _gc_holders, _gc_was_enabled
-    with _gc_lock:
-        if _gc_holders == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_holders += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            if _gc_holders == 0 and _gc_was_enabled:
-                gc.enable()
-
-
-def python_rows(frame: pl.DataFrame) -> list[list[Any]] | list[tuple[Any, ...]]:
-    """A frame's rows as the Python values `iter_rows` yields, without it: all-Float64 frames
-    (every catalog features table) through one numpy matrix, whose `tolist` is twice as fast
-    as zipping Polars' columns (then nulls must be absent: numpy would make them NaN)."""
-    if (frame.width and all(dtype == pl.Float64 for dtype in frame.dtypes)
-            and not any(frame.null_count().row(0))):
-        return frame.to_numpy().tolist()
-    return list(zip(*[series.to_list() for series in frame.get_columns()], strict=True))
+# --- many people at once (`gc_paused`, `python_rows`: model/rows.py) --------------------------
 
 
 def _plain_rows(frame: pl.DataFrame) -> tuple[list, list[bool]]:
@@ -208,11 +195,6 @@ def _plain_rows(frame: pl.DataFrame) -> tuple[list, list[bool]]:
     for i in np.flatnonzero(nan_rows).tolist():
         rows[i] = [_plain(v) for v in rows[i]]
     return rows, cacheable
-
-
-def _kept(counts: np.ndarray, top: int) -> np.ndarray:
-    """len(range(c)[:top]) for every count c: how many candidates `explain`'s slice keeps."""
-    return np.minimum(counts, top) if top >= 0 else np.maximum(counts + top, 0)
 
 
 SMALL = 8  # up to this many people (one online re-score), no Polars work per column
@@ -248,17 +230,24 @@ class Explained:
     reasons_lowering: list[list[dict[str, Any]]]
     reasons_raising: list[list[dict[str, Any]]]
     no_record: list[bool]
+    score_shown: list[int]
+    base_shown: int
+    points_shown: list[dict[str, int]]
+    clip_shown: list[int]
+    other_shown: list[int]
 
     def rows(self) -> list[dict[str, Any]]:
         """One `Explanation.to_dict()` per person, keys in the same order."""
-        base = self.base_points
+        base, whole = self.base_points, self.base_shown
         return [{"score": s, "raw_score": r, "band": b, "band_zh": bz, "probability": p,
                  "base_points": base, "points": pts, "values": v, "reasons_lowering": lo,
-                 "reasons_raising": hi, "no_record": nr}
-                for s, r, b, bz, p, pts, v, lo, hi, nr in zip(
+                 "reasons_raising": hi, "no_record": nr, "score_shown": ss, "base_shown": whole,
+                 "points_shown": ps, "clip_shown": cs, "other_shown": os}
+                for s, r, b, bz, p, pts, v, lo, hi, nr, ss, ps, cs, os in zip(
                     self.score, self.raw_score, self.band, self.band_zh, self.probability,
                     self.points, self.values, self.reasons_lowering, self.reasons_raising,
-                    self.no_record, strict=True)]
+                    self.no_record, self.score_shown, self.points_shown, self.clip_shown,
+                    self.other_shown, strict=True)]
 
 
 class _Reasons:
@@ -279,7 +268,8 @@ class _Reasons:
         name = self.names[j]
         return {"feature": name, "points": points, "value": value,
                 "text_zh": reason_text(name, value, points, "zh") if self.zh else None,
-                "text_en": reason_text(name, value, points, "en") if self.en else None}
+                "text_en": reason_text(name, value, points, "en") if self.en else None,
+                "points_shown": 0}  # set per person by the caller (it is not per value)
 
     def __call__(self, people: np.ndarray, features: np.ndarray, points: np.ndarray,
                  numbers: np.ndarray | None) -> list[dict[str, Any]]:
@@ -331,7 +321,8 @@ def explain_columns(scorecard: Scorecard, table: pl.DataFrame, lang: str = "both
     names = scorecard.feature_names
     n, k = table.height, len(names)
     if n == 0:
-        return Explained([], [], [], [], [], float(scorecard.base_points), [], [], [], [], [])
+        return Explained([], [], [], [], [], float(scorecard.base_points), [], [], [], [], [],
+                         [], int(np.floor(scorecard.base_points)), [], [], [])
     numbers = None
     if n <= SMALL:
         scored, values, counted = _score_few(scorecard, table)
@@ -348,32 +339,38 @@ def explain_columns(scorecard: Scorecard, table: pl.DataFrame, lang: str = "both
     points = scored.points
     no_record = [c == 0 for c in counted]
     skip = np.array(no_record, dtype=bool).reshape(n)
-    low_n = np.where(skip, 0, _kept(np.count_nonzero(points <= -min_points, axis=1), top))
-    high_n = np.where(skip, 0, _kept(np.count_nonzero(points >= min_points, axis=1), top))
-    order = np.argsort(points, axis=1, kind="stable")
+    shown = apportion(points, scored.base_points, scored.raw_score, scored.score)
+    order, low_n, high_n, other = select(points, shown.points, skip, top, min_points)
     rank, people = np.arange(k), np.arange(n)
     reasons = _Reasons(names, values, cacheable, lang, min_points)
     picked = []
     for count, ranking in ((low_n, order), (high_n, order[:, ::-1])):
         rows, cols = np.repeat(people, count), ranking[rank < count[:, None]]
         flat = reasons(rows, cols, points[rows, cols], numbers)
+        for reason, whole in zip(flat, shown.points[rows, cols].tolist(), strict=True):
+            reason["points_shown"] = whole
         ends = np.cumsum(count).tolist()
         picked.append([flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=False)])
     lowering, raising = picked
     score, raw = scored.score.tolist(), scored.raw_score.tolist()
     base = float(scored.base_points)
+    net_shown = shown.points.sum(axis=1)
     for i in np.flatnonzero(skip).tolist():
         net = raw[i] - base
         (lowering[i] if net < 0 else raising[i]).append(
             {"feature": NO_RECORD, "points": net, "value": 0,
              "text_zh": NO_RECORD_ZH if reasons.zh else None,
-             "text_en": NO_RECORD_EN if reasons.en else None})
+             "text_en": NO_RECORD_EN if reasons.en else None,
+             "points_shown": int(net_shown[i])})
     bands = scored.bands
     # strict=False: every row has exactly len(names) entries (and is the fast zip)
     return Explained(
         score, raw, bands, [BAND_ZH[b] for b in bands], scored.probability.tolist(), base,
         [dict(zip(names, row, strict=False)) for row in points.tolist()],
-        [dict(zip(names, row, strict=False)) for row in values], lowering, raising, no_record)
+        [dict(zip(names, row, strict=False)) for row in values], lowering, raising, no_record,
+        shown.score.tolist(), shown.base,
+        [dict(zip(names, row, strict=False)) for row in shown.points.tolist()],
+        shown.clip.tolist(), other.tolist())
 
 
 def explain_frame(scorecard: Scorecard, table: pl.DataFrame, lang: str = "both", *,

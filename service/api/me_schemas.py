@@ -42,7 +42,8 @@ class TrendPointSchema(Schema):
     """One past score: the latest of its as-of date."""
 
     as_of = fields.Date(required=True)
-    score = fields.Float(required=True)
+    score = fields.Integer(required=True, metadata={"description": "whole: cut, never rounded "
+                                                    "up"})
     band = fields.String(required=True)
     band_zh = fields.String(required=True)
     model_version = fields.String(required=True)
@@ -51,7 +52,9 @@ class TrendPointSchema(Schema):
 class ScoreBriefSchema(Schema):
     """A score, its band in English and Chinese, the model that gave it and its as-of date."""
 
-    score = fields.Float(required=True, metadata={"description": "0–1000"})
+    score = fields.Integer(required=True, metadata={
+        "description": "0–1000, whole: the exact score cut, never rounded up (599.6 is 599, "
+                       "fair), so it and the band and every perk answer agree"})
     band = fields.String(required=True, metadata={
         "description": "needs improvement (<550), fair, good, very good, excellent (≥750)"})
     band_zh = fields.String(required=True, metadata={"example": "良好"})
@@ -66,11 +69,14 @@ class ScorePageSchema(ScoreBriefSchema):
 
 
 class ReasonSchema(Schema):
-    """One reason: a feature's points, the person's value, and its text in both languages
-    (`text` is the one `Accept-Language` chose)."""
+    """One reason: a feature's points (whole; the exact value beside them), the person's
+    value, and its text in both languages (`text` is the one `Accept-Language` chose)."""
 
     feature = fields.String(required=True)
-    points = fields.Float(required=True, metadata={"description": "negative: lowered the score"})
+    points = fields.Integer(required=True, metadata={
+        "description": "whole points, negative: lowered the score; the exact points rounded "
+                       "down or up (largest remainder) so that the page adds up"})
+    points_exact = fields.Float(required=True, metadata={"description": "for modellers"})
     value = fields.Raw(allow_none=True)
     text = fields.String(required=True, allow_none=True)
     text_zh = fields.String(required=True, allow_none=True)
@@ -78,13 +84,25 @@ class ReasonSchema(Schema):
 
 
 class ExplanationSchema(ScoreBriefSchema):
-    """Why the score is what it is: base points + each reason's points + `other_points`
-    (features too small to be a reason) = `raw_score`, the score before clipping to 0–1000."""
+    """Why the score is what it is, in whole points that add up exactly: `base_points` + each
+    reason's `points` + `other_points` ("smaller factors", each listed in `smaller_factors`) +
+    `clip_points` (the scale's 0–1000 limit; 0 unless the score left it) = `score`. Every
+    whole number is within 1 of its exact value (`*_exact`, `raw_score`), for modellers."""
 
     language = fields.String(required=True, metadata={"description": "zh or en"})
-    base_points = fields.Float(required=True)
-    raw_score = fields.Float(required=True)
-    other_points = fields.Float(required=True)
+    score_exact = fields.Float(required=True)
+    base_points = fields.Integer(required=True, metadata={"description": "the same for "
+                                                          "everyone: floor of the exact"})
+    base_points_exact = fields.Float(required=True)
+    raw_score = fields.Float(required=True, metadata={"description": "exact, before clipping"})
+    other_points = fields.Integer(required=True, metadata={
+        "description": "the features not named, added up; never larger in size than the "
+                       "smallest named reason"})
+    other_points_exact = fields.Float(required=True)
+    clip_points = fields.Integer(required=True)
+    smaller_factors = fields.List(fields.Nested(ReasonSchema), required=True, metadata={
+        "description": "every feature inside other_points (zero-point ones left out), most "
+                       "lowering first"})
     no_record = fields.Boolean(required=True,
                                metadata={"description": "no record yet: the base score"})
     reasons = fields.List(fields.Nested(ReasonSchema), required=True,
@@ -146,7 +164,8 @@ class UnlockSchema(Schema):
     source = fields.String(required=True)
     record_id = fields.String(required=True)
     date = fields.Date(required=True)
-    score_without = fields.Float(required=True, metadata={"description": "the score without it"})
+    score_without = fields.Integer(required=True, metadata={"description": "the score "
+                                                            "without it (whole)"})
 
 
 class PerkStatusSchema(Schema):
@@ -163,7 +182,8 @@ class PerkStatusSchema(Schema):
     status = fields.String(required=True, metadata={"description": "yes, no or pending"})
     locked = fields.Boolean(required=True, metadata={"description": "the score and conditions "
                                                      "alone say no"})
-    points_needed = fields.Float(required=True)
+    points_needed = fields.Integer(required=True, metadata={"description": "whole, rounded "
+                                                            "up: score + this = minimum"})
     conditions = fields.List(fields.Nested(ConditionSchema), required=True)
     unlocked_by = fields.List(fields.Nested(UnlockSchema), required=True)
 
@@ -171,7 +191,7 @@ class PerkStatusSchema(Schema):
 class PerksPageSchema(Schema):
     """Every perk the city offers, and where the citizen stands."""
 
-    score = fields.Float(required=True)
+    score = fields.Integer(required=True)
     review_state = fields.String(required=True)
     perks = fields.List(fields.Nested(PerkStatusSchema), required=True)
 

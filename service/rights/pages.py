@@ -10,6 +10,7 @@ scoring pass, since a person has at most a few hundred records.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import polars as pl
@@ -23,6 +24,7 @@ from service.base.errors import ApiError
 from service.rights.audit import entries_for
 from service.rights.disputes import latest_by_record
 from service.rights.perks import CONDITIONS, Perk
+from service.rights.points_page import explanation_body, whole_score
 from service.rights.review import review_state
 from service.scoring.score import latest, newest_of_each_date, rescore, today, trend_of
 from service.store.records import load_records
@@ -57,7 +59,8 @@ def score_row(app: Flask, person_key: str) -> dict:
 
 
 def score_brief(row: dict) -> dict:
-    return {"score": row["score"], "band": row["band"], "band_zh": BAND_ZH[row["band"]],
+    """Score (whole: cut, never rounded up), band, model and as-of date of a score row."""
+    return {"score": whole_score(row["score"]), "band": row["band"], "band_zh": BAND_ZH[row["band"]],
             "model_version": row["model_version"], "as_of": row["as_of"]}
 
 
@@ -70,26 +73,17 @@ def score_page(app: Flask, person_key: str) -> dict:
         score_row(app, person_key)
         points = newest_of_each_date(_engine(app), person_key)
     newest = max(points, key=lambda point: point["id"])
-    history = [{**point, "band_zh": BAND_ZH[point["band"]]} for point in trend_of(points)]
+    history = [{**point, "score": whole_score(point["score"]), "band_zh": BAND_ZH[point["band"]]}
+               for point in trend_of(points)]
     return {**score_brief(newest), "trend": history}
 
 
 def explanation(app: Flask, person_key: str, lang: str) -> dict:
-    """Base points and every reason, both texts always present, `text` in `lang`.
-
-    `other_points` is what features too small to be a reason (or beyond the top few) add up
-    to, so that base + reasons + other = the score before clipping."""
+    """Base points and every reason in whole points that add up to the score, both texts
+    always present, `text` in `lang` (`service.rights.points_page`): base + reasons + other
+    ("smaller factors", each listed) + clip = score."""
     row = score_row(app, person_key)
-    stored = row["reasons"]
-    reasons = sorted(stored["reasons_lowering"] + stored["reasons_raising"],
-                     key=lambda r: r["points"])
-    shown = [{"feature": r["feature"], "points": r["points"], "value": r["value"],
-              "text_zh": r["text_zh"], "text_en": r["text_en"],
-              "text": r["text_zh"] if lang == "zh" else r["text_en"]} for r in reasons]
-    return {**score_brief(row), "language": lang, "base_points": row["base_points"],
-            "raw_score": row["raw_score"], "no_record": bool(stored.get("no_record")),
-            "other_points": row["raw_score"] - row["base_points"] - sum(r["points"] for r in shown),
-            "reasons": shown}
+    return {**score_brief(row), "language": lang, **explanation_body(row, lang)}
 
 
 def _plain(value: Any) -> Any:
@@ -179,7 +173,7 @@ def perks_page(app: Flask, person_key: str) -> dict:
 
     def unlocked_by(perk: Perk) -> list[dict]:
         return [{"source": c["source"], "record_id": c["record_id"], "date": c["date"],
-                 "score_without": s} for c, s, f in what_if
+                 "score_without": whole_score(s)} for c, s, f in what_if
                 if s >= perk.min_score and not perk.failed_conditions(f)]
 
     perks = []
@@ -190,11 +184,11 @@ def perks_page(app: Flask, person_key: str) -> dict:
             "name_zh": perk.name_zh, "name_en": perk.name_en, "partner_id": perk.partner_id,
             "partner_name": partner_names.get(perk.partner_id), "min_score": perk.min_score,
             "status": perk.decide(score, features, review, outcome), "locked": is_locked,
-            "points_needed": perk.points_needed(score),
+            "points_needed": math.ceil(perk.points_needed(score)),  # whole: to the minimum
             "conditions": [_condition(name, features) for name in perk.conditions],
             "unlocked_by": unlocked_by(perk) if is_locked else [],
         })
-    return {"score": score, "review_state": review, "perks": perks}
+    return {"score": whole_score(score), "review_state": review, "perks": perks}
 
 
 def access_log(app: Flask, person_key: str) -> list[dict]:

@@ -85,15 +85,19 @@ def score_rows(scorecard, version: str, table: pl.DataFrame, as_of: dt.date,
                          "probability": probability, "base_points": base, "values": values,
                          "reasons_lowering": lowering, "reasons_raising": raising,
                          "no_record": no_record,
+                         # the whole points a citizen sees (model/shown.py)
+                         "score_shown": score_shown, "base_shown": e.base_shown,
+                         "points_shown": shown, "clip_shown": clip, "other_shown": other,
                          "features": dict(zip(FEATURE_NAMES, row, strict=False)),
                          "records_counted": records},
              "created_at": now}
             # strict=False: all columns of one table (and the fast zip)
             for key, score, raw, band, band_zh, probability, points, values, lowering,
-            raising, no_record, row, records in zip(
+            raising, no_record, row, records, score_shown, shown, clip, other in zip(
                 keys, e.score, e.raw_score, e.band, e.band_zh,
                 e.probability, e.points, e.values, e.reasons_lowering, e.reasons_raising,
-                e.no_record, features, counted, strict=False)]
+                e.no_record, features, counted, e.score_shown, e.points_shown, e.clip_shown,
+                e.other_shown, strict=False)]
 
 
 def score_people(engine: Engine, serving, person_keys: list[str], as_of: dt.date,

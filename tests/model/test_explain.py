@@ -42,11 +42,19 @@ def test_explanation_adds_up_and_orders_reasons(card, people) -> None:
             result.raw_score, abs=1e-6)
         lowering = [r.points for r in result.reasons_lowering]
         raising = [r.points for r in result.reasons_raising]
-        assert len(lowering) <= 4 and len(raising) <= 4
         assert lowering == sorted(lowering) and raising == sorted(raising, reverse=True)
-        assert all(p <= -0.5 for p in lowering) and all(p >= 0.5 for p in raising)
-        negative = sorted(p for p in result.points.values() if p <= -0.5)[:4]
-        assert lowering == negative  # the features that lowered the score most
+        assert all(r.points_shown <= -1 for r in result.reasons_lowering)
+        assert all(r.points_shown >= 1 for r in result.reasons_raising)
+        negative = sorted(p for p in result.points.values() if p < 0)
+        assert lowering == negative[:len(lowering)]  # the features that lowered it most
+        assert len(lowering) >= min(4, sum(p <= -1.5 for p in negative))
+        # whole points that add up, and "smaller factors" no larger than any named reason
+        named = result.reasons_lowering + result.reasons_raising
+        assert result.base_shown + sum(result.points_shown.values()) + result.clip_shown == (
+            result.score_shown) == int(np.floor(result.score))
+        rest = sum(v for f, v in result.points_shown.items() if f not in {r.feature for r in named})
+        assert rest == result.other_shown
+        assert abs(rest) <= min(abs(r.points_shown) for r in named)
         json.dumps(result.to_dict(), ensure_ascii=False)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
 import polars as pl
@@ -44,12 +45,12 @@ def test_the_score_page_shows_score_band_model_as_of_and_trend(served_app, serve
     response = served_client.get("/v1/me/score", headers=auth.citizen(key))
     assert response.status_code == 200
     page = response.get_json()
-    assert page["score"] == pytest.approx(stored["score"])
+    assert page["score"] == math.floor(stored["score"])  # whole: cut, never rounded up
     assert page["band"] == stored["band"] and page["band_zh"] == BAND_ZH[stored["band"]]
     assert page["model_version"] == served_app.extensions["osmanthus.model"].version
     assert page["as_of"] == DEMO_TODAY.isoformat()
     assert [p["as_of"] for p in page["trend"]] == [DEMO_TODAY.isoformat()]
-    assert page["trend"][-1]["score"] == pytest.approx(stored["score"])
+    assert page["trend"][-1]["score"] == math.floor(stored["score"])
 
 
 def test_the_score_page_is_cached_until_a_rescore(served_app, served_client, auth, people_keys):
@@ -86,7 +87,8 @@ def test_the_score_page_is_the_latest_row_and_the_trend_rendered_as_the_schema_w
                  "score": stored["score"] - months, "run_id": None}))
     page = score_page(served_app, key)
     newest = latest(engine, key)
-    points = [{**p, "band_zh": BAND_ZH[p["band"]]} for p in trend(engine, key)]
+    points = [{**p, "score": math.floor(p["score"]), "band_zh": BAND_ZH[p["band"]]}
+              for p in trend(engine, key)]
     assert page == {**score_brief(newest), "trend": points}
     assert len(page["trend"]) == 24 and page["as_of"] < DEMO_TODAY
     rendered = json.dumps(ScorePageSchema().dump(page), ensure_ascii=False).encode()
@@ -143,7 +145,7 @@ def test_someone_never_scored_is_scored_on_first_read(served_app, served_client,
     with engine.begin() as connection:
         connection.execute(delete(scores).where(scores.c.person_key == key))
     page = served_client.get("/v1/me/score", headers=auth.citizen(key)).get_json()
-    assert latest(engine, key)["score"] == pytest.approx(page["score"])
+    assert math.floor(latest(engine, key)["score"]) == page["score"]
 
 
 def test_someone_with_no_record_gets_the_base_score_and_says_so(served_client, auth):
@@ -152,6 +154,9 @@ def test_someone_with_no_record_gets_the_base_score_and_says_so(served_client, a
     body = served_client.get("/v1/me/explanation", headers=headers).get_json()
     assert body["no_record"] is True
     assert [r["feature"] for r in body["reasons"]] == ["no_record"]
+    assert body["smaller_factors"] == [] and body["other_points"] == 0
+    assert body["base_points"] + body["reasons"][0]["points"] + body["clip_points"] == (
+        body["score"])  # the empty file's net points, whole, on the one reason
     assert served_client.get("/v1/me/records", headers=headers).get_json()["records"] == []
 
 
@@ -160,13 +165,42 @@ def test_the_explanation_adds_up_and_carries_both_languages(served_app, served_c
     key = people_keys[0]
     stored = latest(served_app.extensions["osmanthus.engine"], key)
     body = served_client.get("/v1/me/explanation", headers=auth.citizen(key)).get_json()
-    assert body["base_points"] == pytest.approx(stored["base_points"])
-    total = body["base_points"] + sum(r["points"] for r in body["reasons"]) + body["other_points"]
-    assert total == pytest.approx(body["raw_score"]) and body["reasons"]
-    assert body["raw_score"] == pytest.approx(sum(stored["points"].values()) + body["base_points"])
-    for reason in body["reasons"]:
+    assert body["base_points"] == math.floor(stored["base_points"])
+    assert body["base_points_exact"] == stored["base_points"] and body["reasons"]
+    total = (body["base_points"] + sum(r["points"] for r in body["reasons"])
+             + body["other_points"] + body["clip_points"])
+    assert total == body["score"] == math.floor(stored["score"])  # whole points that add up
+    assert body["other_points"] == sum(r["points"] for r in body["smaller_factors"])
+    assert abs(body["other_points"]) <= min(abs(r["points"]) for r in body["reasons"])
+    assert all(abs(r["points"] - r["points_exact"]) <= 1
+               for r in body["reasons"] + body["smaller_factors"])
+    assert all(r["points"] == stored["reasons"]["points_shown"][r["feature"]]
+               for r in body["reasons"] + body["smaller_factors"])  # the stored integers
+    assert body["raw_score"] == pytest.approx(sum(stored["points"].values())
+                                              + body["base_points_exact"])
+    for reason in body["reasons"] + body["smaller_factors"]:
         assert reason["text_zh"] and reason["text_en"] and reason["text_zh"] != reason["text_en"]
     assert [r["points"] for r in body["reasons"]] == sorted(r["points"] for r in body["reasons"])
+
+
+def test_a_row_stored_before_whole_points_shows_what_a_rescore_stores(served_app, served_client,
+                                                                     auth, people_keys):
+    """A score row written by an earlier version has exact points only: the page works its
+    whole points and named reasons out with the same functions, so it shows exactly what the
+    row stored now shows."""
+    key, engine = people_keys[3], served_app.extensions["osmanthus.engine"]
+    headers = auth.citizen(key)
+    now = served_client.get("/v1/me/explanation", headers=headers).get_json()
+    row = {k: v for k, v in latest(engine, key).items() if k != "id"}
+    shown = ("score_shown", "base_shown", "points_shown", "clip_shown", "other_shown")
+    old = {k: v for k, v in row["reasons"].items() if k not in shown}
+    for side in ("reasons_lowering", "reasons_raising"):  # as the old rule named them: top 4
+        old[side] = [{k: v for k, v in r.items() if k != "points_shown"}
+                     for r in old[side]][:4]
+    with engine.begin() as connection:
+        connection.execute(scores.insert().values({**row, "reasons": old}))
+    before = served_client.get("/v1/me/explanation", headers=headers).get_json()
+    assert before == now
 
 
 @pytest.mark.parametrize(("header", "expected"), [
@@ -221,6 +255,10 @@ def _perks(client, headers) -> dict[str, dict]:
             .get_json()["perks"]}
 
 
+def _perks_score(client, headers) -> int:
+    return client.get("/v1/me/perks", headers=headers).get_json()["score"]
+
+
 def test_perks_follow_the_score_and_conditions(served_app, served_client, auth, people_keys):
     perk_config = served_app.extensions["osmanthus.perks"]
     engine = served_app.extensions["osmanthus.engine"]
@@ -231,7 +269,10 @@ def test_perks_follow_the_score_and_conditions(served_app, served_client, auth, 
         for perk in perk_config.perks:
             mine = shown[perk.perk_id]
             assert mine["status"] == perk.decide(row["score"], row["reasons"]["features"])
-            assert mine["points_needed"] == pytest.approx(max(0.0, perk.min_score - row["score"]))
+            assert mine["points_needed"] == math.ceil(max(0.0, perk.min_score - row["score"]))
+            if row["score"] < perk.min_score:  # whole numbers a citizen can add up
+                assert _perks_score(served_client, auth.citizen(key)) + mine["points_needed"] == (
+                    perk.min_score)
             assert mine["locked"] == (mine["status"] == "no")
             assert mine["name_zh"] == perk.name_zh and mine["partner_id"] == perk.partner_id
             if not mine["locked"]:

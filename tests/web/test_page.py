@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 
 import pytest
 
@@ -35,6 +36,13 @@ def _disputable(live) -> tuple[str, dict, dict]:
                 if record["score_without"] >= perks["score"] + 1:
                     return person_key, record, _api(live, person_key, "/score")
     pytest.fail("no resident of the test world has a record whose dispute would unlock a perk")
+
+
+def _whole(text: str) -> int:
+    """The whole number a waterfall line shows ("▼ −12 分 (减分)" → −12, "600 分" → 600)."""
+    number = re.search(r"([+−-]?)(\d+)", text)
+    assert number, text
+    return -int(number[2]) if number[1] in "−-" and number[1] else int(number[2])
 
 
 def _wait(driver, condition, message: str):
@@ -86,6 +94,29 @@ def test_citizen_page(live_app, browser, artifacts):
                                             f"不计入 {records_before['not_counting']} 条")
     assert "✗ 未解锁" in css("#perks-body").text and "还差" in css("#perks-body").text
     _screenshot(driver, artifacts / "citizen-phone-zh.png", PHONE)
+
+    # the waterfall is whole points that add up to the score; one tap shows every smaller factor
+    explanation = _api(live, person_key, "/explanation")
+    shown = [_whole(text) for text in driver.execute_script(
+        "return [...document.querySelectorAll('#waterfall > li > .wf-text > .wf-value')]"
+        ".map(e => e.textContent)")]
+    assert sum(shown[:-1]) == shown[-1] == explanation["score"] == math.floor(before["score"])
+    smaller = explanation["smaller_factors"]
+    assert smaller and not driver.find_elements(By.CSS_SELECTOR, "#smaller-factors")
+    assert abs(explanation["other_points"]) <= min(abs(r["points"])
+                                                   for r in explanation["reasons"])
+    toggle = css("#smaller-toggle")
+    assert toggle.get_attribute("aria-expanded") == "false" and f"{len(smaller)}" in toggle.text
+    toggle.click()
+    _wait(driver, lambda d: css("#smaller-factors").is_displayed(), "the factors are not shown")
+    listed = driver.find_elements(By.CSS_SELECTOR, "#smaller-factors > li")
+    assert [li.get_attribute("data-feature") for li in listed] == [r["feature"] for r in smaller]
+    assert [_whole(li.find_element(By.CSS_SELECTOR, ".wf-value").get_attribute("textContent"))
+            for li in listed] == [r["points"] for r in smaller]
+    assert sum(r["points"] for r in smaller) == explanation["other_points"]
+    assert all(r["text_zh"] in css("#smaller-factors").text for r in smaller)
+    assert css("#smaller-toggle").get_attribute("aria-expanded") == "true"
+    _screenshot(driver, artifacts / "citizen-phone-zh-factors.png", PHONE)
 
     # a locked perk names the record that would unlock it; go there and dispute it, by keyboard
     css(f"#perks-body button[data-record-id='{target['record_id']}']").click()

@@ -97,6 +97,7 @@
       }, () => { const rec = $(`rec-${r.source}-${r.record_id}`); if (rec) rec.scrollIntoView({ block: "center" }); });
     },
     showMore(source) { S.shown[source] = (S.shown[source] || 8) + 20; render(); },
+    toggleSmaller() { S.smallerOpen = !S.smallerOpen; render(); $("smaller-toggle").focus(); },
     showRecord(source, recordId) {
       const list = S.records.records.filter((r) => r.source === source);
       const index = list.findIndex((r) => r.record_id === recordId);

@@ -59,20 +59,36 @@
     return out;
   }
 
-  function reasons(T, S) {
-    const e = S.explanation, zh = S.lang === "zh";
+  // Whole points that add up (the API's): base + each reason + smaller factors + clip = score.
+  const stepValue = (T, points, cls) => h("span", { class: `wf-value ${cls}` }, h("span", { "aria-hidden": "true", text: points >= 0 ? "▲ " : "▼ " }),
+    `${pts(points)} ${T.points}`, h("span", { class: "visually-hidden", text: ` (${points >= 0 ? T.up : T.down})` }));
+
+  function reasons(T, S, actions) {
+    const e = S.explanation, zh = S.lang === "zh", text = (r) => (zh ? r.text_zh : r.text_en) || r.feature;
+    const smaller = e.smaller_factors || [];
     const rows = [{ kind: "base", points: e.base_points, text: T.base }];
-    e.reasons.forEach((r) => rows.push({ kind: "step", points: r.points, text: (zh ? r.text_zh : r.text_en) || r.feature }));
-    if (Math.abs(e.other_points) >= 0.5) rows.push({ kind: "step", points: e.other_points, text: T.other });
-    rows.push({ kind: "total", points: e.raw_score, shown: e.score, text: T.total });
+    e.reasons.forEach((r) => rows.push({ kind: "step", points: r.points, text: text(r) }));
+    if (smaller.length || e.other_points) rows.push({ kind: "step", points: e.other_points, text: T.other, smaller: true });
+    if (e.clip_points) rows.push({ kind: "step", points: e.clip_points, text: T.clip });
+    rows.push({ kind: "total", points: e.score, text: T.total });
     const bars = C.waterfall(rows);
     const list = h("ol", { class: "waterfall", id: "waterfall" }, rows.map((row, i) => {
       const { bar, cls } = bars[i];
-      const value = row.kind === "step"
-        ? h("span", { class: `wf-value ${cls}` }, h("span", { "aria-hidden": "true", text: row.points >= 0 ? "▲ " : "▼ " }),
-          `${pts(row.points)} ${T.points}`, h("span", { class: "visually-hidden", text: ` (${row.points >= 0 ? T.up : T.down})` }))
-        : h("span", { class: "wf-value", text: `${row.kind === "total" ? Math.floor(row.shown) : Math.round(row.points)} ${T.points}` });
-      return h("li", { class: `wf-row ${cls}` }, h("div", { class: "wf-text" }, h("span", { text: row.text }), value), bar);
+      const value = row.kind === "step" ? stepValue(T, row.points, cls) : h("span", { class: "wf-value", text: `${row.points} ${T.points}` });
+      let label = h("span", { text: row.text });
+      if (row.smaller && smaller.length) { // one tap shows every factor inside "smaller factors"
+        label = h("button", { type: "button", class: "link", id: "smaller-toggle", "aria-expanded": S.smallerOpen ? "true" : "false",
+          "aria-controls": "smaller-factors", onclick: () => actions.toggleSmaller() },
+        h("span", { "aria-hidden": "true", text: S.smallerOpen ? "▾ " : "▸ " }), `${row.text} (${S.smallerOpen ? T.hideAll : T.showAll(smaller.length)})`);
+      }
+      const item = h("li", { class: `wf-row ${cls}${row.smaller ? " smaller" : ""}` }, h("div", { class: "wf-text" }, label, value), bar);
+      if (row.smaller && S.smallerOpen) {
+        item.append(h("ol", { class: "smaller-factors", id: "smaller-factors" }, smaller.map((r) => {
+          const c = r.points >= 0 ? "up" : "down";
+          return h("li", { class: `wf-sub ${c}`, "data-feature": r.feature }, h("div", { class: "wf-text" }, h("span", { text: text(r) }), stepValue(T, r.points, c)));
+        })));
+      }
+      return item;
     }));
     return [h("p", { class: "meta", text: e.no_record ? T.noRecord : T.reasonsIntro }), list];
   }
