@@ -107,12 +107,13 @@ def seed_store(name: str, world, root: Path, redis_url: str, cold_people: int) -
     from sqlalchemy import insert, select
 
     from service.app import create_app
-    from service.auth import issue_token
-    from service.config import Config
-    from service.consents import city_today, grant
-    from service.operations import add_partner
-    from service.scoring import score_people
-    from service.store import people, scores, write_records
+    from service.base.config import Config
+    from service.rights.auth import issue_token
+    from service.rights.consents import city_today, grant
+    from service.rights.partners import add_partner
+    from service.scoring.score import score_people
+    from service.store.bulk import write_records
+    from service.store.tables import people, scores
 
     if name == "postgresql":
         url, drop = _postgres_schema()
@@ -257,7 +258,7 @@ def cpu_per_request(store: Store, redis_url: str, batch_size: int = 100) -> list
     does the wrk figures. It counts this process's CPU only, not PostgreSQL's or Redis's."""
     from bench.floor_app import app as floor_app
     from service.app import create_app
-    from service.config import Config
+    from service.base.config import Config
 
     app = create_app(Config.from_env(store.env))
     client, floor = app.test_client(), floor_app.test_client()
@@ -312,8 +313,8 @@ def measure_floor(args, label: str) -> dict[int, WrkResult]:
 def check_audit(store: Store, answered: int) -> str:
     from sqlalchemy import func, select
 
-    from service.audit import verify
-    from service.store import audit_log, make_engine
+    from service.rights.audit import verify
+    from service.store.tables import audit_log, make_engine
 
     engine = make_engine(store.url)
     verdict = verify(engine)

@@ -7,14 +7,14 @@ What it does, per backend:
 1. Setup (timed, reported apart from the run): a synthetic city of `--people` people with the
    record sizes of `bench/features.py` (about 65 records a person), given 64-hex-digit person
    keys (the shape of an HMAC, so the shards are balanced) and unique record ids, loaded with
-   `service.store.write_records` into a fresh SQLite file (in a temp dir) or a fresh PostgreSQL
+   `service.store.bulk.write_records` into a fresh SQLite file (in a temp dir) or a fresh PostgreSQL
    schema, 200,000 people at a time in key order (so the tables are as a clustered load leaves
    them: a person's records together; a store filled month by month by feeds would scatter
    them, and reading it would cost more I/O), plus everyone in `people`, then ANALYZE (and
    VACUUM on PostgreSQL, as autovacuum would). It runs in a child process, so its memory is
    not counted against the run. The scorecard is the service tests' world, trained on a
    `--train-people` city and registered (`tests.service.world.build_world`).
-2. The run (timed): the product's own path, `service.batch.batch_score` with the local engine
+2. The run (timed): the product's own path, `service.scoring.batch.batch_score` with the local engine
    (`--workers` spawned processes, `--shards` shards): records in the store → features →
    score, points and reasons → written to `scores`. Per stage (summed over workers, and as a
    share of wall time), in total, people/s, and peak memory of this process plus its workers
@@ -24,10 +24,10 @@ What it does, per backend:
    the load; the worker-seconds per stage and the CPU seconds say where the work goes.
 3. The write floor, in the same run: the score rows of `--floor-people` people are written
    twice, in chunks of `--chunk`, each chunk one transaction — by the store's write path
-   (`service.store_bulk.write_scores`: idempotent insert-or-ignore) into `scores`, and by a bare
+   (`service.store.bulk.write_scores`: idempotent insert-or-ignore) into `scores`, and by a bare
    bulk insert (PostgreSQL: `COPY` straight into an empty table `LIKE scores INCLUDING ALL`;
    SQLite: plain executemany `INSERT` into a copy of `scores` with its indexes). Both start
-   from the same row dicts, so both pay the same JSON encoding (`service.store_bulk.score_tuples`).
+   from the same row dicts, so both pay the same JSON encoding (`service.store.bulk.score_tuples`).
    Goal: the write path ≤ 1.5× the floor.
 
 Afterwards the PostgreSQL schema is dropped and the SQLite files removed.
@@ -93,8 +93,8 @@ def setup(url: str, people: int, seed: int, batch: int = 200_000) -> dict[str, f
     """Generate the city and load the store, `batch` people at a time (in key order, so the
     store is as a clustered load leaves it); returns seconds and row counts."""
     from features.records import Source
-    from service.store import make_engine, migrate, write_records
-    from service.store_bulk import write_people
+    from service.store.bulk import write_people, write_records
+    from service.store.tables import make_engine, migrate
 
     figures = dict.fromkeys(["generate_s", "records", "write_records_s"], 0.0)
     engine = make_engine(url)
@@ -200,7 +200,7 @@ def _floor_table(connection) -> None:
 
 
 def _bare_insert(connection, rows: list[dict]) -> None:
-    from service.store_bulk import SCORE_COLUMNS, score_tuples
+    from service.store.bulk import SCORE_COLUMNS, score_tuples
 
     tuples = score_tuples(rows, connection.dialect.name)
     raw = connection.connection.dbapi_connection
@@ -218,10 +218,11 @@ def _bare_insert(connection, rows: list[dict]) -> None:
 def write_floor(url: str, registry: Path, version: str, people: int, chunk: int) -> dict:
     """Seconds to write the same score rows by the store's path and by a bare bulk insert."""
     from features.build import build_features
-    from service.batch import _scorecard
-    from service.scoring import score_rows
-    from service.store import make_engine
-    from service.store_bulk import load_records_between, write_scores
+    from service.scoring.batch import _scorecard
+    from service.scoring.score import score_rows
+    from service.store.bulk import write_scores
+    from service.store.records import load_records
+    from service.store.tables import make_engine
 
     engine = make_engine(url)
     scorecard = _scorecard(str(registry), version, 1)
@@ -232,7 +233,7 @@ def write_floor(url: str, registry: Path, version: str, people: int, chunk: int)
     for at in range(0, len(keys), chunk):  # the rows, made once and not timed
         part = keys[at:at + chunk]
         with engine.connect() as connection:
-            records = load_records_between(connection, part[0], part[-1], ids=False)
+            records = load_records(connection, first=part[0], last=part[-1], ids=False)
         chunks.append(score_rows(scorecard, version, build_features(records, AS_OF, part),
                                  AS_OF, "floor-check"))
     with engine.begin() as connection:
@@ -263,7 +264,7 @@ def _drop(schema: str | None) -> None:
 
 
 def bench_backend(backend: str, args, registry: Path, version: str) -> dict:
-    from service.batch import STAGES, batch_score, release
+    from service.scoring.batch import STAGES, batch_score, release
 
     tmp = Path(tempfile.mkdtemp(prefix=f"osmanthus-batch-{backend}-"))
     url, schema = _fresh(backend, tmp)

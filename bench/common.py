@@ -52,7 +52,7 @@ def create_schema(server_url: str, prefix: str) -> tuple[str, str]:
 
     from sqlalchemy import text
 
-    from service.store import make_engine
+    from service.store.tables import make_engine
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = make_engine(server_url)
@@ -69,7 +69,7 @@ def drop_schemas(server_url: str, *names: str) -> None:
     """Drop schemas `create_schema` made, with everything in them."""
     from sqlalchemy import text
 
-    from service.store import make_engine
+    from service.store.tables import make_engine
 
     if not names:
         return

@@ -82,12 +82,12 @@ def seed_api(url: str, redis_url: str, world, people: int) -> tuple[dict, list[s
     """Records, scores, the partner and a consent per person; (env, citizen tokens, consent
     request bodies, API key)."""
     from service.app import create_app
-    from service.auth import issue_token
-    from service.config import Config
-    from service.consents import city_today, grant
-    from service.operations import add_partner
-    from service.scoring import score_people
-    from service.store import write_records
+    from service.base.config import Config
+    from service.rights.auth import issue_token
+    from service.rights.consents import city_today, grant
+    from service.rights.partners import add_partner
+    from service.scoring.score import score_people
+    from service.store.bulk import write_records
 
     env = {"DATABASE_URL": url, "REDIS_URL": redis_url, "OSMANTHUS_REGISTRY": str(world.registry),
            "OSMANTHUS_AS_OF": TODAY.isoformat(), "OSMANTHUS_PARTNER_RATE_LIMIT": NO_LIMIT,
@@ -182,8 +182,8 @@ def served_per_s(result: WrkResult) -> float:
 def eligibility_rows(url: str) -> tuple[int, bool]:
     from sqlalchemy import func, select
 
-    from service.audit import verify
-    from service.store import audit_log, make_engine
+    from service.rights.audit import verify
+    from service.store.tables import audit_log, make_engine
 
     engine = make_engine(url)
     with engine.connect() as connection:
@@ -271,7 +271,7 @@ def _s(seconds: float | None) -> str:
 def _records(url: str, source: Source) -> int:
     from sqlalchemy import create_engine, func, select
 
-    from service.store import RECORD_TABLES
+    from service.store.tables import RECORD_TABLES
 
     engine = create_engine(url, pool_pre_ping=True)
     try:
@@ -302,13 +302,13 @@ def _wait_for_rows(url: str, process: subprocess.Popen, seconds: float = 120) ->
 
 
 def postgres_restart(args, work: Path) -> list[str]:
-    from service.ingest import feed_id_of
-    from service.store import make_engine
+    from model.bundle import sha256_file
+    from service.store.tables import make_engine
 
     frame, expected = spoiled_feed(Source.PENALTY, args.feed_rows, 0.05, seed=7)
     feed = work / "penalty.csv"
     frame.write_csv(feed)
-    feed_id = feed_id_of(feed)
+    feed_id = sha256_file(feed)
     rows = []
     with private_postgres() as pg:
         def finish(url: str, process: subprocess.Popen, began: float) -> tuple[float, int, str]:
@@ -347,7 +347,7 @@ def postgres_restart(args, work: Path) -> list[str]:
         with engine.connect() as connection:
             from sqlalchemy import select
 
-            from service.store import feeds
+            from service.store.tables import feeds
 
             status = connection.execute(select(feeds.c.status)
                                         .where(feeds.c.feed_id == feed_id)).scalar_one()
@@ -373,7 +373,7 @@ def postgres_restart(args, work: Path) -> list[str]:
 
 
 def _exact(url: str, feed_id: str, expected, rows: int) -> bool:
-    from service.store import make_engine
+    from service.store.tables import make_engine
 
     engine = make_engine(url)
     try:
@@ -389,8 +389,8 @@ def _exact(url: str, feed_id: str, expected, rows: int) -> bool:
 # --- 3. every kind of bad row ---------------------------------------------------------------
 def reconcile_feeds(args, work: Path) -> list[str]:
     from features.validate import validate_feed
-    from service.ingest import ingest_feed
-    from service.store import make_engine, migrate
+    from service.store.ingest import ingest_feed
+    from service.store.tables import make_engine, migrate
 
     lines = ["| source | rows read | stored | quarantined | kinds of bad row | per kind (min–max)"
              " | validate s (floor) | ingest s | rows/s | × floor | reconciles |",

@@ -6,7 +6,7 @@
 Per backend (a fresh SQLite file; a fresh PostgreSQL schema, dropped afterwards): the first
 load, then the same feed sent again (nothing changes), in rows/s, with peak memory. Floors from
 the same run: the validation alone (`validate_feed`, which the ingest runs first), and a bare
-bulk insert of the same good rows into an empty table (`service.store.write_records`: COPY on
+bulk insert of the same good rows into an empty table (`service.store.bulk.write_records`: COPY on
 PostgreSQL, executemany of tuples on SQLite); the ingest's ratio is to validation + bare
 insert. `--old-rows` also times the previous row-by-row upsert (the oracle in
 tests/service/test_ingest_fast.py) on the first N rows, for the before/after figure (0: skip).
@@ -40,7 +40,7 @@ class Store:
         self.backend, self.folder, self.postgres, self.schemas = backend, folder, postgres, []
 
     def fresh(self):
-        from service.store import make_engine, migrate
+        from service.store.tables import make_engine, migrate
 
         if self.backend == "sqlite":
             url = f"sqlite:///{self.folder / f'bench_ingest_{uuid.uuid4().hex[:10]}'}.db"
@@ -65,8 +65,8 @@ def clock(label: str, run):
 
 def bench_backend(backend: str, feed: Path, folder: Path, args, validate_s: float,
                   good: pl.DataFrame) -> dict:
-    from service.ingest import ingest_feed
-    from service.store import write_records
+    from service.store.bulk import write_records
+    from service.store.ingest import ingest_feed
 
     print(f"{backend}:", flush=True)
     store = Store(backend, folder, args.postgres)

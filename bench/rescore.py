@@ -3,15 +3,15 @@
 
 Builds a small world (a synthetic city of `--people` residents, its feeds validated, a scorecard
 trained quickly and promoted: `tests/service/world.py`), stores everyone's records
-(`service.store.write_records`) in a new SQLite file and, when reachable, in a new PostgreSQL
+(`service.store.bulk.write_records`) in a new SQLite file and, when reachable, in a new PostgreSQL
 schema (`DATABASE_URL_TEST`, else postgresql+psycopg://postgres@127.0.0.1:5432/test; the
 schema is dropped afterwards), creates the app (`service.app.create_app`) and times
-`service.scoring.rescore` for `--rescores` people: median, p90, p99. Then the same people
+`service.scoring.score.rescore` for `--rescores` people: median, p90, p99. Then the same people
 stage by stage (load records, features, score + explain, store, cache), and the floor in the
 same run: a bare SELECT of one person's rows from one records table plus a bare INSERT of one
 score row, each in its own transaction, as the re-score does them.
 
-Also the batch side of the same code: `service.scoring.score_rows` on a `--batch`-person
+Also the batch side of the same code: `service.scoring.score.score_rows` on a `--batch`-person
 features table (the world's people, tiled), people/s in wall and CPU time, beside the per-row
 path it replaced (`explain(...).to_dict()` per person, on a sample) and the floor: building
 just the three per-person dicts every stored row must hold (points, values, features) from
@@ -82,7 +82,7 @@ def floor_once(engine, key: str, row: dict) -> tuple[float, float]:
     from sqlalchemy import insert, select
 
     from features.records import Source
-    from service.store import RECORD_TABLES, scores
+    from service.store.tables import RECORD_TABLES, scores
 
     table = RECORD_TABLES[Source.SOCIAL_SECURITY]
     start = time.perf_counter()
@@ -96,7 +96,7 @@ def floor_once(engine, key: str, row: dict) -> tuple[float, float]:
 
 def staged_once(app, key: str) -> dict[str, float]:
     """`rescore`'s stages one by one, with the functions it calls."""
-    from service import scoring
+    from service.scoring import score as scoring
 
     timings: dict[str, float] = {}
     scoring.rescore(app, key, timings=timings)
@@ -105,9 +105,9 @@ def staged_once(app, key: str) -> dict[str, float]:
 
 def run_backend(backend: str, url: str, world, keys: list[str], warmup: int) -> dict:
     from service.app import create_app
-    from service.config import Config
-    from service.scoring import rescore
-    from service.store import write_records
+    from service.base.config import Config
+    from service.scoring.score import rescore
+    from service.store.bulk import write_records
 
     app = create_app(Config(env="test", database_url=url, registry_dir=world.registry,
                             as_of=AS_OF))
@@ -166,7 +166,7 @@ def run_batch(world, people: int) -> None:
     from features.catalog import FEATURE_NAMES
     from model.explain import explain, gc_paused
     from model.registry import Registry
-    from service.scoring import score_rows
+    from service.scoring.score import score_rows
 
     scorecard = Registry(world.registry).load_champion().scorecard
     city = build_features(world.records, AS_OF, world.people()["person_key"])

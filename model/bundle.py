@@ -61,11 +61,10 @@ class LoadedModel:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The one file-hash helper (model files, feeds): sha256 hex, read in blocks by
+    `hashlib.file_digest`, never the whole file at once."""
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def frame_hash(frame: pl.DataFrame, target: np.ndarray | pl.Series | None = None) -> str:

@@ -15,7 +15,7 @@ empty file, in place of per-feature reasons that would describe records they do 
 
 Many people at once. `explain` is the one-person path (the API). `explain_frame` /
 `explain_columns` give exactly the same dicts for a whole features table (batch scoring,
-`service.scoring.score_rows`): one `score_frame`, one stable argsort of the points matrix,
+`service.scoring.score.score_rows`): one `score_frame`, one stable argsort of the points matrix,
 reasons picked by masks and built once per distinct (feature, value, points). What is left is
 building the Python dicts themselves, which the store writes: at 10,000 people the vectorised
 path ran at about 1.3–1.6× the cost of building just the points, values and features dicts

@@ -11,9 +11,8 @@ calibration by decile; PSI per feature (against the training snapshot) and of th
 (against the champion on the same snapshot, and against the training snapshot); the SHAP
 summary of each person's points with the `shap` package; how often each feature is among a
 person's top-4 lowering reasons; fairness by gender, age band and district at every perk
-threshold; and the model card. The card's Markdown is rendered by `markdown_to_html`, a small
-converter for what model/card.py writes (headings, lists, tables, paragraphs, bold and code),
-so the report needs no Markdown dependency.
+threshold; and the model card. The card's Markdown is rendered by markdown-it-py
+(`markdown_to_html`: CommonMark and tables, raw HTML escaped, links shown as text).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from markdown_it import MarkdownIt
 
 from features.catalog import BY_NAME
 from model import report_plots as plots
@@ -86,65 +86,36 @@ def reason_frequencies(scorecard: Any, frame: pl.DataFrame, *, top: int = TOP_RE
 
 # --- Markdown → HTML (the model card) --------------------------------------------------------
 
-_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?$")
+def _heading(self, tokens, idx, options, env) -> str:
+    token = tokens[idx]
+    token.tag = f"h{min(6, int(token.tag[1:]) + env.get('shift', 0))}"
+    return self.renderToken(tokens, idx, options, env)
 
 
-def _inline(text: str) -> str:
-    text = html.escape(text, quote=False)
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", text)
-    # a link keeps its text and shows its address as text: the report references nothing
-    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r"\1 (<code>\2</code>)", text)
+def _link_open(self, tokens, idx, options, env) -> str:
+    env.setdefault("links", []).append(tokens[idx].attrGet("href") or "")
+    return ""
 
 
-def _cells(row: str) -> list[str]:
-    return [c.strip() for c in row.strip().strip("|").split("|")]
+def _link_close(self, tokens, idx, options, env) -> str:
+    return f" (<code>{html.escape(env['links'].pop())}</code>)"
+
+
+def _markdown() -> MarkdownIt:
+    """CommonMark with tables, raw HTML escaped, no images; a link keeps its text and shows
+    its address as text (the report references nothing outside itself)."""
+    md = MarkdownIt("commonmark", {"html": False}).enable("table").disable("image")
+    for name, rule in (("heading_open", _heading), ("heading_close", _heading),
+                       ("link_open", _link_open), ("link_close", _link_close),
+                       ("softbreak", lambda *_: " ")):
+        md.add_render_rule(name, rule)
+    return md
 
 
 def markdown_to_html(text: str, shift: int = 0) -> str:
-    """The Markdown subset model cards use: ATX headings (levels moved down by `shift`),
-    bulleted and numbered lists, pipe tables, paragraphs; bold, italics, code and links
-    inline. Everything else is escaped text."""
-    out: list[str] = []
-    kind, block = "", []  # the open block: "p", "ul", "ol" or "table", and its lines
-
-    def close() -> None:
-        nonlocal kind, block
-        if kind == "p":
-            out.append("<p>" + _inline(" ".join(block)) + "</p>")
-        elif kind in ("ul", "ol"):
-            out.append(f"<{kind}>" + "".join(f"<li>{_inline(i)}</li>" for i in block)
-                       + f"</{kind}>")
-        elif kind == "table":
-            rows = [r for r in block if not _SEPARATOR.match(r)]
-            head = len(block) > 1 and _SEPARATOR.match(block[1])
-            lines = ["<table>"]
-            for i, row in enumerate(rows):
-                tag = "th" if head and i == 0 else "td"
-                lines.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>"
-                                              for c in _cells(row)) + "</tr>")
-            out.append("\n".join([*lines, "</table>"]))
-        kind, block = "", []
-
-    for raw in text.splitlines():
-        line = raw.strip()
-        heading = re.match(r"^(#{1,6})\s+(.*?)\s*#*$", line)
-        bullet = re.match(r"^[-*+]\s+(.*)$", line)
-        numbered = re.match(r"^\d+[.)]\s+(.*)$", line)
-        want = ("" if not line or heading else "table" if line.startswith("|") else
-                "ul" if bullet else "ol" if numbered else "p")
-        if want != kind or not line:
-            close()
-        if heading:
-            level = min(6, len(heading.group(1)) + shift)
-            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-        elif want:
-            kind = want
-            block.append(bullet.group(1) if bullet else numbered.group(1) if numbered
-                         else line)
-    close()
-    return "\n".join(out)
+    """A model card's Markdown as HTML (markdown-it-py), heading levels moved down by
+    `shift` so that the card sits under the report's own headings."""
+    return _markdown().render(text, {"shift": shift})
 
 
 # --- the report ------------------------------------------------------------------------------

@@ -6,23 +6,22 @@ import logging
 
 from flask import Flask
 from flask_smorest import Api
-from sqlalchemy import text
 
-from service.cache import make_cache
-from service.config import Config
-from service.errors import register_error_handlers
-from service.limits import init_limiter
-from service.perks import load_perks
-from service.schemas import DocsPlugin, ErrorEnvelopeSchema
-from service.serving import load_serving
-from service.store import make_engine, migrate
+from service.api.limits import init_limiter
+from service.api.schemas import DocsPlugin, ErrorEnvelopeSchema
+from service.base.cache import make_cache
+from service.base.config import Config
+from service.base.errors import register_error_handlers
+from service.rights.perks import load_perks
+from service.scoring.serving import load_serving
+from service.store.tables import make_engine, migrate
 
 log = logging.getLogger(__name__)
 
 
 class OsmanthusApi(Api):
     """flask-smorest, documenting our error envelope (not its own `ErrorSchema`) as the default
-    and 422 answers, since `service/errors.py` answers every error with it."""
+    and 422 answers, since `service/base/errors.py` answers every error with it."""
 
     ERROR_SCHEMA = ErrorEnvelopeSchema
 
@@ -48,22 +47,13 @@ def create_app(config: Config | None = None) -> Flask:
 
     api = OsmanthusApi(app, spec_kwargs={"extra_plugins": [DocsPlugin()]})
     from service import web
-    from service.api import admin, health, me, partner
+    from service.api import admin, admin_models, health, me, partner
 
-    for module in (health, me, partner, admin):
+    for module in (health, me, partner, admin):  # admin_models: on admin's blueprint
         api.register_blueprint(module.blp)
-    admin.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
+    admin_models.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
     register_error_handlers(app)
     app.register_blueprint(web.blp)  # the citizen page, /app (not in the OpenAPI document)
-    init_limiter(app, config)  # rate limits per API key (service/limits.py)
+    init_limiter(app, config)  # rate limits per API key (service/api/limits.py)
     return app
 
-
-def database_ready(app: Flask) -> bool:
-    try:
-        with app.extensions["osmanthus.engine"].connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not ready"
-        log.warning("database not reachable", exc_info=True)
-        return False

@@ -25,3 +25,12 @@ def skip_or_fail(reason: str) -> None:
     if require_services():
         pytest.fail(f"{reason} (OSMANTHUS_REQUIRE_SERVICES=1)")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """The one test world: a small city, its records and a registered champion, built once per
+    session for every test that asks (tests/service/world.py; the service and web tests)."""
+    from tests.service.world import build_world
+
+    return build_world(tmp_path_factory.mktemp("world"))

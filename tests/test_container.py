@@ -260,7 +260,7 @@ def test_dockerignore_keeps_out_the_venv_var_git_and_caches():
                  ".git/HEAD", "service/__pycache__/app.cpython-311.pyc", ".pytest_cache/README.md",
                  "osmanthus.egg-info/PKG-INFO", ".hypothesis/examples", "bench/RESULTS.md"):
         assert ignored(path), f".dockerignore lets {path} into the build context"
-    for path in ("pyproject.toml", "README.md", "service/wsgi.py", "service/perks.json",
+    for path in ("pyproject.toml", "README.md", "service/wsgi.py", "service/rights/perks.json",
                  "features/catalog.py", "model/registry.py"):
         assert not ignored(path), f".dockerignore keeps out {path}, which the image needs"
 
@@ -275,7 +275,7 @@ def test_the_entry_point_is_a_command_of_the_installed_package():
         assert argv[1] in main.commands, f"osmanthus has no command {argv[1]}"
         command = main.commands[argv[1]]
         command.make_context(argv[1], list(argv[2:]))  # the arguments parse
-        from service.cli_service import gunicorn_command
+        from service.cli.service import gunicorn_command
 
         served = gunicorn_command("0.0.0.0", 8000, None, None, 120)[0]
         app_spec = served[-1]

@@ -8,21 +8,16 @@ the audit log as `admin:<name>`.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import re
 import tempfile
 from pathlib import Path
 
 import polars as pl
-from flask import current_app, g, request
-from flask_smorest import Blueprint
+from flask import current_app, g
 from sqlalchemy import func, select
-from webargs.flaskparser import FlaskParser
-from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.utils import secure_filename
 
-from service import audit
+from service.api.admin_blueprint import blp, errors, utc
 from service.api.admin_schemas import (
     AdminDisputeDetailSchema,
     AdminDisputeListSchema,
@@ -35,73 +30,25 @@ from service.api.admin_schemas import (
     IngestResultSchema,
     PageArgsSchema,
     QuarantinePageSchema,
-    RescoreAllSchema,
     RescoredSchema,
     RescoreInSchema,
+    RescoreProgressSchema,
+    RescoreStartedSchema,
     ResolutionInSchema,
     ResolutionSchema,
     ReviewQuerySchema,
     ReviewStateSchema,
 )
-from service.auth import admin_name
-from service.errors import ApiError
-from service.schemas import ErrorEnvelopeSchema
-from service.scoring import ensure_people, latest, today
-from service.store import RECORD_TABLES, disputes, feeds, is_hex_id, people, quarantine
+from service.base.errors import ApiError
+from service.rights import audit
+from service.scoring.score import ensure_people, latest, today
+from service.store.tables import RECORD_TABLES, disputes, feeds, is_hex_id, people, quarantine
 
 log = logging.getLogger(__name__)
 
 
-class _Parser(FlaskParser):
-    """webargs, plus `multipart`: a form's fields and files together (one request body)."""
-
-    __location_map__ = {**FlaskParser.__location_map__, "multipart": "load_multipart"}
-
-    def load_multipart(self, req, schema):
-        from webargs.multidictproxy import MultiDictProxy
-
-        return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
-
-
-blp = Blueprint("admin", __name__, url_prefix="/v1/admin",
-                description="Modellers and operators: feeds, disputes, reviews, models, perks")
-blp.ARGUMENTS_PARSER = _Parser()
-blp.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
-    **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING, "multipart": "multipart/form-data"}
-
-
-_PATH_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-
-@blp.before_request
-def _authenticate() -> None:
-    """An admin token first, so that nobody else learns anything from a 404 or a 422; then
-    ids in the path that no id could ever look like are simply not found."""
-    g.admin_actor = f"admin:{admin_name()}"
-    if any(not _PATH_VALUE.match(str(value)) for value in (request.view_args or {}).values()):
-        raise ApiError(404, "not found")
-
-
-def errors(*statuses: int):
-    """Document the error envelope for these statuses (401 and 403 are on every operation)."""
-    def decorate(view):
-        for status in (401, 403, *statuses):
-            view = blp.alt_response(status, schema=ErrorEnvelopeSchema)(view)
-        return view
-    return decorate
-
-
-def utc(row) -> dict:
-    """A row as a dict, its datetimes in UTC (SQLite hands back naive UTC ones)."""
-    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
-    for name, value in data.items():
-        if isinstance(value, dt.datetime) and value.tzinfo is None:
-            data[name] = value.replace(tzinfo=dt.UTC)
-    return data
-
-
 def _known_shape(value: str, length: int, what: str) -> None:
-    """Refuse an id that cannot exist before it reaches a query (`store.is_hex_id`)."""
+    """Refuse an id that cannot exist before it reaches a query (`store.tables.is_hex_id`)."""
     if not is_hex_id(value, length):
         raise ApiError(404, f"no such {what}")
 
@@ -124,7 +71,7 @@ def _brief(row: dict | None) -> dict | None:
 
 def rescore_changed(app, keys: set[str]) -> int:
     """Re-score people whose records changed (when a model serves); returns how many."""
-    from service.rescoring import rescore_many
+    from service.scoring.rescore import rescore_many
 
     serving = app.extensions["osmanthus.model"]
     if not keys:
@@ -151,7 +98,7 @@ def upload_feed(upload: dict):
     nothing. If the database is lost mid-feed for more than a few seconds the answer is 503
     with Retry-After: what was stored stays, and sending the feed again finishes it."""
     from features.validate import FeedError
-    from service.ingest import IngestError, ingest_feed
+    from service.store.ingest import IngestError, ingest_feed
 
     storage = upload["file"]
     name = secure_filename(storage.filename or "") or "feed"
@@ -268,7 +215,7 @@ def get_dispute(dispute_id: str):
 def resolve(body: dict, dispute_id: str):
     """Resolve an open dispute and re-score the person. upheld: the record is removed, or
     corrected with `correction`; rejected: it counts again and `note` tells the citizen why."""
-    from service.disputes import resolve_dispute
+    from service.rights.disputes import resolve_dispute
 
     _known_shape(dispute_id, 32, "dispute")
     if not current_app.extensions["osmanthus.model"].ready:
@@ -303,7 +250,7 @@ def list_reviews(query: dict):
 @errors(404)
 def get_review(person_key: str):
     """What a reviewer reads: the request, the latest score and its points (audited)."""
-    from service.review import review_state
+    from service.rights.review import review_state
 
     _known_shape(person_key, 64, "person")
 
@@ -323,7 +270,7 @@ def get_review(person_key: str):
 @errors(404, 409, 422)
 def decide(body: dict, person_key: str):
     """Decide a pending review; partners then get the decision instead of `pending`."""
-    from service.review import decide_review
+    from service.rights.review import decide_review
 
     _known_shape(person_key, 64, "person")
 
@@ -337,7 +284,7 @@ def decide(body: dict, person_key: str):
 @errors(404, 422, 503)
 def rescore_one(body: dict):
     """Re-score one person now, as of today (audited)."""
-    from service.scoring import rescore
+    from service.scoring.score import rescore
 
     key = body["person_key"]
     with _engine().connect() as connection:
@@ -352,25 +299,35 @@ def rescore_one(body: dict):
 
 
 @blp.route("/rescore-all", methods=["POST"])
-@blp.response(200, RescoreAllSchema)
+@blp.response(202, RescoreStartedSchema)
 @errors(503)
 def rescore_all():
-    """Re-score everyone in the store as of today, in chunks (one run id for the run)."""
-    from service.rescoring import everyone, rescore_many
+    """Start re-scoring everyone as of today: the sharded batch (`osmanthus batch`), in a
+    process of its own. Answers at once with the run id; `GET /rescore-all/{run_id}` says how
+    far it got."""
+    from service.scoring.batch import BatchError
+    from service.scoring.everyone import start_everyone
 
-    serving = current_app.extensions["osmanthus.model"]
-    if not serving.ready:
+    if not current_app.extensions["osmanthus.model"].ready:
         raise ApiError(503, "no model is loaded")
-    run = rescore_many(_engine(), serving, everyone(_engine()),
-                       today(current_app.extensions["osmanthus.config"]),
-                       cache=current_app.extensions["osmanthus.cache"])
+    try:
+        run = start_everyone(current_app.extensions["osmanthus.config"], _engine())
+    except BatchError as error:
+        raise ApiError(503, str(error)) from None
     with _engine().begin() as connection:
         audit.append(connection, actor=g.admin_actor, action="admin_rescore_all",
                      detail={"run_id": run.run_id, "people": run.people})
     return vars(run)
 
 
-from service.api import admin_models  # noqa: E402,F401 - models and perks, on this blueprint
-from service.api.admin_models import sync_perks  # noqa: E402
+@blp.route("/rescore-all/<run_id>")
+@blp.response(200, RescoreProgressSchema)
+@errors(404)
+def rescore_all_progress(run_id: str):
+    """How far a run over everyone got: people covered, people scored, done."""
+    from service.scoring.batch import RUN_ID
+    from service.scoring.everyone import progress
 
-__all__ = ["blp", "sync_perks"]
+    if not RUN_ID.fullmatch(run_id):
+        raise ApiError(404, "no such run")
+    return progress(_engine(), run_id)

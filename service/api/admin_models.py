@@ -1,5 +1,5 @@
 """/v1/admin/models and /v1/admin/perks: the champion and the perk policy, on the admin
-blueprint (`service/api/admin.py`).
+blueprint (`service/api/admin_blueprint.py`).
 
 Promotion runs the registry's gates (the CLI's) on the validation snapshot the server is
 configured with (`OSMANTHUS_VALIDATION_FEATURES`, `_OUTCOMES`, `_AS_OF`, and `_PEOPLE` for
@@ -21,7 +21,7 @@ import polars as pl
 from flask import Flask, current_app, g
 from sqlalchemy import select, update
 
-from service.api.admin import blp, errors, utc
+from service.api.admin_blueprint import blp, errors, utc
 from service.api.admin_schemas import (
     ModelsSchema,
     PerkListSchema,
@@ -33,9 +33,9 @@ from service.api.admin_schemas import (
     RollbackInSchema,
     RollbackSchema,
 )
-from service.errors import ApiError
-from service.perks import Perk, PerkConfig
-from service.store import insert_for, perks
+from service.base.errors import ApiError
+from service.rights.perks import Perk, PerkConfig
+from service.store.tables import insert_for, perks
 
 log = logging.getLogger(__name__)
 PERKS_CHECK_SECONDS = 5.0
@@ -54,7 +54,7 @@ def _registry_stamp(app: Flask) -> int | None:
 
 def reload_model(app: Flask) -> None:
     """Serve the registry's champion now (page caches are keyed by version, so they follow)."""
-    from service.serving import load_serving
+    from service.scoring.serving import load_serving
 
     config = app.extensions["osmanthus.config"]
     app.extensions[_STAMP] = _registry_stamp(app)

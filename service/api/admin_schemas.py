@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from features.records import Source
-from service.perks import CONDITIONS
+from service.rights.perks import CONDITIONS
 
 
 def _no_nul(value: object) -> bool:
@@ -234,15 +234,22 @@ class RescoredSchema(AdminScoreSchema):
     person_key = fields.String(required=True)
 
 
-class RescoreAllSchema(Schema):
-    """A re-scoring run over everyone in the store."""
+class RescoreStartedSchema(Schema):
+    """A batch run over everyone, started (`osmanthus batch --run-id` resumes it)."""
+
+    run_id = fields.String(required=True)
+    as_of = fields.Date(required=True)
+    model_version = fields.String(required=True)
+    people = fields.Integer(required=True, metadata={"description": "people in the store"})
+
+
+class RescoreProgressSchema(Schema):
+    """How far a run over everyone got, read from the scores it has written."""
 
     run_id = fields.String(required=True)
     people = fields.Integer(required=True)
     scored = fields.Integer(required=True)
-    as_of = fields.Date(required=True)
-    model_version = fields.String(required=True)
-    seconds = fields.Float(required=True)
+    done = fields.Boolean(required=True)
 
 
 # --- models ---------------------------------------------------------------------------------

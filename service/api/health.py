@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from flask import current_app
+import logging
+
+from flask import Flask, current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
+from sqlalchemy import text
 
+log = logging.getLogger(__name__)
 blp = Blueprint("health", __name__, description="Liveness and readiness")
 
 
@@ -39,8 +43,6 @@ def healthz():
 @blp.alt_response(503, schema=ReadySchema, description="No database, or no loadable model")
 def readyz():
     """Ready to serve, degraded (Redis down), or unavailable (database down)."""
-    from service.app import database_ready
-
     config = current_app.extensions["osmanthus.config"]
     database = database_ready(current_app)
     redis_state = "not configured"
@@ -63,4 +65,15 @@ def _redis_ok(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2).ping())
     except redis.RedisError:
+        return False
+
+
+def database_ready(app: Flask) -> bool:
+    """True when the app's database answers a trivial query."""
+    try:
+        with app.extensions["osmanthus.engine"].connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        log.warning("database not reachable", exc_info=True)
         return False

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import json
 
-import jwt
 from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service import consents, disputes, pages, review
 from service.api.me_schemas import (
     AccessEntrySchema,
     ConsentGrantedSchema,
@@ -42,10 +40,12 @@ from service.api.me_schemas import (
     ReviewSchema,
     ScorePageSchema,
 )
-from service.auth import PERSON_KEY, citizen_key, verified_claims
-from service.cache import page_key
-from service.schemas import ErrorEnvelopeSchema
-from service.scoring import today
+from service.api.schemas import ErrorEnvelopeSchema
+from service.base.cache import page_key
+from service.base.errors import ApiError
+from service.rights import consents, disputes, pages, review
+from service.rights.auth import citizen_key, citizen_of
+from service.scoring.score import today
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me",
                 description="A citizen's own data (a citizen token; no person id in any path)")
@@ -93,18 +93,14 @@ class CachedScorePages:
         if environ.get("REQUEST_METHOD") != "GET" or header[:7].lower() != "bearer ":
             return None
         extensions = self.app.extensions
-        config = extensions["osmanthus.config"]
         try:
-            claims = verified_claims(config.jwt_secret, config.jwt_issuer, header[7:].strip())
-        except jwt.InvalidTokenError:
+            person_key = citizen_of(extensions["osmanthus.config"], header)
+        except ApiError:
             return None  # Flask refuses it, and says why
-        if (claims["role"] != "citizen" or not PERSON_KEY.fullmatch(str(claims["sub"]))
-                or (config.production and claims.get("dev"))):
-            return None  # Flask decides, and says why
         cache = extensions["osmanthus.cache"]
         if not cache.healthy:
             return None  # Redis in trouble: let the route alone wait on it, not twice
-        key = page_key(extensions["osmanthus.model"].version or "-", claims["sub"])
+        key = page_key(extensions["osmanthus.model"].version or "-", person_key)
         body = cache.get(key)
         if body is None:
             environ[self.MISSED] = key  # the route need not ask Redis again

@@ -270,6 +270,9 @@ class ConsentGrantedSchema(Schema):
 
     consent = fields.Nested(ConsentSchema, required=True)
     token = fields.String(required=True)
+    qr_svg = fields.String(required=True, metadata={
+        "description": "the token as a QR code: an inline SVG (error correction M, 4-module "
+                       "quiet zone), drawn by the server"})
 
 
 class AccessEntrySchema(Schema):

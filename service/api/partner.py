@@ -2,7 +2,7 @@
 
 An API key (header `X-API-Key`) names the partner. The answer is yes / no / pending, a decision
 id and when to ask again; never a score, band, reason, record or person key. Every answer is in
-the audit log, which the citizen can read. Rate-limited per key (service/limits.py).
+the audit log, which the citizen can read. Rate-limited per key (service/api/limits.py).
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from __future__ import annotations
 from flask import current_app, g
 from flask_smorest import Blueprint
 
-from service import audit
 from service.api.partner_schemas import (
     BatchRequestSchema,
     BatchResponseSchema,
     EligibilityRequestSchema,
     EligibilitySchema,
 )
-from service.auth import partner_id
-from service.eligibility import Refusal, decide
-from service.schemas import ErrorEnvelopeSchema
+from service.api.schemas import ErrorEnvelopeSchema
+from service.rights import audit
+from service.rights.auth import partner_id
+from service.rights.eligibility import Refusal, decide
 
 blp = Blueprint("partner", __name__, url_prefix="/v1/partner",
                 description="Partners ask, with a citizen's consent, whether a perk applies")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -24,7 +23,8 @@ from features.city import generate_city
 from features.city_people import DISTRICTS, REGION_CODES, resident_ids
 from features.identity import hash_ids, id_problem_expr, make_resident_id, person_key_secret
 from features.records import SCHEMAS, Records, Source
-from service.cli import main
+from model.bundle import sha256_file
+from service.cli.main import main
 
 SNAPSHOTS = (dt.date(2024, 1, 1), dt.date(2025, 1, 1))
 HAS_VALIDATOR = importlib.util.find_spec("features.validate") is not None
@@ -72,7 +72,7 @@ def typed_records(out: Path) -> Records:
 
 
 def digests(out: Path) -> dict[str, str]:
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+    return {str(p.relative_to(out)): sha256_file(p)
             for p in sorted(out.rglob("*")) if p.is_file()}
 
 

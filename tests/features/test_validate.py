@@ -16,7 +16,7 @@ from features import validate as val
 from features.identity import make_resident_id
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import FeedError, validate_feed
-from service.cli import main
+from service.cli.main import main
 
 TODAY = dt.date(2025, 6, 1)
 SECRET = b"test-secret"

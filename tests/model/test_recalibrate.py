@@ -19,7 +19,7 @@ from model.bundle import load_model
 from model.recalibrate import parent_scorecard, recalibrate
 from model.registry import PromotionRefused, Registry
 from model.scorecard import PointsScale
-from service.cli import main
+from service.cli.main import main
 from tests.model.test_bundle import city, people_for
 from tests.model.test_registry import promote, register, snapshot_data
 

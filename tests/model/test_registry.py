@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from model.bundle import ModelRefused, frame_hash, load_model, save_model
 from model.registry import PromotionRefused, Registry, monotone_violations
 from model.scorecard import PointsScale
-from service.cli import main
+from service.cli.main import main
 from tests.model.test_bundle import fitted, people_for
 
 
@@ -293,7 +293,7 @@ def test_without_perks_evaluate_checks_fairness_at_the_services_perks(files,
                                                                     monkeypatch):
     """One default for every command that checks fairness: the perks partners are answered
     by (as the API's promotion gates use), not some other list of thresholds."""
-    from service.perks import load_perks
+    from service.rights.perks import load_perks
 
     monkeypatch.delenv("OSMANTHUS_PERKS", raising=False)
     tmp_path, snap = files

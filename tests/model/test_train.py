@@ -146,7 +146,7 @@ def test_train_and_score_commands(tmp_path) -> None:
     from click.testing import CliRunner
 
     from model.bundle import load_model
-    from service.cli import main
+    from service.cli.main import main
 
     table = _credit_table(1500, 4)
     table.head(1000).write_csv(tmp_path / "train.csv")

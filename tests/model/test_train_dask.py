@@ -188,7 +188,7 @@ def test_without_validation_it_calibrates_on_held_out_rows(table, cluster):
 
 
 def test_cli_trains_on_partitions_with_the_dask_engine_and_registers(city, cluster, tmp_path):
-    from service.cli import main
+    from service.cli.main import main
 
     address, _ = cluster
     out = tmp_path / "model"
@@ -209,7 +209,7 @@ def test_cli_trains_on_partitions_with_the_dask_engine_and_registers(city, clust
 
 
 def test_cli_table_mode_and_the_local_engine_refuses_a_directory(table, cluster, tmp_path):
-    from service.cli import main
+    from service.cli.main import main
 
     runner = CliRunner()
     refused = runner.invoke(main, ["train", "--table", str(table), "--target", "bad",

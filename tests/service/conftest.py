@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import text
 
-from service.config import Config
-from service.store import make_engine, migrate
+from service.base.config import Config
+from service.store.tables import make_engine, migrate
 from tests.conftest import skip_or_fail
 
 POSTGRES_URL = os.environ.get(
@@ -19,7 +19,7 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def database_url(request, tmp_path):
     """A URL to an empty database: a new SQLite file, or a new PostgreSQL schema."""
     if request.param == "sqlite":
@@ -67,14 +67,6 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory):
-    """A city, its records and a champion model, built once per session (tests/service/world.py)."""
-    from tests.service.world import build_world
-
-    return build_world(tmp_path_factory.mktemp("world"))
-
-
 @pytest.fixture
 def served_config(config, world) -> Config:
     """The test database, with the world's registry serving its champion."""
@@ -96,8 +88,8 @@ def served_apps(served_config, world, people_keys):
     (`served_apps(redis_url=...)`); the first one stores and scores `keys` (default: the 40
     residents of `people_keys`)."""
     from service.app import create_app
-    from service.scoring import score_people
-    from service.store import write_records
+    from service.scoring.score import score_people
+    from service.store.bulk import write_records
 
     made = []
 
@@ -129,21 +121,21 @@ class Auth:
     app: object
 
     def citizen(self, person_key: str) -> dict[str, str]:
-        from service.auth import issue_token
+        from service.rights.auth import issue_token
 
         token = issue_token(self.app.extensions["osmanthus.config"], "citizen", person_key)
         return {"Authorization": f"Bearer {token}"}
 
     def admin(self, name: str = "ops") -> dict[str, str]:
-        from service.auth import issue_token
+        from service.rights.auth import issue_token
 
         token = issue_token(self.app.extensions["osmanthus.config"], "admin", name)
         return {"Authorization": f"Bearer {token}"}
 
     def partner(self, partner_id: str = "city-bikes") -> dict[str, str]:
         """A fresh API key for a partner (registered on first use)."""
-        from service.auth import new_api_key
-        from service.store import partners
+        from service.rights.auth import new_api_key
+        from service.store.tables import partners
 
         key, hashed = new_api_key()
         engine = self.app.extensions["osmanthus.engine"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import shutil
+import time
 
 import polars as pl
 import pytest
@@ -14,8 +15,8 @@ from features.build import build_features
 from features.identity import make_resident_id, person_key
 from features.records import Source
 from model.registry import Registry
-from service.cache import page_key
-from service.store import RECORD_TABLES, audit_log, perks, scores
+from service.base.cache import page_key
+from service.store.tables import RECORD_TABLES, audit_log, perks, scores
 from tests.service.conftest import DEMO_TODAY
 from tests.service.world import VALID_AS_OF
 
@@ -25,7 +26,8 @@ OPERATIONS = [
     ("get", "/v1/admin/disputes/abc"), ("post", "/v1/admin/disputes/abc/resolution"),
     ("get", "/v1/admin/reviews"), ("get", "/v1/admin/reviews/abc"),
     ("post", "/v1/admin/reviews/abc/decision"), ("post", "/v1/admin/rescore"),
-    ("post", "/v1/admin/rescore-all"), ("get", "/v1/admin/models"),
+    ("post", "/v1/admin/rescore-all"), ("get", "/v1/admin/rescore-all/abc"),
+    ("get", "/v1/admin/models"),
     ("post", "/v1/admin/models/v0001/promote"), ("post", "/v1/admin/models/rollback"),
     ("get", "/v1/admin/perks"), ("put", "/v1/admin/perks/bike-deposit-free"),
 ]
@@ -125,7 +127,7 @@ def test_a_store_lost_during_an_upload_is_a_503_with_retry_after(served_client, 
     from sqlalchemy.exc import OperationalError
 
     import service.api.admin as admin_module
-    import service.ingest as ingest_module
+    import service.store.ingest as ingest_module
 
     def lost(*_args, **_kwargs):
         raise OperationalError("INSERT …", {}, ConnectionError("server closed the connection"))
@@ -163,7 +165,7 @@ def test_bad_feed_uploads_are_clear_422s(served_client, auth):
 
 # --- disputes and human review --------------------------------------------------------------
 def _open_a_dispute(app, people_keys) -> tuple[str, str]:
-    from service.disputes import open_dispute
+    from service.rights.disputes import open_dispute
 
     table = RECORD_TABLES[Source.SOCIAL_SECURITY]
     with app.extensions["osmanthus.engine"].connect() as connection:
@@ -217,7 +219,7 @@ def test_the_dispute_queue_detail_and_resolution(served_app, served_client, auth
 
 
 def test_the_review_queue_and_decision(served_app, served_client, auth, people_keys):
-    from service.review import request_review
+    from service.rights.review import request_review
 
     engine = served_app.extensions["osmanthus.engine"]
     key = people_keys[1]
@@ -257,13 +259,28 @@ def test_rescore_one_person_is_audited(served_app, served_client, auth, people_k
                               json={"person_key": "not-a-key"}).status_code == 422
 
 
-def test_rescore_everyone_in_one_run(served_app, served_client, auth, people_keys):
+def test_rescore_everyone_starts_the_batch_and_reports_its_progress(served_app, served_client,
+                                                                   auth, people_keys):
+    """The request answers at once (202) with the run; the run is the sharded batch in a
+    process of its own, and its progress comes from the scores it wrote."""
     engine = served_app.extensions["osmanthus.engine"]
     response = served_client.post("/v1/admin/rescore-all", headers=auth.admin())
-    assert response.status_code == 200
+    assert response.status_code == 202
     run = response.json
-    assert run["people"] == run["scored"] == len(people_keys)
+    assert run["people"] == len(people_keys) and run["model_version"]
+    assert _audited(engine, "admin_rescore_all", None) == ["admin:ops"]
+    status = served_client.get(f"/v1/admin/rescore-all/{run['run_id']}", headers=auth.admin())
+    for _ in range(600):  # waits for the run to end (a wait, not a speed limit)
+        status = served_client.get(f"/v1/admin/rescore-all/{run['run_id']}",
+                                   headers=auth.admin())
+        if status.json["done"]:
+            break
+        time.sleep(0.5)
+    assert status.status_code == 200 and status.json["done"], status.json
+    assert status.json["people"] == status.json["scored"] == len(people_keys)
     assert _count(engine, scores, scores.c.run_id == run["run_id"]) == len(people_keys)
+    assert served_client.get("/v1/admin/rescore-all/no%20such", headers=auth.admin()
+                             ).status_code == 404
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -398,6 +415,7 @@ def test_the_openapi_document_describes_the_admin_api(served_client):
         "/v1/admin/disputes/{dispute_id}", "/v1/admin/disputes/{dispute_id}/resolution",
         "/v1/admin/reviews", "/v1/admin/reviews/{person_key}",
         "/v1/admin/reviews/{person_key}/decision", "/v1/admin/rescore", "/v1/admin/rescore-all",
+        "/v1/admin/rescore-all/{run_id}",
         "/v1/admin/models", "/v1/admin/models/{version}/promote", "/v1/admin/models/rollback",
         "/v1/admin/perks", "/v1/admin/perks/{perk_id}"}
     upload = spec["paths"]["/v1/admin/feeds"]["post"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.app import create_app
-from service.config import DEVELOPMENT_JWT_SECRET, Config, ConfigError
+from service.base.config import DEVELOPMENT_JWT_SECRET, Config, ConfigError
 
 ENVELOPE_KEYS = {"code", "status", "message", "errors"}
 

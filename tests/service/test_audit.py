@@ -6,8 +6,8 @@ import threading
 
 from sqlalchemy import delete, select, update
 
-from service import audit
-from service.store import audit_head, audit_log
+from service.rights import audit
+from service.store.tables import audit_head, audit_log
 
 
 def _fill(engine, n=5):

@@ -7,9 +7,9 @@ import datetime as dt
 import jwt
 import pytest
 
-from service.auth import bearer, decode_token, hash_api_key, issue_token, new_api_key
-from service.config import Config
-from service.errors import ApiError
+from service.base.config import Config
+from service.base.errors import ApiError
+from service.rights.auth import bearer, decode_token, hash_api_key, issue_token, new_api_key
 
 DEV = Config()
 PROD = Config(env="production", jwt_secret="production-secret-of-at-least-32-bytes!")
@@ -90,7 +90,7 @@ def test_a_refused_token_is_refused_every_time(name):
 
 
 def test_a_remembered_token_still_expires(monkeypatch):
-    import service.auth as auth_module
+    import service.rights.auth as auth_module
 
     now = int(dt.datetime.now(dt.UTC).timestamp())  # not the module's NOW: collection was earlier
     token = _signed({**GOOD, "iat": now, "exp": now + 60})

@@ -12,11 +12,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
-from service import batch
-from service.batch import ShardJob, batch_score, boundary, run_shard, shard_of, shard_status
-from service.scoring import ensure_people, score_people
-from service.serving import load_serving
-from service.store import scores, write_records
+from service.scoring import batch
+from service.scoring.batch import ShardJob, batch_score, boundary, run_shard, shard_of, shard_status
+from service.scoring.score import ensure_people, score_people
+from service.scoring.serving import load_serving
+from service.store.bulk import write_records
+from service.store.tables import scores
 from tests.service.conftest import DEMO_TODAY
 
 COMPARED = ("score", "raw_score", "base_points", "band", "points", "reasons", "model_version",
@@ -139,7 +140,7 @@ def test_an_interrupted_run_resumes_its_unfinished_shards_once(database_url, eng
 def test_a_resumed_run_keeps_its_date(database_url, engine, world):
     import datetime as dt
 
-    from service.batch import BatchError
+    from service.scoring.batch import BatchError
 
     _population(engine, world, 5, records_only=0)
     batch_score(database_url, world.registry, shards=2, as_of=DEMO_TODAY, run_id="dated",
@@ -203,7 +204,7 @@ def test_dask_cluster_loses_a_worker_and_still_scores_everyone_once(database_url
 def test_the_batch_command_scores_and_resumes(database_url, engine, world, monkeypatch):
     from click.testing import CliRunner
 
-    from service.cli import main
+    from service.cli.main import main
 
     everyone = _population(engine, world, 12, records_only=2)
     monkeypatch.setenv("DATABASE_URL", database_url)

@@ -7,13 +7,13 @@ import uuid
 
 import pytest
 
-from service.cache import MemoryCache, RedisCache, make_cache, page_key
+from service.base.cache import MemoryCache, RedisCache, make_cache, page_key
 from tests.conftest import skip_or_fail
 
 REDIS_URL = os.environ.get("REDIS_URL_TEST", "redis://127.0.0.1:6379/15")
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
 def cache(request):
     if request.param == "memory":
         return MemoryCache()

@@ -12,12 +12,13 @@ from sqlalchemy import func, select
 
 from features.identity import make_resident_id, person_key
 from features.records import Source
-from service import cli_service
-from service.auth import hash_api_key
-from service.cli import main
-from service.config import DEVELOPMENT_JWT_SECRET
-from service.scoring import ensure_people
-from service.store import partners, scores, write_records
+from service.base.config import DEVELOPMENT_JWT_SECRET
+from service.cli import service as cli_service
+from service.cli.main import main
+from service.rights.auth import hash_api_key
+from service.scoring.score import ensure_people
+from service.store.bulk import write_records
+from service.store.tables import partners, scores
 from tests.service.conftest import DEMO_TODAY
 
 

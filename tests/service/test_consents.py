@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select, update
 
 from features.rules import add_months
-from service.auth import decode_token
-from service.consents import city_today, expiry_of
-from service.store import audit_log, consents
+from service.rights.auth import decode_token
+from service.rights.consents import city_today, expiry_of
+from service.store.tables import audit_log, consents
 
 BIKE = {"partner_id": "city-bikes", "perks": ["bike-deposit-free"]}
 
@@ -143,3 +143,22 @@ def test_a_missing_consent_field_is_named(served_client, auth, people_keys, bike
     response = served_client.post("/v1/me/consents", headers=auth.citizen(people_keys[0]),
                                   json=body)
     assert response.status_code == 422 and missing in response.get_json()["errors"]
+
+
+def test_the_token_comes_with_its_qr_code_drawn_by_the_server(served_client, auth, people_keys,
+                                                              bikes):
+    """The page shows the server's SVG (no QR encoder in the page): a QR symbol of a valid
+    size plus the 4-module quiet zone on a light background, and the code of this token."""
+    import xml.etree.ElementTree as ET
+
+    import segno
+
+    first = grant(served_client, auth.citizen(people_keys[0])).get_json()
+    second = grant(served_client, auth.citizen(people_keys[1])).get_json()
+    svg = ET.fromstring(first["qr_svg"])
+    assert svg.tag.endswith("svg")
+    width = int(svg.get("viewBox").split()[2])
+    assert (width - 8 - 17) % 4 == 0 and 21 <= width - 8 <= 177  # QR versions 1 to 40
+    assert width - 8 == segno.make(first["token"], error="m", boost_error=False).symbol_size(border=0)[0]
+    assert "#fff" in first["qr_svg"]  # a light quiet zone, whatever the page's colours
+    assert first["qr_svg"] != second["qr_svg"]  # each token its own code

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from model.registry import Registry
-from service import cli_service
-from service.cli import main
-from service.store import consents, make_engine, partners, perks, quarantine, scores
+from service.cli import service as cli_service
+from service.cli.main import main
+from service.store.tables import consents, make_engine, partners, perks, quarantine, scores
 
 DEMO_SETTINGS = ("DATABASE_URL", "OSMANTHUS_REGISTRY", "OSMANTHUS_AS_OF",
                  "OSMANTHUS_VALIDATION_FEATURES", "OSMANTHUS_VALIDATION_OUTCOMES",

@@ -10,11 +10,11 @@ from sqlalchemy import select, update
 
 from features.records import Source
 from features.rules import DISPUTED, FULFILLED
-from service.disputes import resolve_dispute
-from service.errors import ApiError
-from service.pages import REASON_TEXT
-from service.scoring import latest, rescore
-from service.store import RECORD_TABLES, audit_log, disputes
+from service.base.errors import ApiError
+from service.rights.disputes import resolve_dispute
+from service.rights.pages import REASON_TEXT
+from service.scoring.score import latest, rescore
+from service.store.tables import RECORD_TABLES, audit_log, disputes
 from tests.service.conftest import DEMO_TODAY
 
 LISTING = "c0" * 16  # record ids are 32 hexadecimal digits

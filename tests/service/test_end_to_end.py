@@ -19,9 +19,9 @@ import pytest
 from features.identity import person_key
 from features.records import Source
 from features.rules import DISPUTED, REPAIRED
-from service import audit
-from service.consents import city_today
-from service.pages import REASON_TEXT
+from service.rights import audit
+from service.rights.consents import city_today
+from service.rights.pages import REASON_TEXT
 from tests.service.conftest import Auth
 
 BIKES = "bike-deposit-free"

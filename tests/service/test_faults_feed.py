@@ -229,7 +229,7 @@ class Reconciled:
 def reconcile(engine, feed_id: str, source: Source, expected: pl.DataFrame,
               rows: int) -> Reconciled:
     """Check the store against the feed exactly; the counts, for a report."""
-    from service.store import RECORD_TABLES, feeds, quarantine
+    from service.store.tables import RECORD_TABLES, feeds, quarantine
 
     table = RECORD_TABLES[source]
     with engine.connect() as connection:
@@ -254,7 +254,7 @@ def reconcile(engine, feed_id: str, source: Source, expected: pl.DataFrame,
 @pytest.mark.parametrize("source", list(Source), ids=lambda s: s.value)
 def test_a_feed_with_every_kind_of_bad_row_reconciles_exactly_through_the_store(
         engine, tmp_path, source):
-    from service.ingest import ingest_feed
+    from service.store.ingest import ingest_feed
 
     rows = 2_000
     frame, expected = spoiled_feed(source, rows, 0.05, seed=list(Source).index(source))

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from features.records import Source
-from service import ingest as ingest_module
+from model.bundle import sha256_file
+from service.store import ingest as ingest_module
 from tests.service.test_faults_feed import reconcile, spoiled_feed
 from tests.service.test_faults_servers import need, postgres_bin, private_postgres
 
@@ -38,7 +39,7 @@ def feed(tmp_path):
 
 
 def _engine(url: str):
-    from service.store import make_engine, migrate
+    from service.store.tables import make_engine, migrate
 
     engine = make_engine(url)
     migrate(engine)
@@ -46,13 +47,14 @@ def _engine(url: str):
 
 
 def _status(engine, feed_id: str) -> str:
-    from service.store import feeds
+    from service.store.tables import feeds
 
     with engine.connect() as connection:
         return connection.execute(select(feeds.c.status)
                                   .where(feeds.c.feed_id == feed_id)).scalar_one()
 
 
+@pytest.mark.integration  # a private PostgreSQL server
 def test_a_restart_during_an_ingest_is_ridden_out_and_leaves_exactly_the_good_rows(
         postgres, feed, monkeypatch, caplog):
     path, expected = feed
@@ -67,7 +69,7 @@ def test_a_restart_during_an_ingest_is_ridden_out_and_leaves_exactly_the_good_ro
             timer.start()
             back.append(timer)
 
-    caplog.set_level(logging.WARNING, logger="service.ingest")
+    caplog.set_level(logging.WARNING, logger="service.store.ingest")
     try:
         summary = ingest_module.ingest_feed(engine, path, Source.PENALTY,
                                             on_chunk=restart_after_the_first_chunk,
@@ -81,11 +83,12 @@ def test_a_restart_during_an_ingest_is_ridden_out_and_leaves_exactly_the_good_ro
     engine.dispose()
 
 
+@pytest.mark.integration  # a private PostgreSQL server
 def test_a_database_that_stays_away_stops_the_cli_cleanly_and_a_rerun_finishes_exactly(
         postgres, feed, monkeypatch, caplog):
     from click.testing import CliRunner
 
-    from service.cli import main
+    from service.cli.main import main
 
     path, expected = feed
     monkeypatch.setenv("DATABASE_URL", postgres.url)
@@ -112,7 +115,7 @@ def test_a_database_that_stays_away_stops_the_cli_cleanly_and_a_rerun_finishes_e
 
     postgres.start()
     engine = _engine(postgres.url)
-    feed_id = ingest_module.feed_id_of(path)
+    feed_id = sha256_file(path)
     assert _status(engine, feed_id) == "receiving"
     monkeypatch.setattr(ingest_module, "_upsert_records", real)
     again = CliRunner().invoke(main, args)

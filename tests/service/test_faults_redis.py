@@ -26,6 +26,8 @@ import pytest
 
 from tests.service.test_faults_servers import need, private_redis
 
+pytestmark = pytest.mark.integration  # private redis-server / PostgreSQL servers
+
 THREADS, MAX_REQUESTS, MAX_SECONDS = 4, 20_000, 40.0  # the load's bounds, whatever happens
 PERK = "bike-deposit-free"
 
@@ -42,7 +44,7 @@ class Bureau:
 def seed_bureau(app, person_keys: list[str]) -> Bureau:
     """A partner with a key, and a consent to it asking about the bike perk for each person
     (their records and scores must already be stored)."""
-    from service.consents import city_today, grant
+    from service.rights.consents import city_today, grant
     from tests.service.conftest import Auth
 
     auth = Auth(app)
@@ -170,8 +172,8 @@ def test_redis_killed_under_load_no_5xx_degraded_then_ready_and_no_decision_lost
     import redis
     from sqlalchemy import select
 
-    from service.audit import verify
-    from service.store import audit_log
+    from service.rights.audit import verify
+    from service.store.tables import audit_log
 
     app = make_app(redis_url=redis_server.url)  # rate limits fail open: the default
     assert app.extensions["osmanthus.config"].rate_limit_fail_open

@@ -21,6 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # private redis-server / PostgreSQL servers
+
 START_SECONDS = 30.0  # the longest a server may take to answer after starting
 STOP_SECONDS = 15.0  # the longest a server may take to exit before it is killed
 

@@ -10,9 +10,9 @@ from sqlalchemy import func, select, text
 
 from features.identity import make_resident_id
 from features.records import Source
-from service import ingest as ingest_module
-from service.ingest import ingest_feed
-from service.store import RECORD_TABLES, feeds, quarantine
+from service.store import ingest as ingest_module
+from service.store.ingest import ingest_feed
+from service.store.tables import RECORD_TABLES, feeds, quarantine
 
 IDS = [make_resident_id(110101, dt.date(1980 + i, 1 + i % 12, 1 + i), 100 + i) for i in range(6)]
 
@@ -117,7 +117,7 @@ def test_no_raw_id_number_is_stored_anywhere(engine, tmp_path, caplog):
 
 
 def test_a_record_removed_on_an_upheld_dispute_never_comes_back(engine, tmp_path):
-    from service.store import disputes, people
+    from service.store.tables import disputes, people
 
     feed = penalty_feed(tmp_path / "penalty.csv")
     ingest_feed(engine, feed, Source.PENALTY)

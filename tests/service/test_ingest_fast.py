@@ -21,9 +21,10 @@ from sqlalchemy import func, or_, select, text
 from features.identity import make_resident_id
 from features.records import SCHEMAS, Source, record_schema
 from features.validate import validate_feed
-from service import ingest as ingest_module
-from service.ingest import feed_id_of, ingest_feed
-from service.store import RECORD_TABLES, disputes, feeds, insert_for, people, quarantine
+from model.bundle import sha256_file
+from service.store import ingest as ingest_module
+from service.store.ingest import ingest_feed
+from service.store.tables import RECORD_TABLES, disputes, feeds, insert_for, people, quarantine
 
 PERSONS = [make_resident_id(110101, dt.date(1960 + i, 1 + i % 12, 1 + i % 28), 100 + i)
            for i in range(12)]
@@ -34,7 +35,7 @@ def reference_ingest(engine, path, source: Source) -> tuple[set[str], int, int]:
     """The previous implementation (the oracle): returns (changed people, stored, overruled)."""
     result = validate_feed(path, source)
     good, bad = result.records, result.quarantine
-    feed_id, now = feed_id_of(path), dt.datetime.now(dt.UTC)
+    feed_id, now = sha256_file(path), dt.datetime.now(dt.UTC)
     row = {"feed_id": feed_id, "source": source.value, "filename": path.name,
            "received_at": now, "rows_read": good.height + bad.height,
            "rows_stored": good.height, "rows_quarantined": bad.height, "status": "complete"}

@@ -9,9 +9,9 @@ import uuid
 import pytest
 from flask import Blueprint, Flask
 
-from service.config import Config
-from service.errors import register_error_handlers
-from service.limits import init_limiter
+from service.api.limits import init_limiter
+from service.base.config import Config
+from service.base.errors import register_error_handlers
 from tests.conftest import skip_or_fail
 
 REDIS_URL = os.environ.get("REDIS_URL_TEST", "redis://127.0.0.1:6379/15")
@@ -51,7 +51,7 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
 def storage(request) -> str | None:
     return None if request.param == "memory" else redis_url()
 
@@ -91,6 +91,7 @@ def test_a_batch_costs_one_hit_per_item():
     assert client.get("/v1/partner/ping", headers=key).status_code == 200  # the 5th hit
 
 
+@pytest.mark.integration
 def test_redis_holds_a_hash_of_the_key_never_the_key():
     import redis
 
@@ -101,7 +102,7 @@ def test_redis_holds_a_hash_of_the_key_never_the_key():
     stored = [k.decode() for k in redis.Redis.from_url(url).keys("LIMITS:*osmanthus*")]
     raw = key["X-API-Key"]
     assert stored and not any(raw in k or raw[4:] in k for k in stored)
-    from service.limits import rate_key
+    from service.api.limits import rate_key
 
     with make_app().test_request_context(headers=key):
         assert any(rate_key() in k for k in stored)
@@ -133,7 +134,7 @@ def test_fail_open_is_the_default():
 
 
 def test_a_limit_for_an_unregistered_blueprint_fails_at_start_up(monkeypatch):
-    from service import limits
+    from service.api import limits
 
     monkeypatch.setitem(limits.LIMITED_BLUEPRINTS, "nowhere", lambda config: "1/minute")
     with pytest.raises(RuntimeError, match="nowhere"):

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from service.auth import issue_token
-from service.consents import city_today
+from service.rights.auth import issue_token
+from service.rights.consents import city_today
 from tests.service.conftest import Auth
 
 ROLES = ("anonymous", "citizen", "other_citizen", "partner", "partner_no_consent",
@@ -32,6 +32,7 @@ BIKES, LIBRARY = "bike-deposit-free", "library-deposit-free"
 ANSWER_KEYS = {"eligible", "decision_id", "expires_at"}
 ENVELOPE_KEYS = {"code", "status", "message", "errors"}
 METHODS = ("get", "post", "put", "patch", "delete")
+RUN_ID = "20260101T000000Z-0123abcd"  # a run id of the right shape (no such run)
 
 # The expected status of every operation for every role, in ROLES order:
 #   anonymous, citizen (own data), another citizen, partner with consent for the perk,
@@ -68,7 +69,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/admin/reviews/{person_key}"):           (401, 403, 403, 401, 401, 401, 200, 401),
     ("post", "/v1/admin/reviews/{person_key}/decision"): (401, 403, 403, 401, 401, 401, 200, 401),
     ("post", "/v1/admin/rescore"):                       (401, 403, 403, 401, 401, 401, 200, 401),
-    ("post", "/v1/admin/rescore-all"):                   (401, 403, 403, 401, 401, 401, 200, 401),
+    ("post", "/v1/admin/rescore-all"):                   (401, 403, 403, 401, 401, 401, 202, 401),
+    ("get", "/v1/admin/rescore-all/{run_id}"):           (401, 403, 403, 401, 401, 401, 200, 401),
     ("get", "/v1/admin/models"):                         (401, 403, 403, 401, 401, 401, 200, 401),
     ("post", "/v1/admin/models/{version}/promote"):      (401, 403, 403, 401, 401, 401, 409, 401),
     ("post", "/v1/admin/models/rollback"):               (401, 403, 403, 401, 401, 401, 409, 401),
@@ -218,7 +220,7 @@ def _headers(scene: Scene, path: str, role: str) -> dict[str, str]:
 def call(scene: Scene, method: str, template: str, role: str):
     path = template.format(dispute_id=scene.dispute_id, consent_id=scene.consent_id,
                            feed_id=scene.feed_id, person_key=scene.reviewed,
-                           version=scene.version, perk_id=BIKES)
+                           version=scene.version, perk_id=BIKES, run_id=RUN_ID)
     extra = BODIES.get((method, template), lambda s, r: {})(scene, role)
     return getattr(scene.client, method)(path, headers=_headers(scene, template, role), **extra)
 

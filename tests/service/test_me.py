@@ -13,13 +13,13 @@ from sqlalchemy import delete, func, select
 from features.records import Source
 from features.rules import MINOR
 from model.scorecard import BAND_ZH
-from service import audit
-from service.cache import page_key
-from service.errors import ApiError
-from service.pages import REASON_TEXT
-from service.review import decide_review
-from service.scoring import latest
-from service.store import RECORD_TABLES, audit_log, scores
+from service.base.cache import page_key
+from service.base.errors import ApiError
+from service.rights import audit
+from service.rights.pages import REASON_TEXT
+from service.rights.review import decide_review
+from service.scoring.score import latest
+from service.store.tables import RECORD_TABLES, audit_log, scores
 from tests.service.conftest import DEMO_TODAY
 from tests.service.test_disputes import (
     LISTING,
@@ -75,8 +75,8 @@ def test_the_score_page_is_the_latest_row_and_the_trend_rendered_as_the_schema_w
     import json
 
     from service.api.me_schemas import ScorePageSchema
-    from service.pages import score_brief, score_page
-    from service.scoring import trend
+    from service.rights.pages import score_brief, score_page
+    from service.scoring.score import trend
 
     key, engine = people_keys[2], served_app.extensions["osmanthus.engine"]
     stored = {k: v for k, v in latest(engine, key).items() if k != "id"}
@@ -117,7 +117,7 @@ def test_a_cached_score_page_is_answered_in_front_of_flask_exactly_as_flask_woul
             (first.status_code, first.data, first.content_type)
         assert response.headers["Content-Length"] == str(len(first.data))
     config = served_app.extensions["osmanthus.config"]
-    from service.auth import issue_token
+    from service.rights.auth import issue_token
 
     for refused in (auth.admin()["Authorization"], "Bearer not.a.token", "Basic abc",
                     "Bearer " + issue_token(config, "citizen", key, now=dt.datetime(2020, 1, 1,
@@ -398,7 +398,7 @@ def test_the_access_log_shows_who_asked_for_which_perk_and_the_answer(
 
 @pytest.mark.parametrize(("method", "path"), EVERY_ROUTE)
 def test_only_a_citizen_token_reaches_me(served_app, served_client, auth, method, path):
-    from service.auth import issue_token
+    from service.rights.auth import issue_token
 
     config = served_app.extensions["osmanthus.config"]
     expired = issue_token(config, "citizen", "a" * 64,

@@ -26,9 +26,9 @@ from sqlalchemy import MetaData, Table, inspect, select
 
 from features.identity import check_digit, id_problem, make_resident_id, person_key
 from features.records import Source
-from service.auth import issue_token
-from service.cli import main
-from service.consents import city_today
+from service.cli.main import main
+from service.rights.auth import issue_token
+from service.rights.consents import city_today
 from tests.service.conftest import DEMO_TODAY, Auth
 
 ID_SHAPED = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
@@ -214,12 +214,12 @@ def test_no_raw_id_reaches_a_table_a_log_or_an_answer(
         edges.keep(client.post("/v1/admin/feeds", headers=admin,
                                content_type="multipart/form-data", data={
                                    "source": rid, "file": (io.BytesIO(penalties), "p.csv")}), 422)
-    edges.keep(client.post("/v1/admin/rescore-all", headers=admin), 200)
+    edges.keep(client.post("/v1/admin/rescore-all", headers=admin), 202)
 
     # --- the search ----------------------------------------------------------------------------
     tables = database_leaks(engine, raw_ids, stored=valid)
     assert tables == {}  # stored as person keys only
-    assert any(r.name == "service.ingest" for r in caplog.records), "the logs were not captured"
+    assert any(r.name == "service.store.ingest" for r in caplog.records), "the logs were not captured"
     assert log_leaks(caplog, raw_ids) == []
     assert [leaks(out, raw_ids) for out in outputs if leaks(out, raw_ids)] == []
     assert [(asked, text) for asked, text in edges.texts if leaks(text, raw_ids)] == []

@@ -31,11 +31,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.config import Config
+from service.base.config import Config
 
 ENVELOPE = {"code", "status", "message", "errors"}
 ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
-SCHEMA_MODULES = ("service.schemas", "service.api.health", "service.api.me_schemas",
+SCHEMA_MODULES = ("service.api.schemas", "service.api.health", "service.api.me_schemas",
                   "service.api.partner_schemas", "service.api.admin_schemas")
 NOT_ENVELOPED = {("/readyz", "503")}  # "unavailable" is a readiness report, not an error
 EXPECTED_SECURITY = {"/v1/me/": [{"citizenToken": []}], "/v1/admin/": [{"adminToken": []}],

@@ -10,11 +10,11 @@ import uuid
 import pytest
 from sqlalchemy import event, insert, select, update
 
-from service import audit
-from service import auth as auth_module
-from service.auth import issue_token
-from service.scoring import latest
-from service.store import audit_log, consents, partners, people, scores
+from service.rights import audit
+from service.rights import auth as auth_module
+from service.rights.auth import issue_token
+from service.scoring.score import latest
+from service.store.tables import audit_log, consents, partners, people, scores
 from tests.service.conftest import Auth
 
 ANSWER_KEYS = {"eligible", "decision_id", "expires_at"}
@@ -27,7 +27,7 @@ EXTRA_BIKE_PERK = "bike-long-rental"  # a second city-bikes perk, to consent to 
 def bureau(served_app, tmp_path):
     """The served app's database and model, with one more city-bikes perk configured."""
     from service.app import create_app
-    from service.perks import DEFAULT_PERKS_FILE
+    from service.rights.perks import DEFAULT_PERKS_FILE
 
     data = json.loads(DEFAULT_PERKS_FILE.read_text(encoding="utf-8"))
     data["perks"].append({"perk_id": EXTRA_BIKE_PERK, "policy_version": 3,

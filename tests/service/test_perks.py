@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.perks import Perk, load_perks
+from service.rights.perks import Perk, load_perks
 
 BIKE = load_perks().perk("bike-deposit-free")
 CLEAN = {"ct_active_listings": 0.0, "pn_serious_counting": 0.0}

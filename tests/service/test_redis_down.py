@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from tests.conftest import skip_or_fail
 
 REDIS_URL = os.environ.get("REDIS_URL_TEST", "redis://127.0.0.1:6379/15")
@@ -24,6 +26,7 @@ def test_a_citizens_page_is_served_from_the_database_when_redis_is_down(served_a
     assert ready["status"] == "degraded" and ready["redis"] == "down"
 
 
+@pytest.mark.integration
 def test_the_page_is_cached_in_real_redis(served_apps, people_keys):
     import redis
 
@@ -31,7 +34,7 @@ def test_the_page_is_cached_in_real_redis(served_apps, people_keys):
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
     except redis.RedisError:
         skip_or_fail(f"Redis not reachable at {REDIS_URL}")
-    from service.cache import page_key
+    from service.base.cache import page_key
     from tests.service.conftest import Auth
 
     app = served_apps(redis_url=REDIS_URL)

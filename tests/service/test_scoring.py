@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
 from features.records import Source
-from service.ingest import ingest_feed
-from service.scoring import latest, score_people, score_rows, trend
-from service.serving import load_serving
+from service.scoring.score import latest, score_people, score_rows, trend
+from service.scoring.serving import load_serving
+from service.store.ingest import ingest_feed
 from tests.service.world import VALID_AS_OF
 
 
@@ -134,11 +134,14 @@ def test_score_rows_names_a_missing_feature_column(world):
 
 
 def test_one_persons_records_load_as_the_store_loads_them(engine, world, stored):
-    from service.store import load_person_records, load_records
+    """One key takes the precompiled one-person path; the same key with a stranger beside it
+    (who has no records) takes the list path, which must give the very same frames."""
+    from service.store.records import load_records
 
-    keys = world.people()["person_key"].head(15).to_list() + ["f" * 64]
+    stranger = "f" * 64
+    keys = world.people()["person_key"].head(15).to_list() + [stranger]
     for key in keys:
-        fast, reference = load_person_records(engine, key), load_records(engine, [key])
+        fast, reference = load_records(engine, [key]), load_records(engine, [key, stranger])
         for source in Source:
             assert fast.get(source).equals(reference.get(source)), (source, key)
             assert fast.get(source).schema == reference.get(source).schema

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.scoring import latest
+from service.scoring.score import latest
 from tests.service.conftest import DEMO_TODAY
 
 

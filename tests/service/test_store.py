@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import inspect, text
 
 from features.records import Records, Source, record_schema
-from service.store import RECORD_TABLES, load_records, make_engine, metadata, migrate
+from service.store.records import load_records
+from service.store.tables import RECORD_TABLES, make_engine, metadata, migrate
 
 
 def test_migrations_create_every_table_and_are_idempotent(engine):
@@ -50,7 +51,7 @@ def test_records_come_back_typed_as_the_feature_builder_reads_them(engine):
 
 # --- the batch's fast paths ------------------------------------------------------------------
 def _score_row(key: str, run_id: str | None, score: float) -> dict:
-    """A score row as `service.scoring.score_rows` makes it: nested JSON, Chinese text,
+    """A score row as `service.scoring.score.score_rows` makes it: nested JSON, Chinese text,
     floats that need all 17 digits, None, booleans."""
     return {
         "person_key": key, "as_of": dt.date(2026, 1, 1), "model_version": "v0001",
@@ -68,7 +69,7 @@ def _score_row(key: str, run_id: str | None, score: float) -> dict:
 def _stored(engine, run_id: str) -> dict[str, dict]:
     from sqlalchemy import select
 
-    from service.store import scores
+    from service.store.tables import scores
 
     with engine.connect() as connection:
         rows = connection.execute(select(scores).where(scores.c.run_id == run_id)).all()
@@ -81,8 +82,8 @@ def _stored(engine, run_id: str) -> dict[str, dict]:
 def test_score_rows_written_twice_are_stored_once_as_the_plain_insert_stores_them(engine):
     from sqlalchemy import insert
 
-    from service.store import scores
-    from service.store_bulk import write_scores
+    from service.store.bulk import write_scores
+    from service.store.tables import scores
 
     first = [_score_row(f"p{i:02d}", "fast", 600 + i / 7) for i in range(6)]
     with engine.begin() as connection:
@@ -108,7 +109,7 @@ def test_a_failed_chunk_leaves_no_row(engine):
 
     import psycopg
 
-    from service.store_bulk import write_scores
+    from service.store.bulk import write_scores
 
     rows = [_score_row("q1", "atomic", 500.0), {**_score_row("q2", "atomic", 1.0), "band": None}]
     with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)), engine.begin() as connection:  # band is NOT NULL
@@ -117,8 +118,7 @@ def test_a_failed_chunk_leaves_no_row(engine):
 
 
 def test_records_by_key_range_are_those_of_load_records(engine, world):
-    from service.store import write_records
-    from service.store_bulk import load_records_between
+    from service.store.bulk import write_records
 
     keys = world.people()["person_key"].sort().to_list()[:40]
     records = world.records.filter_persons(keys)
@@ -134,16 +134,17 @@ def test_records_by_key_range_are_those_of_load_records(engine, world):
             assert a.sort(order).equals(b.sort(order)), source
 
     with engine.connect() as connection:
-        same(load_records_between(connection, None, None), records)  # floats, dates, nulls
+        same(load_records(connection, first=None, last=None), records)  # floats, dates, nulls
         first, last = keys[5], keys[30]
         inside = [k for k in keys if first <= k <= last]
-        same(load_records_between(connection, first, last), load_records(engine, inside))
-        same(load_records_between(connection, first, last, ids=False),
+        same(load_records(connection, first=first, last=last), load_records(engine, inside))
+        same(load_records(connection, first=first, last=last, ids=False),
              load_records(engine, inside), ids=False)
-        same(load_records_between(connection, None, keys[9]), load_records(engine, keys[:10]))
-        assert all(load_records_between(connection, "g", None).get(s).is_empty() for s in Source)
+        same(load_records(connection, first=None, last=keys[9]), load_records(engine, keys[:10]))
+        assert all(load_records(connection, first="g", last=None).get(s).is_empty() for s in Source)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite has no server
 def test_a_connection_the_server_closed_is_never_handed_out(engine):
     """The pool's check at checkout (no round trip): a pooled connection whose server end

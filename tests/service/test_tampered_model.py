@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from model.registry import Registry
-from service.serving import load_serving
+from service.scoring.serving import load_serving
 from tests.service.world import VALID_AS_OF
 
 

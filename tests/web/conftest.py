@@ -62,14 +62,6 @@ def browser_ready() -> None:
     ensure_browser()
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory):
-    """The service tests' small world: a city, its records and a champion (tests/service/world.py)."""
-    from tests.service.world import build_world
-
-    return build_world(tmp_path_factory.mktemp("world"))
-
-
 @dataclass
 class Live:
     app: object
@@ -77,7 +69,7 @@ class Live:
     people: list[str]
 
     def citizen_token(self, person_key: str) -> str:
-        from service.auth import issue_token
+        from service.rights.auth import issue_token
 
         return issue_token(self.app.extensions["osmanthus.config"], "citizen", person_key)
 
@@ -88,10 +80,10 @@ def live_app(browser_ready, world, tmp_path):
     from werkzeug.serving import make_server
 
     from service.app import create_app
-    from service.config import Config
-    from service.operations import add_partner
-    from service.scoring import score_people
-    from service.store import write_records
+    from service.base.config import Config
+    from service.rights.partners import add_partner
+    from service.scoring.score import score_people
+    from service.store.bulk import write_records
 
     config = Config(env="test", database_url=f"sqlite:///{tmp_path / 'osmanthus.db'}",
                     registry_dir=world.registry, as_of=DEMO_TODAY)

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]  # a real browser
 
 PHONE, DESKTOP = (390, 844), (1280, 900)
 WAIT = 15  # seconds, for any one thing the page does
@@ -69,7 +69,7 @@ def test_citizen_page(live_app, browser, artifacts):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from service.auth import decode_token
+    from service.rights.auth import decode_token
 
     live, driver = live_app, browser
     person_key, target, before = _disputable(live)

@@ -112,7 +112,7 @@
     grant(partner, perks, until) {
       act(async () => {
         const out = await api("/consents", "POST", { partner_id: partner, perks, until });
-        S.granted = { consent_id: out.consent.consent_id, token: out.token };
+        S.granted = { consent_id: out.consent.consent_id, token: out.token, qr_svg: out.qr_svg };
         return "";
       }, () => $("consent-qr").scrollIntoView({ block: "center" }));
     },

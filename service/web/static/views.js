@@ -206,8 +206,12 @@
     h("button", { type: "submit", class: "primary", text: T.grant }));
     const out = [h("p", { class: "meta", text: T.consentsIntro }), form];
     if (S.granted) {
-      const qr = global.OsmanthusQR.svg(S.granted.token, T.qrLabel, "M");
+      // the server draws the code (segno); its viewBox is the symbol plus a 4-module quiet zone
+      const qr = new DOMParser().parseFromString(S.granted.qr_svg, "image/svg+xml").documentElement;
       qr.id = "consent-qr";
+      qr.setAttribute("role", "img");
+      qr.setAttribute("aria-label", T.qrLabel);
+      qr.setAttribute("data-modules", String(qr.viewBox.baseVal.width - 8));
       out.push(h("figure", { class: "qr", "data-consent-id": S.granted.consent_id },
         h("figcaption", { text: T.tokenShown }), qr,
         h("label", { for: "consent-token", text: T.tokenText }),

@@ -1,0 +1,211 @@
+"""Commands for the running service: `ingest`, `audit verify`, `token`, `partners`, `rescore`,
+`serve`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from features.records import Source
+from service.base.config import Config
+
+
+def _engine(config: Config):
+    """The store, migrated; an unreachable database is a one-line error, not a traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    from service.store.tables import make_engine, migrate
+
+    engine = make_engine(config.database_url)
+    try:
+        migrate(engine)
+    except OperationalError as error:
+        engine.dispose()
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        raise click.ClickException(f"the store cannot be reached: {reason}") from None
+    return engine
+
+
+@click.command()
+@click.argument("feed", type=click.Path(exists=True, dir_okay=False))
+@click.option("--source", required=True, type=click.Choice([s.value for s in Source]),
+              help="Which record source the feed holds (one source per file).")
+@click.option("--rescore/--no-rescore", default=True, show_default=True,
+              help="Re-score the people whose records changed (when a champion serves).")
+def ingest(feed: str, source: str, rescore: bool) -> None:
+    """Validate FEED and store its good rows; bad rows are quarantined with their reasons.
+
+    Safe to repeat: re-sending a feed, or one that was cut off halfway, never duplicates or
+    loses a record. People whose records changed are re-scored as of today."""
+    from features.validate import FeedError
+    from service.scoring.everyone import rescore_store
+    from service.store.ingest import IngestError, ingest_feed
+
+    config = Config.from_env()
+    engine = _engine(config)
+    try:
+        summary = ingest_feed(engine, feed, source, retry_seconds=config.ingest_retry_seconds)
+    except (FeedError, IngestError) as error:  # IngestError: the database stayed away
+        raise click.ClickException(str(error)) from None
+    for line in summary.lines():
+        click.echo(line)
+    if not (rescore and summary.changed_persons):
+        return
+    try:
+        run = rescore_store(config, engine, sorted(summary.changed_persons))
+    except LookupError as error:
+        click.echo(f"  not re-scored: {error}", err=True)
+        return
+    click.echo(f"  re-scored:   {run.scored} as of {run.as_of} with {run.model_version}")
+
+
+@click.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Walk the audit chain; exit 1 and name the first broken link if a row was altered."""
+    from service.rights.audit import verify
+
+    verdict = verify(_engine(Config.from_env()))
+    if verdict.ok:
+        click.echo(f"audit log intact: {verdict.rows} rows")
+        return
+    click.echo(f"audit log BROKEN at row {verdict.broken_at}: {verdict.why} "
+               f"({verdict.rows} rows read)", err=True)
+    raise SystemExit(1)
+
+
+@click.command()
+@click.argument("role", type=click.Choice(["citizen", "admin"]))
+@click.argument("subject")
+@click.option("--minutes", type=int, default=24 * 60, show_default=True)
+def token(role: str, subject: str, minutes: int) -> None:
+    """Issue a development token (refused by a production deployment).
+
+    SUBJECT is a person key (or an 18-character resident ID, turned into its person key here
+    and never stored) for a citizen, or a name for an admin. Partners use API keys instead:
+    `osmanthus partners add`."""
+    from service.rights.auth import issue_token
+
+    config = Config.from_env()
+    if config.production:
+        raise click.ClickException("development tokens cannot be issued in production")
+    if role == "citizen":
+        subject = _person_key(subject)
+    elif not subject.strip() or len(subject) > 64:
+        raise click.BadParameter("an admin name of 1 to 64 characters", param_hint="SUBJECT")
+    click.echo(issue_token(config, role, subject, minutes=minutes, development=True))
+
+
+def _person_key(subject: str) -> str:
+    import re
+
+    from features.identity import InvalidResidentId, person_key
+
+    if re.fullmatch(r"[0-9a-f]{64}", subject):
+        return subject
+    if len(subject) == 18:
+        try:
+            return person_key(subject)
+        except InvalidResidentId as error:
+            raise click.BadParameter(str(error), param_hint="SUBJECT") from None
+    raise click.BadParameter("a person key (64 hex digits) or an 18-character resident ID",
+                             param_hint="SUBJECT")
+
+
+@click.group()
+def partners() -> None:
+    """Partner services and their API keys (stored hashed; a key is shown once)."""
+
+
+@partners.command("add")
+@click.argument("partner_id")
+@click.option("--name", required=True, help="The partner's name, for people.")
+@click.option("--rotate", is_flag=True, help="Replace the key of an existing partner.")
+def partners_add(partner_id: str, name: str, rotate: bool) -> None:
+    """Register PARTNER_ID and print its new API key (only its hash is stored)."""
+    from service.rights.partners import add_partner
+
+    try:
+        key = add_partner(_engine(Config.from_env()), partner_id, name, rotate=rotate)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"partner {partner_id}: API key (shown once, keep it safe):", err=True)
+    click.echo(key)
+
+
+@partners.command("list")
+def partners_list() -> None:
+    """Registered partners (never their keys)."""
+    from service.rights.partners import list_partners
+
+    rows = list_partners(_engine(Config.from_env()))
+    if not rows:
+        click.echo("no partner registered")
+    for row in rows:
+        click.echo(f"{row['partner_id']:<20} {row['name']}  (since {row['created_at']:%Y-%m-%d})")
+
+
+@click.command()
+@click.argument("person_keys", nargs=-1)
+@click.option("--all", "everyone_", is_flag=True, help="Re-score everyone in the store.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local processes for --all.")
+def rescore(person_keys: tuple[str, ...], everyone_: bool, workers: int) -> None:
+    """Re-score PERSON_KEYS (or `--all`) with the champion, as of today (OSMANTHUS_AS_OF)."""
+    from service.scoring.everyone import rescore_store
+
+    if bool(person_keys) == everyone_:
+        raise click.UsageError("give person keys or --all, not both and not neither")
+    config = Config.from_env()
+    try:
+        run = rescore_store(config, _engine(config), list(person_keys) or None, workers=workers)
+    except (LookupError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"re-scored {run.scored:,} of {run.people:,} people as of {run.as_of} with "
+               f"{run.model_version} in {run.seconds:.1f} s (run {run.run_id})")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="gunicorn workers (default $WEB_CONCURRENCY, else the number of CPUs).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="LightGBM threads per worker (default $OSMANTHUS_NUM_THREADS, else 1).")
+@click.option("--timeout", type=click.IntRange(min=10), default=120, show_default=True,
+              help="Seconds before a silent worker is restarted (re-scoring a city is long).")
+def serve(host: str, port: int, workers: int | None, threads: int | None, timeout: int) -> None:
+    """Serve the API under gunicorn (this process becomes gunicorn)."""
+    argv, env = gunicorn_command(host, port, workers, threads, timeout)
+    try:
+        Config.from_env(env).check()
+    except Exception as error:  # noqa: BLE001 - ConfigError or a bad value: say it, don't start
+        raise click.ClickException(str(error)) from None
+    click.echo(f"serving on http://{host}:{port} ({argv[argv.index('--workers') + 1]} workers)",
+               err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    execute(argv, env)
+
+
+def gunicorn_command(host: str, port: int, workers: int | None, threads: int | None,
+                     timeout: int) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ)
+    workers = workers or int(env.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+    if threads is not None:
+        env["OSMANTHUS_NUM_THREADS"] = str(threads)
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
+            str(workers), "--timeout", str(timeout), "--access-logfile", "-",
+            "service.wsgi:app"]
+    return argv, env
+
+
+def execute(argv: list[str], env: dict[str, str]) -> None:
+    """Replace this process with `argv` (tests replace this function)."""
+    os.execve(argv[0], argv, env)

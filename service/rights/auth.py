@@ -1,0 +1,193 @@
+"""Who is asking: citizens' and admins' tokens, partners' API keys, citizens' consent tokens.
+
+- A token is a JWT (HS256) with `sub`, `role` (citizen | admin), `iss`, `iat`, `exp`. A
+  citizen's subject is their person key, so `/v1/me/...` needs no id in the path.
+- A development token (issued by `osmanthus token`) carries `dev: true` and is refused in
+  production, where the signing secret comes from configuration and never defaults.
+- A partner's API key is random; only its SHA-256 is stored, and it is looked up by that hash.
+- A consent token is a JWT with role `consent`: it names the consent, the partner and the perks,
+  and it is worth nothing once the consent is revoked or expired (checked in the database on
+  every use, not only by the token's own expiry).
+
+Decoding is on every request's path (a partner's batch decodes up to 1,000 consent tokens), and
+PyJWT spends ~60 µs a token. The same tokens come back again and again (a citizen's app, a
+partner holding a consent token), so `verified_claims` remembers PyJWT's acceptance of a token
+(an LRU of the exact token strings) and re-checks only its expiry on a repeat. PyJWT is the
+only verifier: a token it refuses is never remembered, so it is refused again every time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from service.base.config import Config
+from service.base.errors import ApiError
+
+ROLES = ("citizen", "admin", "consent")
+PERSON_KEY = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex: what a citizen token's `sub` holds
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str  # citizen | admin | partner
+    subject: str  # person key, admin name, or partner id
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this principal (a person key is never logged as actor)."""
+        return "citizen" if self.role == "citizen" else f"{self.role}:{self.subject}"
+
+
+def issue_token(config: Config, role: str, subject: str, *, minutes: int | None = None,
+                development: bool = False, claims: dict | None = None,
+                now: dt.datetime | None = None) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    now = now or dt.datetime.now(dt.UTC)
+    payload = {
+        "sub": subject, "role": role, "iss": config.jwt_issuer, "iat": now,
+        "exp": now + dt.timedelta(minutes=minutes or config.token_minutes),
+        **(claims or {}),
+    }
+    if development:
+        payload["dev"] = True
+    return jwt.encode(payload, config.jwt_secret, algorithm=ALGORITHM)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _accepted(secret: str, issuer: str, token: str) -> dict:
+    return jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer,
+                      options={"require": ["exp", "sub", "role"]})
+
+
+def verified_claims(secret: str, issuer: str, token: str) -> dict:
+    """PyJWT's claims for a token (raises its `InvalidTokenError`s); a token it accepted before
+    is only checked again for expiry, exactly as PyJWT checks it (no leeway)."""
+    claims = _accepted(secret, issuer, token)
+    if claims["exp"] <= time.time():
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    return dict(claims)  # a copy: the remembered claims stay as PyJWT gave them
+
+
+def decode_token(config: Config, token: str, role: str) -> dict:
+    """The token's claims, or a 401 (not valid) / 403 (valid, but not for this)."""
+    try:
+        claims = verified_claims(config.jwt_secret, config.jwt_issuer, token)
+    except jwt.ExpiredSignatureError:
+        raise ApiError(401, "the token has expired") from None
+    except jwt.InvalidTokenError:
+        raise ApiError(401, "the token is not valid") from None
+    if config.production and claims.get("dev"):
+        raise ApiError(401, "development tokens are not accepted here")
+    if claims["role"] != role:
+        raise ApiError(403, f"this needs a {role} token")
+    return claims
+
+
+def bearer(header: str | None) -> str:
+    if not header or not header.lower().startswith("bearer "):
+        raise ApiError(401, "an Authorization: Bearer token is required",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return header.split(" ", 1)[1].strip()
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh partner key and the hash to store; the key itself is shown once."""
+    key = "osk_" + secrets.token_urlsafe(32)
+    return key, hash_api_key(key)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+# --- per request --------------------------------------------------------------------------
+def _config() -> Config:
+    from flask import current_app
+
+    return current_app.extensions["osmanthus.config"]
+
+
+def citizen_of(config: Config, authorization: str | None) -> str:
+    """The person key a citizen's `Authorization` header names (401/403 otherwise): the one
+    citizen-token check, used by every /v1/me route and by the cached-page shortcut in front
+    of Flask (`api.me.CachedScorePages`), so the two can never disagree on who may read.
+
+    A subject that is not a person key (an identity provider that puts the raw ID number in
+    `sub`, say) is refused before it can reach a table, a log line or a cache key."""
+    subject = decode_token(config, bearer(authorization), "citizen")["sub"]
+    if not isinstance(subject, str) or not PERSON_KEY.fullmatch(subject):
+        raise ApiError(401, "the token does not name a person key")
+    return subject
+
+
+def citizen_key() -> str:
+    """The person key of the citizen whose token came with this request (`citizen_of`)."""
+    from flask import request
+
+    return citizen_of(_config(), request.headers.get("Authorization"))
+
+
+def admin_name() -> str:
+    from flask import request
+
+    return decode_token(_config(), bearer(request.headers.get("Authorization")), "admin")["sub"]
+
+
+@functools.cache
+def _partner_by_key_hash():
+    """The key lookup, built once (the store is imported lazily: auth loads early)."""
+    from sqlalchemy import bindparam, select
+
+    from service.store.tables import partners
+
+    return select(partners.c.partner_id).where(partners.c.api_key_hash == bindparam("key_hash"))
+
+
+KNOWN_KEYS_MAX = 1024  # partners are few; a bound all the same
+_clock = time.monotonic  # the key memory's clock (tests move it)
+
+
+def partner_id(connection=None) -> str:
+    """The partner whose API key (header `X-API-Key`) came with this request (looked up on
+    `connection` when given: the partner API's one connection for the request).
+
+    A key found in the store is trusted by this worker for `api_key_cache_seconds` (default
+    5 s) without asking again: the lookup was a round trip on every partner request. So a
+    rotated or removed key keeps working for at most that long; an unknown key is never
+    remembered and always costs a lookup."""
+    from contextlib import nullcontext
+
+    from flask import current_app, request
+
+    key = request.headers.get("X-API-Key")
+    if not key:
+        raise ApiError(401, "an X-API-Key header is required")
+    key_hash = hash_api_key(key)
+    config: Config = current_app.extensions["osmanthus.config"]
+    known: dict[str, tuple[str, float]] = current_app.extensions.setdefault(
+        "osmanthus.partner_keys", {})
+    remembered = known.get(key_hash)
+    if remembered is not None and remembered[1] > _clock():
+        return remembered[0]
+    engine = current_app.extensions["osmanthus.engine"]
+    with nullcontext(connection) if connection is not None else engine.connect() as reading:
+        found = reading.execute(_partner_by_key_hash(),
+                                {"key_hash": key_hash}).scalar_one_or_none()
+    if found is None:
+        known.pop(key_hash, None)
+        raise ApiError(401, "the API key is not valid")
+    if config.api_key_cache_seconds > 0:
+        if len(known) >= KNOWN_KEYS_MAX:
+            known.clear()
+        known[key_hash] = (found, _clock() + config.api_key_cache_seconds)
+    return found

@@ -1,0 +1,163 @@
+"""Consents: a citizen lets one partner ask about named perks until a date, and can revoke it.
+
+A consent yields a token (a JWT with role `consent`, subject the consent id, claims `partner`
+and `perks`) that the citizen hands to the partner, e.g. as a QR code. The token alone is worth
+nothing: the partner side checks the consents row on every use (not revoked, not expired,
+partner and perk match), so revoking works at once even though the token itself lives on.
+
+Expiry is real time, not the scoring as-of date: a consent "until 2027-03-01" lasts to the end
+of that day in the city's time zone (China Standard Time, UTC+8).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from features.rules import add_months
+from service.base.config import Config
+from service.base.errors import ApiError
+from service.rights import audit
+from service.rights.auth import issue_token
+from service.rights.disputes import is_id
+from service.rights.perks import PerkConfig
+from service.scoring.score import ensure_people
+from service.store.tables import consents, partners
+
+CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
+MAX_MONTHS = 12
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones: make both aware."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def city_today(now: dt.datetime | None = None) -> dt.date:
+    return (now or dt.datetime.now(dt.UTC)).astimezone(CITY_TZ).date()
+
+
+def expiry_of(until: dt.date) -> dt.datetime:
+    """The moment a consent 'until <date>' ends: the next midnight in the city, in UTC."""
+    return dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), CITY_TZ).astimezone(dt.UTC)
+
+
+def state_of(row: dict, now: dt.datetime) -> str:
+    if row["revoked_at"] is not None:
+        return "revoked"
+    return "active" if _utc(row["expires_at"]) > now else "expired"
+
+
+def public(row: Any, now: dt.datetime | None = None) -> dict:
+    """A consent as its citizen sees it (no person key), with its state."""
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    data.pop("person_key", None)
+    for name in ("granted_at", "expires_at", "revoked_at"):
+        data[name] = _utc(data[name])
+    data["state"] = state_of(data, now or dt.datetime.now(dt.UTC))
+    return data
+
+
+def _check(engine: Engine, perk_config: PerkConfig, partner_id: str, perk_ids: list[str],
+           until: dt.date, now: dt.datetime) -> None:
+    """422 naming every bad field: unknown partner, perks that do not exist or are another
+    partner's, a date not in the future or more than a year on."""
+    errors: dict[str, list[str]] = {}
+    known = {p["partner_id"] for p in perk_config.partners}
+    with engine.connect() as connection:
+        registered = connection.execute(
+            select(partners.c.partner_id).where(partners.c.partner_id == partner_id)
+        ).first()
+    if partner_id not in known or registered is None:
+        errors["partner_id"] = ["unknown partner"]
+    offered = {perk.perk_id: perk.partner_id for perk in perk_config.perks}
+    bad = [f"unknown perk (item {i})" if p not in offered  # never echo unknown text back
+           else f"{p!r} is not offered by this partner"
+           for i, p in enumerate(perk_ids, start=1) if offered.get(p) != partner_id]
+    if bad:
+        errors["perks"] = bad
+    today = city_today(now)
+    if until <= today:
+        errors["until"] = ["must be a date in the future"]
+    elif until > add_months(today, MAX_MONTHS):
+        errors["until"] = [f"must be at most {MAX_MONTHS} months from today"]
+    if errors:
+        raise ApiError(422, "some fields are invalid", errors=errors)
+
+
+def grant(engine: Engine, config: Config, perk_config: PerkConfig, person_key: str,
+          partner_id: str, perk_ids: list[str], until: dt.date) -> dict:
+    """Record a consent and return it with its token."""
+    now = dt.datetime.now(dt.UTC)
+    perk_ids = list(dict.fromkeys(perk_ids))  # the order given, each perk once
+    _check(engine, perk_config, partner_id, perk_ids, until, now)
+    row = {"consent_id": uuid.uuid4().hex, "person_key": person_key, "partner_id": partner_id,
+           "perks": perk_ids, "granted_at": now, "expires_at": expiry_of(until),
+           "revoked_at": None}
+    with engine.begin() as connection:
+        ensure_people(connection, [person_key])
+        connection.execute(insert(consents).values(**row))
+        audit.append(connection, actor="citizen", action="consent_granted",
+                     person_key=person_key,
+                     detail={"consent_id": row["consent_id"], "partner_id": partner_id,
+                             "perks": perk_ids, "expires_at": row["expires_at"].isoformat()})
+    minutes = math.ceil((row["expires_at"] - now).total_seconds() / 60)
+    token = issue_token(config, "consent", row["consent_id"], minutes=minutes,
+                        claims={"partner": partner_id, "perks": perk_ids})
+    return {"consent": public(row, now), "token": token, "qr_svg": qr_svg(token)}
+
+
+def list_consents(engine: Engine, person_key: str) -> list[dict]:
+    """Every consent of the person, newest first: active, expired and revoked."""
+    now = dt.datetime.now(dt.UTC)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(consents).where(consents.c.person_key == person_key)
+            .order_by(consents.c.granted_at.desc(), consents.c.consent_id)
+        ).all()
+    return [public(row, now) for row in rows]
+
+
+def revoke(engine: Engine, person_key: str, consent_id: str) -> dict:
+    """Revoke one of the person's consents (404 if it is not theirs; revoking twice changes
+    nothing and is not logged twice)."""
+    now = dt.datetime.now(dt.UTC)
+    if not is_id(consent_id):
+        raise ApiError(404, "no such consent")
+    with engine.begin() as connection:
+        row = connection.execute(
+            select(consents).where(consents.c.consent_id == consent_id,
+                                   consents.c.person_key == person_key).with_for_update()
+        ).first()
+        if row is None:
+            raise ApiError(404, "no such consent")
+        data = dict(row._mapping)
+        if data["revoked_at"] is None:
+            data["revoked_at"] = now
+            connection.execute(update(consents).where(consents.c.consent_id == consent_id)
+                               .values(revoked_at=now))
+            audit.append(connection, actor="citizen", action="consent_revoked",
+                         person_key=person_key,
+                         detail={"consent_id": consent_id, "partner_id": data["partner_id"]})
+    return public(data, now)
+
+
+def qr_svg(token: str) -> str:
+    """The consent token as a QR code for the partner to scan: an inline SVG drawn by segno
+    (error correction M, the standard 4-module quiet zone, sized by its viewBox), so the
+    citizen's page shows it without a QR encoder of its own."""
+    import io
+
+    import segno
+
+    out = io.BytesIO()  # not svg_inline(): the page parses it as SVG, which needs the xmlns
+    segno.make(token, error="m", boost_error=False).save(
+        out, kind="svg", xmldecl=False, svgns=True, nl=False, scale=1, border=4,
+        omitsize=True, svgclass="qr-code", light="#fff")
+    return out.getvalue().decode()
