@@ -62,10 +62,11 @@ def apportion(points: np.ndarray, base_points: float, raw_score: np.ndarray,
     # keeps the sum exact even if float noise of the raw score pushed it one past either end
     missing = total - base - low.astype(np.int64).sum(axis=1)
     each, extra = np.divmod(missing, k)
-    # rank by fraction, largest first; ties: the later catalog feature first
-    backwards = np.ascontiguousarray(fraction[:, ::-1])
-    np.negative(backwards, out=backwards)
-    order = (k - 1) - np.argsort(backwards, axis=1, kind="stable")
+    # rank by fraction, largest first; ties (also those float rounding makes, as a tiny negative
+    # point's fraction rounds to 1.0): the larger exact point first, so the shown points keep the
+    # exact points' order; then the later catalog feature first
+    later = np.broadcast_to(-np.arange(k), (n, k))
+    order = np.lexsort((later, -points, -fraction), axis=1)
     shown = low.astype(np.int64)
     shown += each[:, None]
     shown[np.arange(n)[:, None], order] += np.arange(k)[None, :] < extra[:, None]

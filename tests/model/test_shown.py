@@ -117,8 +117,9 @@ def test_any_person_sees_whole_points_that_add_up(records, scale) -> None:
 
 def test_a_score_off_the_scale_shows_the_clip_as_its_own_line() -> None:
     card = small_scorecard()[0]
-    high = card.with_scale(PointsScale(base_score=1200.0))
-    low = card.with_scale(PointsScale(base_score=-300.0))
+    # Anchors inside the range (the scale refuses others) whose points run past its ends.
+    high = card.with_scale(PointsScale(base_score=1000.0, base_odds=1.0, pdo=200.0))
+    low = card.with_scale(PointsScale(base_score=0.0, base_odds=1e6, pdo=200.0))
     person = pl.DataFrame([{name: 0.0 for name in card.feature_names}])
     for scorecard, clipped in ((high, 1000), (low, 0)):
         result = explain(scorecard, person)
