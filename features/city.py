@@ -246,4 +246,5 @@ def _write_fates(out: Path, pop: Population, keys: pl.Series, snapshots: tuple[d
         "base_strain": np.tile(pop.base_strain, len(snapshots)),
         "strain": strain.reshape(-1),
         "luck": np.tile(pop.luck, len(snapshots)),
+        "integrity": np.tile(pop.integrity, len(snapshots)),
     }), out / "truth.parquet")

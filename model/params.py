@@ -28,6 +28,7 @@ CV_FOLDS = 5  # k of the k-fold lightgbm.cv that picks the number of rounds
 MAX_ROUNDS = 5000  # upper bound on rounds; the CV stops well before on real data
 STOPPING_ROUNDS = 100  # rounds without improvement of the CV metric before it stops
 LARGE = 20_000  # training rows from which the plain (non-randomised) trees are used
+MIN_LEAF_HESSIAN = 5.0  # see lgb_params: a leaf must hold the evidence of about five expected defaults
 
 
 def lgb_params(n_rows: int, seed: int, num_threads: int = 1) -> dict:
@@ -40,6 +41,7 @@ def lgb_params(n_rows: int, seed: int, num_threads: int = 1) -> dict:
         "num_leaves": 4 if small else 8,
         "min_data_in_leaf": max(20, n_rows // 500),
         "lambda_l2": 1.0,
+        "min_sum_hessian_in_leaf": MIN_LEAF_HESSIAN,
         "extra_trees": small,
         "feature_fraction": 0.5 if small else 1.0,
         "bagging_fraction": 1.0,

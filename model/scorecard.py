@@ -47,11 +47,19 @@ def bands_of(scores: np.ndarray) -> list[str]:
 
 @dataclass(frozen=True)
 class PointsScale:
-    """score = offset + factor · ln(good:bad odds), factor = pdo / ln 2 (DESIGN.md defaults)."""
+    """score = offset + factor · ln(good:bad odds), factor = pdo / ln 2.
 
-    base_score: float = 600.0
-    base_odds: float = 50.0
-    pdo: float = 40.0
+    The defaults are the demo city's anchor (README, "Decisions"): 625 points at 30:1 good:bad
+    odds, 55 points to double them. Chosen on the demo city (20,000 people, as of 2026-01-01)
+    so that a clean file sits in "good" with room above it, the people with adverse records
+    spread over "fair" and "needs improvement", each perk threshold approves some residents
+    and refuses others, and no positive-record feature spans more than 30 points while an
+    active court listing costs over 60. A smaller PDO squeezes everyone into "good" (at 40 no
+    one passed 680); a larger one lets a few volunteer hours swing 40 points."""
+
+    base_score: float = 625.0
+    base_odds: float = 30.0
+    pdo: float = 55.0
     min_score: float = 0.0
     max_score: float = 1000.0
 
