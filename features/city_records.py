@@ -46,9 +46,9 @@ LISTING_CLOSE = 0.045
 # Administrative penalties on individuals (行政处罚) that reach the credit platform: city credit
 # reports list a few per 100 adults a year, mostly minor (which never count), about a quarter
 # general, a few percent serious (large fines, licence revocations).
-PENALTY_RATE = 0.0022  # decisions per adult-month at average reliability and strain
-PENALTY_RELIABILITY, PENALTY_INTEGRITY, PENALTY_STRAIN = -0.4, -0.4, 0.3
-GENERAL_SHARE = 0.27
+PENALTY_RATE = 0.003  # decisions per adult-month at average reliability and strain
+PENALTY_RELIABILITY, PENALTY_INTEGRITY, PENALTY_STRAIN = -0.4, -0.6, 0.3
+GENERAL_SHARE = 0.33
 SERIOUS_SHARE, SERIOUS_INTEGRITY, SERIOUS_STRAIN = 0.03, -0.9, 0.4
 # A fine is a bill: a serious one (¥5,000–500,000 against a median monthly wage near ¥8,500)
 # raises strain for a year; a general one (around ¥1,000) a little, for half a year.
@@ -59,11 +59,11 @@ FINE_SHOCK = {"general": (0.35, 6), "serious": (1.3, 12)}
 # (national donation counts near 1.1–1.2% of the population); honours are rare. Studies of
 # prosocial behaviour and repayment find a real but small link, hence weak ties to the traits.
 VOLUNTEER_LOGIT, VOLUNTEER_RATE = -0.6, 0.25
-BLOOD_RATE, HONOUR_RATE = 0.0012, 0.0003
+BLOOD_RATE, HONOUR_RATE = 0.0012, 0.0005
 # Fees and contributions left unpaid follow risk closely (payment-history studies: a missed
 # payment is the best single predictor of the next); per unit of risk, the logit of leaving a
 # small fee unpaid in a month, and of missing a month's contribution.
-SMALL_FEE_LOGIT, SMALL_FEE_RISK, MISSED_RISK = -4.4, 2.1, 2.1
+SMALL_FEE_LOGIT, SMALL_FEE_RISK, MISSED_RISK = -5.4, 3.5, 3.5
 CATEGORY_SHARES = (0.45, 0.10, 0.07, 0.10, 0.18, 0.10)  # in PENALTY_CATEGORIES order
 SEASON = np.array([1.0, 0.75, 0.95, 1.0, 1.0, 1.0, 0.9, 0.9, 1.0, 0.95, 1.0, 1.0])  # Jan..Dec
 
@@ -241,7 +241,7 @@ def _social_security(pop: Population, cal: Calendar, rng: np.random.Generator,
     exempt = pension[rows]
     flexible = pop.coverage[person] == FLEXIBLE
     q = risk[rows]
-    missed = ~exempt & (rng.random(k) < _sigmoid(np.where(flexible, -3.6, -5.6)
+    missed = ~exempt & (rng.random(k) < _sigmoid(np.where(flexible, -4.4, -6.4)
                                                       + MISSED_RISK * q))
     base = np.where(exempt, 0.0, pop.contribution_base[person])
     due = np.where(missed, np.where(flexible, 0.2, 0.3) * base, 0.0)
@@ -463,8 +463,8 @@ def _positive(pop: Population, cal: Calendar, rng: np.random.Generator, adult: n
     volunteer = rng.random(len(pop)) < _sigmoid(VOLUNTEER_LOGIT + 0.3 * pop.reliability
                                                 + 0.3 * pop.integrity)
     volunteering = rng.poisson(VOLUNTEER_RATE * volunteer[:, None] * adult)
-    blood = adult & (age <= 60) & (rng.random(shape) < BLOOD_RATE * np.exp(0.3 * rel + 0.3 * honest))
-    honour = adult & (rng.random(shape) < HONOUR_RATE * np.exp(0.3 * rel + 0.2 * honest))
+    blood = adult & (age <= 60) & (rng.random(shape) < BLOOD_RATE * np.exp(0.5 * rel + 0.5 * honest))
+    honour = adult & (rng.random(shape) < HONOUR_RATE * np.exp(0.5 * rel + 0.5 * honest))
     person, t = np.nonzero(volunteering)
     reps = volunteering[person, t]
     person, t = np.repeat(person, reps), np.repeat(t, reps)
