@@ -309,7 +309,7 @@ FEATURES: tuple[Feature, ...] = (
 # they let the trees put a record's weight on its age, so that an old but counting serious
 # penalty or a listing older than any in the training snapshot cost next to nothing, and a
 # fine (whose size follows its category as much as its gravity) stand in for the severity the
-# law grades, and
+# law grades, and a count of positive records re-count the hours, donations and honours,
 # split one record's points across look-alike columns (issue 11).
 UNSCORED = frozenset({
     "ss_months_paid_12m", "ss_current_paid_streak", "ss_months_of_history",
@@ -317,6 +317,7 @@ UNSCORED = frozenset({
     "months_of_history", "sources_reporting",
     "ct_listings_filed_24m", "ct_months_since_listing",
     "pn_recent_6m", "pn_categories_counting", "pn_months_since_latest", "pn_fines_counting",
+    "po_events_24m",
 })
 FEATURES = tuple(replace(f, scored=f.name not in UNSCORED) for f in FEATURES)
 

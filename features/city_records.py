@@ -49,7 +49,7 @@ LISTING_CLOSE = 0.045
 PENALTY_RATE = 0.003  # decisions per adult-month at average reliability and strain
 PENALTY_RELIABILITY, PENALTY_INTEGRITY, PENALTY_STRAIN = -0.4, -0.6, 0.3
 GENERAL_SHARE = 0.33
-SERIOUS_SHARE, SERIOUS_INTEGRITY, SERIOUS_STRAIN = 0.03, -0.9, 0.4
+SERIOUS_SHARE, SERIOUS_INTEGRITY, SERIOUS_STRAIN = 0.02, -0.9, 0.4
 # A fine is a bill: a serious one (¥5,000–500,000 against a median monthly wage near ¥8,500)
 # raises strain for a year; a general one (around ¥1,000) a little, for half a year.
 FINE_SHOCK = {"general": (0.35, 6), "serious": (1.3, 12)}

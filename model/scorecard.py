@@ -49,7 +49,7 @@ def bands_of(scores: np.ndarray) -> list[str]:
 class PointsScale:
     """score = offset + factor · ln(good:bad odds), factor = pdo / ln 2.
 
-    The defaults are the demo city's anchor (README, "Decisions"): 630 points at 30:1 good:bad
+    The defaults are the demo city's anchor (README, "Decisions"): 620 points at 30:1 good:bad
     odds, 55 points to double them. Chosen on the demo city (20,000 people, as of 2026-01-01)
     so that a clean file sits in "good" with room above it, the people with adverse records
     spread over "fair" and "needs improvement", each perk threshold approves some residents
@@ -57,7 +57,7 @@ class PointsScale:
     active court listing costs over 60. A smaller PDO squeezes everyone into "good" (at 40 no
     one passed 680); a larger one lets a few volunteer hours swing 40 points."""
 
-    base_score: float = 630.0
+    base_score: float = 620.0
     base_odds: float = 30.0
     pdo: float = 55.0
     min_score: float = 0.0
