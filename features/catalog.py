@@ -305,12 +305,11 @@ FEATURES: tuple[Feature, ...] = (
 #
 # Court listings and penalties count in full while they count: their disclosure windows (and a
 # listing's being active) already say how long they matter (features/rules.py). Features that
-# measure only how recent they are, or re-count them, are shown but carry no points: scored,
-# they let the trees put a record's weight on its age, so that an old but counting serious
-# penalty or a listing older than any in the training snapshot cost next to nothing, and a
-# fine (whose size follows its category as much as its gravity) stand in for the severity the
-# law grades, and a count of positive records re-count the hours, donations and honours,
-# split one record's points across look-alike columns (issue 11).
+# only measure how recent such a record is, or count it again (its fine, its category, a count
+# of positive records beside the hours, donations and honours), are shown but carry no points.
+# Scored, they let the trees put a record's weight on its age or its fine, so that an old but
+# counting serious penalty, or a listing older than any in the training snapshot, cost next to
+# nothing, and they split one record's points across look-alike columns (issue 11).
 UNSCORED = frozenset({
     "ss_months_paid_12m", "ss_current_paid_streak", "ss_months_of_history",
     "tr_rides_12m", "tr_bike_rides_12m", "tr_active_months_12m", "tr_months_of_history",

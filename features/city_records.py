@@ -460,10 +460,10 @@ def _positive(pop: Population, cal: Calendar, rng: np.random.Generator, adult: n
     donation (18–60), honours. Weakly tied to reliability and integrity: a modest signal."""
     rel, honest = pop.reliability[:, None], pop.integrity[:, None]
     shape = adult.shape
-    volunteer = rng.random(len(pop)) < _sigmoid(VOLUNTEER_LOGIT + 0.3 * pop.reliability
-                                                + 0.3 * pop.integrity)
+    volunteer = rng.random(len(pop)) < _sigmoid(VOLUNTEER_LOGIT + 0.4 * pop.reliability
+                                                + 0.6 * pop.integrity)
     volunteering = rng.poisson(VOLUNTEER_RATE * volunteer[:, None] * adult)
-    blood = adult & (age <= 60) & (rng.random(shape) < BLOOD_RATE * np.exp(0.5 * rel + 0.5 * honest))
+    blood = adult & (age <= 60) & (rng.random(shape) < BLOOD_RATE * np.exp(0.4 * rel + 0.4 * honest))
     honour = adult & (rng.random(shape) < HONOUR_RATE * np.exp(0.5 * rel + 0.5 * honest))
     person, t = np.nonzero(volunteering)
     reps = volunteering[person, t]
