@@ -136,7 +136,7 @@ def test_with_scale_moves_points_not_probabilities(card: Scorecard,
     other = card.with_scale(PointsScale(base_score=500, base_odds=20, pdo=20))
     a, b = card.score_frame(people.head(500)), other.score_frame(people.head(500))
     assert np.allclose(a.probability, b.probability, rtol=1e-9)
-    assert np.allclose(b.points, a.points * 20 / 40)
+    assert np.allclose(b.points, a.points * 20 / card.scale.pdo)
     assert card.scale == PointsScale()  # the original is untouched
 
 
