@@ -36,7 +36,7 @@ The records follow from that, each with its own noise, so that no feature is a p
   as it stands), listings far likelier within a year of a default and among the unwilling; most
   are paid after a year or so, a few removed, the rest still active;
 - **administrative penalties**: a few decisions per 100 adults a year, mostly minor (which never
-  count), about a third general, a few percent serious (concentrated among the unwilling and
+  count), about a third general, about 7% serious (concentrated among the unwilling and
   the strained), with categories, fines, stated or default disclosure windows and repairs;
 - **positive records**: a third of adults volunteer, about 1.5% give blood in a year, honours
   are rare; weakly tied to reliability and integrity.
