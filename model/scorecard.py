@@ -51,11 +51,10 @@ class PointsScale:
 
     The defaults are the demo city's anchor (README, "Decisions"): 620 points at 30:1 good:bad
     odds, 55 points to double them. Chosen on the demo city (20,000 people, as of 2026-01-01)
-    so that a clean file sits in "good" with room above it, the people with adverse records
-    spread over "fair" and "needs improvement", each perk threshold approves some residents
-    and refuses others, and no positive-record feature spans more than 30 points while an
-    active court listing costs over 60. A smaller PDO squeezes everyone into "good" (at 40 no
-    one passed 680); a larger one lets a few volunteer hours swing 40 points."""
+    so that a clean file sits high in "good" (695), volunteering lifts it into "very good",
+    adverse records spread residents over "fair" and "needs improvement", and each perk
+    threshold approves some residents and refuses others. At PDO 40 no one passed 680; at 65
+    the clean block (40% of the city) crosses 700 into "very good"."""
 
     base_score: float = 620.0
     base_odds: float = 30.0
