@@ -302,10 +302,21 @@ FEATURES: tuple[Feature, ...] = (
 # bus card is not misbehaviour, and these features stood in for age and district (the young
 # have short files, rural districts ride less): models that scored them failed the fairness
 # gate, while scoring behaviour alone lost no AUC out of time (README, "Decisions").
+#
+# Court listings and penalties count in full while they count: their disclosure windows (and a
+# listing's being active) already say how long they matter (features/rules.py). Features that
+# only measure how recent such a record is, or count it again (its fine, its category, a count
+# of positive records beside the hours, donations and honours), are shown but carry no points.
+# Scored, they let the trees put a record's weight on its age or its fine, so that an old but
+# counting serious penalty, or a listing older than any in the training snapshot, cost next to
+# nothing, and they split one record's points across look-alike columns (issue 11).
 UNSCORED = frozenset({
     "ss_months_paid_12m", "ss_current_paid_streak", "ss_months_of_history",
     "tr_rides_12m", "tr_bike_rides_12m", "tr_active_months_12m", "tr_months_of_history",
     "months_of_history", "sources_reporting",
+    "ct_listings_filed_24m", "ct_months_since_listing",
+    "pn_recent_6m", "pn_categories_counting", "pn_months_since_latest", "pn_fines_counting",
+    "po_events_24m",
 })
 FEATURES = tuple(replace(f, scored=f.name not in UNSCORED) for f in FEATURES)
 

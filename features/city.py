@@ -4,10 +4,12 @@ The generative story
 --------------------
 Adults aged 18–80 on the first snapshot date (an age pyramid with the bulges of China's 1960s
 and 1980s cohorts) live in Hangzhou's ten urban districts, which differ in how urban they are.
-Each resident carries two hidden traits, drawn once:
+Each resident carries three hidden traits, drawn once:
 
 - **reliability** (N(0, 1)): conscientiousness — returning bikes on time, paying the fare,
-  volunteering, staying clear of penalties and courts;
+  volunteering, staying clear of penalties;
+- **integrity** (N(0, 1)): willingness to pay when it costs (the "character" of credit
+  analysis) — it shows in court listings, serious penalties and defaults, hardly in bus fares;
 - **base strain**: the long-run level of financial strain (lower with higher reliability),
   the same in distribution whatever one's age, sex or district, so that true risk is
   group-neutral and any gap in approvals between groups is a model's proxy,
@@ -15,7 +17,8 @@ Each resident carries two hidden traits, drawn once:
 plus **luck**, an unobserved risk that shows in no record and only in the outcome.
 
 Month by month, **financial strain** = base strain + a slow AR(1) drift (ρ = 0.95 a month) + rare
-shocks (illness, divorce) + a jump while unemployed. Employment is a two-state Markov chain
+shocks (illness, divorce) + a jump while unemployed + the fines of penalties (a fine is a
+bill). Employment is a two-state Markov chain
 (job loss likelier under strain, less likely with reliability); students start work at about
 22; men retire at 60 and women at 55. A month's *risk* = strain − 0.8 · reliability.
 
@@ -29,15 +32,20 @@ The records follow from that, each with its own noise, so that no feature is a p
 - **transit and public bicycle**: card holding and ride rates vary by district and age; overdue
   returns, fare evasion and damage rise with low reliability and strain; small fees left
   unpaid rise with risk;
-- **court enforcement**: rare listings (about 0.5% of adults over four years), likelier after a
-  default; most are fulfilled after months, a few removed, the rest still active;
-- **administrative penalties**: about 6 decisions per 100 adults a year, mostly minor or general, with
-  categories, fines, stated or default disclosure windows and some credit repairs;
-- **positive records**: volunteering (more among the reliable), blood
-  donation, honours.
+- **court enforcement**: about 0.8% of adults listed at a time (the feed starts with the list
+  as it stands), listings far likelier within a year of a default and among the unwilling; most
+  are paid after a year or so, a few removed, the rest still active;
+- **administrative penalties**: a few decisions per 100 adults a year, mostly minor (which never
+  count), about a third general, about 7% serious (concentrated among the unwilling and
+  the strained), with categories, fines, stated or default disclosure windows and repairs;
+- **positive records**: a third of adults volunteer, about 1.5% give blood in a year, honours
+  are rare; weakly tied to reliability and integrity.
 
 **The outcome**: each month a resident defaults on a deposit-free service (a fee or bill unpaid
-more than 30 days) with hazard σ(−7 + 1.1 · strain − 0.6 · reliability + 0.35 · luck). For a
+more than 30 days) with hazard σ(−7.7 + 1.1 · strain − 0.5 · reliability − 0.5 · integrity
++ 0.35 · luck + 1.6 · [an active court listing]). Month by month, because a default makes a
+listing likelier and a listing the next default (`features.city_records` holds every dial
+beside the fact it follows). For a
 snapshot T (the first of a month), `defaulted` says whether a default happened in the 12 months
 from T, and `true_pd` = 1 − Π(1 − hazard) over those months: the chance given the hidden traits
 *and* the strain path of that year, an upper bound no model can reach. Most defaults also leave
@@ -246,4 +254,5 @@ def _write_fates(out: Path, pop: Population, keys: pl.Series, snapshots: tuple[d
         "base_strain": np.tile(pop.base_strain, len(snapshots)),
         "strain": strain.reshape(-1),
         "luck": np.tile(pop.luck, len(snapshots)),
+        "integrity": np.tile(pop.integrity, len(snapshots)),
     }), out / "truth.parquet")

@@ -43,6 +43,10 @@ MIN_AGE, MAX_AGE = 18, 80
 NONE, FORMAL, FLEXIBLE = 0, 1, 2
 RETIREMENT_AGE = {True: 60, False: 55}  # men, women
 BASE_MIN, BASE_MAX = 4462.0, 24930.0  # contribution base floor and ceiling, CNY (2024)
+# Spread of the long-run level of financial strain. Payment-history studies find past
+# delinquency the strongest single predictor of the next (bureau scores weigh it most): hard
+# times last, so most of strain is a personal level, not a passing drift.
+BASE_STRAIN_SD = 0.85
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Population:
     reliability: np.ndarray  # hidden: conscientiousness, N(0, 1), fixed for life
     base_strain: np.ndarray  # hidden: long-run level of financial strain
     luck: np.ndarray  # hidden: unobserved risk that shows in nothing but defaults
+    integrity: np.ndarray  # hidden: willingness to honour a debt or rule when it costs, N(0, 1)
     coverage: np.ndarray  # NONE, FORMAL or FLEXIBLE
     study_until: np.ndarray  # month index (year*12+month-1) before which a student has no job
     contribution_base: np.ndarray  # CNY
@@ -122,7 +127,7 @@ def draw_population(rng: np.random.Generator, n: int, first_snapshot: dt.date) -
     reliability = rng.standard_normal(n)
     # True risk does not depend on age, sex or district: in this city any gap between groups'
     # approval rates is the model's doing (a proxy), which the fairness gate must catch.
-    base_strain = 0.6 * rng.standard_normal(n) - 0.2 * reliability
+    base_strain = BASE_STRAIN_SD * rng.standard_normal(n) - 0.2 * reliability
     luck = rng.standard_normal(n)
 
     u = rng.random(n) + 0.05 * np.tanh(reliability)
@@ -142,5 +147,9 @@ def draw_population(rng: np.random.Generator, n: int, first_snapshot: dt.date) -
     bike_user = rng.random(n) < 0.15 + 0.35 * urban - 0.006 * (age - 18)
     bike_rate = np.where(bike_user, np.exp(np.log(5) + 0.4 * urban - 0.02 * (age - 30)
                                            + 0.6 * rng.standard_normal(n)), 0.0)
-    return Population(district, male, birth, ids, reliability, base_strain, luck, coverage,
-                      study_until, contribution_base, transit_card, ride_rate, bike_rate)
+    # Willingness to pay (the "character" of credit analysis), apart from everyday
+    # conscientiousness: it shows in courts, serious penalties and defaults, hardly in bus fares.
+    integrity = rng.standard_normal(n)
+    return Population(district, male, birth, ids, reliability, base_strain, luck, integrity,
+                      coverage, study_until, contribution_base, transit_card, ride_rate,
+                      bike_rate)

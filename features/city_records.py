@@ -16,8 +16,55 @@ import polars as pl
 from features.city_people import FLEXIBLE, NONE, RETIREMENT_AGE, Population, month_index
 from features.records import PENALTY_CATEGORIES, POSITIVE_KINDS, SCHEMAS, SEVERITIES, Source
 
-DEFAULT_INTERCEPT = -7.5  # monthly default hazard, logit scale: a few percent a year
-STRAIN_RHO, STRAIN_SD = 0.95, 0.7  # strain: monthly AR(1)
+# --- The dials of the story, each with the fact it follows ------------------------------------
+# Deposit-free default: a fee or bill unpaid 30+ days. The monthly hazard's intercept (logit)
+# gives about 2% of adults a year, the order of the overdue rates reported for deposit-free
+# (credit-based) rental and pay-later services and of the "90+ days past due" share of
+# consumer-credit panels (a few percent a year).
+DEFAULT_INTERCEPT = -7.7
+# Default odds per unit of each hidden trait (logit): strain is ability to pay, reliability
+# everyday conscientiousness, integrity willingness to pay; luck shows in nothing else.
+DEFAULT_STRAIN, DEFAULT_RELIABILITY, DEFAULT_INTEGRITY, DEFAULT_LUCK = 1.1, -0.5, -0.5, 0.35
+STRAIN_RHO, STRAIN_SD = 0.95, 0.7  # strain: monthly AR(1), a slow drift of household finances
+# A court listing (失信被执行人) means a court found a judgement debt the person could pay and did
+# not: accounts frozen, spending restricted (限制高消费). Payment-history literature (public
+# records, judgements and collections are among the strongest derogatories in bureau scores,
+# which give them the largest point losses) says such a person defaults elsewhere several times
+# as often; while a listing is active the monthly default odds are multiplied by e^1.6 ≈ 5.
+LISTED_EFFECT = 1.6
+# Listings per adult-month (logit intercept), on top of strain and unreliability and far
+# likelier within a year of a default (most enforcement follows an unpaid debt). Chosen so that
+# about 0.5–0.8% of adults are listed at a time: the SPC's published list held around 8 million
+# names at a time in the early 2020s (entities included) among about 1.1 billion adults.
+LISTING_INTERCEPT, LISTING_RISK, LISTING_INTEGRITY, LISTING_AFTER_DEFAULT = -10.6, 1.0, -1.0, 2.5
+# The list the city's feed starts with: listings filed before the span and still open, as a
+# share of the monthly filing chance (about 1/LISTING_CLOSE months of filings, in steady state).
+LISTING_STOCK_MONTHS = 30
+# Most listings end when the debt is paid (履行) after months; enforcement reports give median
+# durations around a year; each month a listed person pays with this probability.
+LISTING_CLOSE = 0.045
+# Administrative penalties on individuals (行政处罚) that reach the credit platform: city credit
+# reports list a few per 100 adults a year (here about five), mostly minor (60%, which never
+# count), a third general, about 7% serious (large fines, licence revocations).
+PENALTY_RATE = 0.003  # decisions per adult-month at average reliability and strain
+PENALTY_RELIABILITY, PENALTY_INTEGRITY, PENALTY_STRAIN = -0.4, -0.6, 0.3
+GENERAL_SHARE = 0.33
+SERIOUS_SHARE, SERIOUS_INTEGRITY, SERIOUS_STRAIN = 0.02, -0.9, 0.4
+# A fine is a bill: a serious one (¥5,000–500,000 against a median monthly wage near ¥8,500)
+# raises strain for a year; a general one (around ¥1,000) a little, for half a year.
+FINE_SHOCK = {"general": (0.35, 6), "serious": (1.3, 12)}
+# Positive records (守信激励): about a third of adults log volunteer hours on the city's
+# platform (China reports over 200 million registered volunteers, far fewer active), a
+# volunteer about one activity every four months; about 1.5% of adults give blood in a year
+# (national donation counts near 1.1–1.2% of the population); honours are rare. Studies of
+# prosocial behaviour and repayment find a real but small link: volunteering leans on integrity
+# (about a 0.3 standard-deviation shift between volunteers and others), the rest barely.
+VOLUNTEER_LOGIT, VOLUNTEER_RATE = -0.6, 0.25
+BLOOD_RATE, HONOUR_RATE = 0.0012, 0.0005
+# Fees and contributions left unpaid follow risk closely (payment-history studies: a missed
+# payment is the best single predictor of the next); per unit of risk, the logit of leaving a
+# small fee unpaid in a month, and of missing a month's contribution.
+SMALL_FEE_LOGIT, SMALL_FEE_RISK, MISSED_RISK = -5.4, 3.5, 3.5
 CATEGORY_SHARES = (0.45, 0.10, 0.07, 0.10, 0.18, 0.10)  # in PENALTY_CATEGORIES order
 SEASON = np.array([1.0, 0.75, 0.95, 1.0, 1.0, 1.0, 0.9, 0.9, 1.0, 0.95, 1.0, 1.0])  # Jan..Dec
 
@@ -78,9 +125,12 @@ def _iso(days: np.ndarray) -> pl.Series:
 
 
 def _event_days(rng: np.random.Generator, cal: Calendar, t: np.ndarray) -> np.ndarray:
-    """A random day within each event's month."""
-    offset = np.floor(rng.random(len(t)) * cal.days[t]).astype(np.int64)
-    return cal.first_day[t] + offset.astype("timedelta64[D]")
+    """A random day within each event's month (t may be before the span: negative)."""
+    month = cal.start + np.asarray(t) - 1970 * 12
+    first = month.astype("datetime64[M]").astype("datetime64[D]")
+    days = ((month + 1).astype("datetime64[M]").astype("datetime64[D]") - first).astype(np.int64)
+    offset = np.floor(rng.random(len(month)) * days).astype(np.int64)
+    return first + offset.astype("timedelta64[D]")
 
 
 def _balance(rows: np.ndarray, added: np.ndarray, cleared: np.ndarray) -> np.ndarray:
@@ -131,19 +181,23 @@ def simulate(pop: Population, cal: Calendar, snapshots: list[int],
         x = STRAIN_RHO * x + scale * eps[:, t] + 1.2 * shocks[:, t]
         drift[:, t] = x
     strain = pop.base_strain[:, None] + drift + 0.6 * unemployed
+    # Penalties come first: their fines are bills that raise strain for months after.
+    integrity = pop.integrity[:, None]
+    penalties = _penalty_draws(rng, adult, rel, integrity, strain)
+    strain = strain + _fine_shocks(penalties)
     risk = strain - 0.8 * rel  # the propensity to leave an obligation unmet this month
 
-    # Defaults on deposit-free services: the outcome, one hazard per month.
-    hazard = _sigmoid(DEFAULT_INTERCEPT + 1.1 * strain - 0.6 * rel
-                      + 0.35 * pop.luck[:, None]) * adult
-    default = rng.random((n, months)) < hazard
+    # Defaults on deposit-free services (the outcome) and court listings, month by month: a
+    # default makes a listing likelier, and an active listing makes the next default likelier.
+    hazard, default, listings = _defaults_and_listings(rng, adult, strain, risk, rel,
+                                                       integrity, pop.luck[:, None])
 
     feeds = {
         Source.SOCIAL_SECURITY: _social_security(pop, cal, rng, working & employed,
                                                    adult & ~working & (age >= 50), risk),
         Source.TRANSIT: _transit(pop, cal, rng, adult, strain, risk, default),
-        Source.COURT: _court(pop, cal, rng, adult, risk, default),
-        Source.PENALTY: _penalty(pop, cal, rng, adult, strain),
+        Source.COURT: _court(pop, cal, rng, listings),
+        Source.PENALTY: _penalty(pop, cal, rng, penalties),
         Source.POSITIVE: _positive(pop, cal, rng, adult, age),
     }
     return Chunk(
@@ -188,7 +242,8 @@ def _social_security(pop: Population, cal: Calendar, rng: np.random.Generator,
     exempt = pension[rows]
     flexible = pop.coverage[person] == FLEXIBLE
     q = risk[rows]
-    missed = ~exempt & (rng.random(k) < _sigmoid(np.where(flexible, -3.4, -5.4) + 1.8 * q))
+    missed = ~exempt & (rng.random(k) < _sigmoid(np.where(flexible, -4.4, -6.4)
+                                                      + MISSED_RISK * q))
     base = np.where(exempt, 0.0, pop.contribution_base[person])
     due = np.where(missed, np.where(flexible, 0.2, 0.3) * base, 0.0)
     cleared = rng.random(k) < 0.6 * _sigmoid(0.5 - q)
@@ -217,7 +272,7 @@ def _transit(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np
     overdue[biked] = rng.poisson(bikes[biked] * 0.02 * np.exp(-1.2 * rel[biked] + 0.5 * s[biked]))
     damage[biked] = rng.poisson(bikes[biked] * 0.001 * np.exp(-0.5 * rel[biked]))
     evasions = rng.poisson(rides * 0.0006 * np.exp(-1.0 * rel + 0.4 * s))
-    small = used & (rng.random(k) < _sigmoid(-4.2 + 1.7 * q))
+    small = used & (rng.random(k) < _sigmoid(SMALL_FEE_LOGIT + SMALL_FEE_RISK * q))
     small_fee = np.zeros(k)
     small_fee[small] = np.round(rng.uniform(2, 40, small.sum()), 1)
     visible = default[card] & (rng.random(k) < 0.75)  # defaults on transit-linked services
@@ -256,20 +311,70 @@ def numbered(source: Source, frame: pl.DataFrame, first: int) -> pl.DataFrame:
     return frame.select(SCHEMAS[source].column_names)
 
 
-def _court(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np.ndarray,
-           risk: np.ndarray, default: np.ndarray) -> pl.DataFrame:
-    """Rare listings after unpaid debts; most are later fulfilled, a few removed."""
-    recent_default = np.cumsum(default, axis=1) > 0
-    hazard = _sigmoid(-11.3 + 1.2 * risk + 1.5 * recent_default)
-    person, t, filed = _events(pop, cal, rng, adult & (rng.random(adult.shape) < hazard))
+@dataclass
+class _Listings:
+    """Court listings: the person, the month filed, and the month closed (-1: still active)."""
+
+    person: np.ndarray
+    filed: np.ndarray
+    closed: np.ndarray
+
+
+def _defaults_and_listings(rng: np.random.Generator, adult: np.ndarray, strain: np.ndarray,
+                           risk: np.ndarray, rel: np.ndarray, integrity: np.ndarray,
+                           luck: np.ndarray) -> tuple[np.ndarray, np.ndarray, _Listings]:
+    """(monthly default hazard, defaults, listings). The list starts with a stock of open
+    listings filed before the span (their ages geometric, as in a steady state). Each month:
+    the default hazard (higher while listed), then listings paid off (`LISTING_CLOSE`), then
+    new listings, likelier in the 12 months after a default. One listing at a time per person."""
+    n, months = adult.shape
+    base = (DEFAULT_INTERCEPT + DEFAULT_STRAIN * strain + DEFAULT_RELIABILITY * rel
+            + DEFAULT_INTEGRITY * integrity + DEFAULT_LUCK * luck)
+    draws = rng.random((3, n, months))
+    hazard = np.empty((n, months))
+    default = np.zeros((n, months), dtype=bool)
+    tilt = LISTING_RISK * risk + LISTING_INTEGRITY * integrity
+    stock = adult[:, 0] & (rng.random(n) < LISTING_STOCK_MONTHS * _sigmoid(
+        LISTING_INTERCEPT + tilt[:, 0]))
+    listed = stock.copy()
+    open_at = np.where(stock, np.cumsum(stock) - 1, -1)  # index of the person's open listing
+    last_default = np.full(n, -100)
+    person: list[np.ndarray] = [np.flatnonzero(stock)]
+    filed: list[np.ndarray] = [-rng.geometric(LISTING_CLOSE, int(stock.sum()))]
+    closed = np.full(int(stock.sum()), -1)
+    for t in range(months):
+        hazard[:, t] = _sigmoid(base[:, t] + LISTED_EFFECT * listed) * adult[:, t]
+        default[:, t] = draws[0, :, t] < hazard[:, t]
+        paying = np.flatnonzero(listed & (draws[1, :, t] < LISTING_CLOSE))
+        closed[open_at[paying]] = t
+        listed[paying] = False
+        recent = (t - last_default <= 12).astype(np.float64)
+        p_list = _sigmoid(LISTING_INTERCEPT + tilt[:, t] + LISTING_AFTER_DEFAULT * recent)
+        new = np.flatnonzero(adult[:, t] & ~listed & (draws[2, :, t] < p_list))
+        open_at[new] = len(closed) + np.arange(len(new))
+        closed = np.r_[closed, np.full(len(new), -1)]
+        person.append(new)
+        filed.append(np.full(len(new), t))
+        listed[new] = True
+        last_default = np.where(default[:, t], t, last_default)
+    return hazard, default, _Listings(np.concatenate(person), np.concatenate(filed), closed)
+
+
+def _court(pop: Population, cal: Calendar, rng: np.random.Generator,
+           listings: _Listings) -> pl.DataFrame:
+    """Listings with their amounts; a closed one was fulfilled (mostly) or removed."""
+    order = np.lexsort((listings.filed, listings.person))
+    person, t, close = (listings.person[order], listings.filed[order], listings.closed[order])
     k = len(person)
+    filed = _event_days(rng, cal, t)
+    # Judgement debts of individuals: a log-normal around ¥25,000 (most are consumer loans,
+    # private lending and wages owed: thousands to a few hundred thousand yuan).
     amount = np.round(np.exp(np.log(25000) + rng.standard_normal(k)), -1)
-    wait = rng.geometric(0.06, k) * 30 + rng.integers(0, 30, k)
-    closed = filed + wait.astype("timedelta64[D]")
-    is_closed = closed <= np.datetime64(cal.last_day)
+    is_closed = close >= 0
+    closed = np.maximum(_event_days(rng, cal, np.where(is_closed, close, t)), filed)
     status = _text(("active", "fulfilled", "removed"),
                    np.where(~is_closed, 0, np.where(rng.random(k) < 0.8, 1, 2)))
-    year = cal.index[t] // 12
+    year = (cal.start + t) // 12
     region = (pop.resident_id.gather(person).str.slice(2, 4))
     return pl.DataFrame({
         "resident_id": pop.resident_id.gather(person),
@@ -285,16 +390,38 @@ def _court(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np.n
     )
 
 
-def _penalty(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np.ndarray,
-             strain: np.ndarray) -> pl.DataFrame:
+def _penalty_draws(rng: np.random.Generator, adult: np.ndarray, rel: np.ndarray,
+                   integrity: np.ndarray, strain: np.ndarray) -> np.ndarray:
+    """Severity of each adult-month's penalty decision: -1 none, else an index of SEVERITIES.
+    Rarer among the reliable; serious ones concentrate further among the unreliable and the
+    strained (fraud, unlicensed business, tax), so they say more about default."""
+    hazard = PENALTY_RATE * np.exp(PENALTY_RELIABILITY * rel + PENALTY_INTEGRITY * integrity
+                                   + PENALTY_STRAIN * strain)
+    decided = adult & (rng.random(adult.shape) < hazard)
+    u = rng.random(adult.shape)
+    serious = SERIOUS_SHARE * np.exp(SERIOUS_INTEGRITY * integrity + SERIOUS_STRAIN * strain)
+    level = np.where(u < serious, 2, np.where(u < serious + GENERAL_SHARE, 1, 0))
+    return np.where(decided, level, -1)
+
+
+def _fine_shocks(levels: np.ndarray) -> np.ndarray:
+    """Extra strain in the months a fine weighs on: `FINE_SHOCK` by severity, from the month
+    of the decision for its number of months (a moving sum over the decisions)."""
+    out = np.zeros(levels.shape)
+    for severity, (size, length) in FINE_SHOCK.items():
+        hits = np.cumsum(levels == SEVERITIES.index(severity), axis=1)
+        before = np.zeros_like(hits)
+        before[:, length:] = hits[:, :-length]
+        out += size * (hits - before)
+    return out
+
+
+def _penalty(pop: Population, cal: Calendar, rng: np.random.Generator,
+             levels: np.ndarray) -> pl.DataFrame:
     """Administrative penalties: mostly minor traffic and public-order matters."""
-    rel = pop.reliability[:, None]
-    hazard = 0.004 * np.exp(-0.6 * rel + 0.2 * strain)
-    person, t, decided = _events(pop, cal, rng, adult & (rng.random(adult.shape) < hazard))
+    person, t, decided = _events(pop, cal, rng, levels >= 0)
     k = len(person)
-    u = rng.random(k)
-    p_serious = 0.03 * np.exp(-0.5 * pop.reliability[person])
-    level = np.where(u < p_serious, 2, np.where(u < p_serious + 0.38, 1, 0))
+    level = levels[person, t]
     severity = np.array(SEVERITIES)[level]
     category = _text(PENALTY_CATEGORIES, rng.choice(len(PENALTY_CATEGORIES), k, p=CATEGORY_SHARES))
     noise = rng.standard_normal(k)
@@ -330,12 +457,15 @@ def _penalty(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np
 
 def _positive(pop: Population, cal: Calendar, rng: np.random.Generator, adult: np.ndarray,
               age: np.ndarray) -> pl.DataFrame:
-    """Volunteering (more among the reliable and the retired), blood donation, honours."""
-    rel = pop.reliability[:, None]
+    """Volunteering (by the minority who volunteer, a few more among the reliable), blood
+    donation (18–60), honours. Weakly tied to reliability and integrity: a modest signal."""
+    rel, honest = pop.reliability[:, None], pop.integrity[:, None]
     shape = adult.shape
-    volunteering = rng.poisson(0.05 * np.exp(0.7 * rel) * adult)
-    blood = adult & (age <= 60) & (rng.random(shape) < 0.0025 * np.exp(0.4 * rel))
-    honour = adult & (rng.random(shape) < 0.0004 * np.exp(0.9 * rel))
+    volunteer = rng.random(len(pop)) < _sigmoid(VOLUNTEER_LOGIT + 0.4 * pop.reliability
+                                                + 0.6 * pop.integrity)
+    volunteering = rng.poisson(VOLUNTEER_RATE * volunteer[:, None] * adult)
+    blood = adult & (age <= 60) & (rng.random(shape) < BLOOD_RATE * np.exp(0.4 * rel + 0.4 * honest))
+    honour = adult & (rng.random(shape) < HONOUR_RATE * np.exp(0.5 * rel + 0.5 * honest))
     person, t = np.nonzero(volunteering)
     reps = volunteering[person, t]
     person, t = np.repeat(person, reps), np.repeat(t, reps)

@@ -365,6 +365,9 @@ def evaluate(scorecard: Any, frame: pl.DataFrame, target: np.ndarray, *,
     if train_frame is not None:
         stability["feature_psi"] = feature_psi(train_frame, frame, list(scorecard.feature_names))
     result["stability"] = stability
+    points = _points_section(scorecard, frame)
+    if points is not None:
+        result["points"] = points
     if people is not None:
         groups = _group_frame(frame, people, as_of)
         result["fairness"] = fairness(scores, groups, thresholds, min_group)
@@ -372,6 +375,18 @@ def evaluate(scorecard: Any, frame: pl.DataFrame, target: np.ndarray, *,
         result["fairness_failures"] = fairness_failures(result)
         result["fairness_notes"] = fairness_notes(result)
     return result
+
+
+def _points_section(scorecard: Any, frame: pl.DataFrame) -> dict[str, Any] | None:
+    """What each adverse record type costs (model/costs.py), for a catalog scorecard that is a
+    table of points; None for a table-mode model or one with interactions."""
+    from model.costs import RECORD_TYPES, points_summary
+
+    needed = {n for kind in RECORD_TYPES for n in kind.features} | {
+        "ct_active_listings", "pn_serious_counting", "pn_general_counting"}
+    if not getattr(scorecard, "additive", False) or not needed <= set(frame.columns):
+        return None
+    return points_summary(scorecard, frame)
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -407,6 +422,10 @@ def to_markdown(result: dict[str, Any]) -> str:
                       "—" if r["min_score"] is None else f"{r['min_score']:.0f}–{r['max_score']:.0f}",
                       _num(r.get("default_rate"))]
                      for r in result["bands"]])
+    if result.get("points"):
+        from model.costs import points_markdown
+
+        lines += points_markdown(result["points"])
     stability = result.get("stability") or {}
     if stability:
         lines += ["## Stability against the training sample (PSI)", ""]

@@ -49,11 +49,18 @@ def bands_of(scores: np.ndarray) -> list[str]:
 
 @dataclass(frozen=True)
 class PointsScale:
-    """score = offset + factor · ln(good:bad odds), factor = pdo / ln 2 (DESIGN.md defaults)."""
+    """score = offset + factor · ln(good:bad odds), factor = pdo / ln 2.
 
-    base_score: float = 600.0
-    base_odds: float = 50.0
-    pdo: float = 40.0
+    The defaults are the demo city's anchor (README, "Decisions"): 620 points at 30:1 good:bad
+    odds, 55 points to double them. Chosen on the demo city (20,000 people, as of 2026-01-01)
+    so that a clean file sits high in "good" (695), volunteering lifts it into "very good",
+    adverse records spread residents over "fair" and "needs improvement", and each perk
+    threshold approves some residents and refuses others. At PDO 40 no one passed 680; at 65
+    the clean block (40% of the city) crosses 700 into "very good"."""
+
+    base_score: float = 620.0
+    base_odds: float = 30.0
+    pdo: float = 55.0
     min_score: float = 0.0
     max_score: float = 1000.0
 

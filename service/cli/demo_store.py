@@ -69,7 +69,35 @@ def _load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]
     run = rescore_store(config, engine, None, workers=workers, as_of=as_of, progress=True)
     click.echo(f"  scored {run.scored:,} people with {run.model_version} in {run.seconds:.1f} s "
                f"(run {run.run_id})")
+    print_bands_and_perks(engine, as_of)
     engine.dispose()
+
+
+def print_bands_and_perks(engine, as_of: dt.date) -> dict:
+    """The city as scored: how many residents each band holds and how many each perk would
+    approve and refuse (score, conditions and the thin-file rule, as a partner would be
+    answered). Returns the counts, so a test can hold them."""
+    from model.scorecard import BANDS
+    from service.rights.perks import load_perks
+    from service.store import scores
+
+    with engine.connect() as connection:
+        rows = connection.execute(select(scores.c.score, scores.c.band, scores.c.reasons)
+                                  .where(scores.c.as_of == as_of)).all()
+    total = max(len(rows), 1)
+    bands = {name: 0 for _, name in BANDS}
+    for row in rows:
+        bands[row.band] = bands.get(row.band, 0) + 1
+    click.echo("  bands:  " + ", ".join(f"{name} {count:,} ({100 * count / total:.1f}%)"
+                                         for name, count in bands.items()))
+    approvals = {}
+    for perk in load_perks().perks:
+        yes = sum(perk.decide(row.score, row.reasons.get("features") or {}) == "yes"
+                  for row in rows)
+        approvals[perk.perk_id] = {"approved": yes, "refused": len(rows) - yes}
+        click.echo(f"  {perk.perk_id:<22} (≥{perk.min_score:g}) approved {yes:>7,}  "
+                   f"refused {len(rows) - yes:>7,}")
+    return {"bands": bands, "perks": approvals}
 
 
 def _bulk_load_pragmas(engine) -> None:

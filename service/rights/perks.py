@@ -25,6 +25,21 @@ CONDITIONS: dict[str, tuple[str, float, str, str]] = {
 for _feature, *_ in CONDITIONS.values():
     assert _feature in BY_NAME, f"perk condition refers to unknown feature {_feature}"
 
+# The thin-file rule (README, "Decisions"): a person with no social-security month, no transit
+# month and no positive record that counts has no history of meeting an obligation. Their
+# score is an empty file's (every feature at its no-record default), which on the demo scale
+# sits in "good" beside the clean files, yet it rests on no evidence: no perk is granted on it,
+# as bureaus leave such files unscored (minimum scoring criteria) rather than guess.
+THIN_FILE_FEATURE = "sources_reporting"
+assert THIN_FILE_FEATURE in BY_NAME
+
+
+def thin_file(features: dict[str, float]) -> bool:
+    """True when no source of payment or civic history reports on the person (a feature dict
+    without the column is taken as a file: older callers pass only what they test)."""
+    value = features.get(THIN_FILE_FEATURE)
+    return value is not None and value < 1
+
 
 @dataclass(frozen=True)
 class Perk:
@@ -53,7 +68,8 @@ class Perk:
             return "pending"
         if review_state == "decided" and review_outcome in ("eligible", "not_eligible"):
             return "yes" if review_outcome == "eligible" else "no"
-        qualifies = score >= self.min_score and not self.failed_conditions(features)
+        qualifies = (score >= self.min_score and not self.failed_conditions(features)
+                     and not thin_file(features))
         return "yes" if qualifies else "no"
 
     def points_needed(self, score: float) -> float:

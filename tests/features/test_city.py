@@ -158,7 +158,7 @@ def test_people_outcomes_and_truth_tables(city):
     assert outcomes.columns == ["person_key", "snapshot", "defaulted"]
     assert outcomes.schema["snapshot"] == pl.Date
     assert sorted(outcomes["snapshot"].unique().to_list()) == list(SNAPSHOTS)
-    assert {"true_pd", "reliability", "strain"} <= set(truth.columns)
+    assert {"true_pd", "reliability", "integrity", "strain"} <= set(truth.columns)
     for table in (people, outcomes, truth):  # no raw ID number outside the feeds
         assert "resident_id" not in table.columns
         assert not table["person_key"].str.contains(r"^\d{17}[\dX]$").any()
@@ -187,7 +187,8 @@ def test_records_look_like_a_city(city):
     ss = rec.social_security
     assert 0.6 < ss["person_key"].n_unique() / n < 0.95  # covered workers and pensioners
     liable = ss.filter(pl.col("status") != "exempt")
-    assert 0.9 < (liable["status"] == "paid").mean() < 0.995  # continuous, with some gaps
+    # mostly continuous; flexible workers lapse often (about 1 in 7 liable months missed)
+    assert 0.8 < (liable["status"] == "paid").mean() < 0.995
     born = people.select("person_key", "gender", "birth_date")
     pensions = ss.filter(pl.col("status") == "exempt").join(born, on="person_key")
     age = (pensions["month"] - pensions["birth_date"]).dt.total_days() / 365.25
@@ -195,7 +196,10 @@ def test_records_look_like_a_city(city):
     assert (pensions["contribution_base"] == 0).all()
     assert (ss["arrears"] > 0).any()
     court = rec.court
-    assert court["person_key"].n_unique() / n < 0.01  # well under 1% of adults
+    # listed at a time: a fraction of a percent to about 1% of adults (the SPC's list sizes);
+    # over four years of feed (and the list it starts with) more have passed through it
+    active = court.filter(pl.col("status") == "active")["person_key"].n_unique() / n
+    assert 0.002 < active < 0.012 and court["person_key"].n_unique() / n < 0.03
     closed = court.filter(pl.col("status") != "active")
     assert closed["closed_on"].null_count() == 0
     assert court.filter(pl.col("status") == "active")["closed_on"].null_count() == \
@@ -221,7 +225,8 @@ def test_a_default_leaves_traces_in_later_records(city):
     rec = typed_records(city)
     after = rec.transit.filter(pl.col("month").is_between(dt.date(2024, 1, 1),
                                                           dt.date(2025, 12, 1)))
-    owing = after.group_by("person_key").agg((pl.col("unpaid_fees") > 80).any().alias("owing"))
+    # a default leaves ¥80–600 on the card; small fees left by the risky rarely pass ¥200
+    owing = after.group_by("person_key").agg((pl.col("unpaid_fees") > 200).any().alias("owing"))
     data = pl.read_parquet(city / "outcomes.parquet").filter(
         pl.col("snapshot") == SNAPSHOTS[0]).join(owing, on="person_key")
     defaulted = data.filter(pl.col("defaulted") == 1)["owing"].mean()

@@ -31,12 +31,12 @@ def people() -> pl.DataFrame:
     return make_people(4000, 11)[0]
 
 
-def test_scale_defaults_follow_design() -> None:
+def test_scale_defaults_are_the_demo_anchor() -> None:
     scale = PointsScale()
-    assert scale.factor == pytest.approx(40 / math.log(2))
-    # 50:1 good:bad odds is 600 points, and doubling the odds adds PDO points
-    assert scale.offset + scale.factor * math.log(50) == pytest.approx(600)
-    assert scale.factor * math.log(100) - scale.factor * math.log(50) == pytest.approx(40)
+    assert scale.factor == pytest.approx(55 / math.log(2))
+    # 30:1 good:bad odds is 620 points, and doubling the odds adds PDO points
+    assert scale.offset + scale.factor * math.log(30) == pytest.approx(620)
+    assert scale.factor * math.log(60) - scale.factor * math.log(30) == pytest.approx(55)
     assert PointsScale.from_dict(scale.to_dict()) == scale
 
 
@@ -136,7 +136,7 @@ def test_with_scale_moves_points_not_probabilities(card: Scorecard,
     other = card.with_scale(PointsScale(base_score=500, base_odds=20, pdo=20))
     a, b = card.score_frame(people.head(500)), other.score_frame(people.head(500))
     assert np.allclose(a.probability, b.probability, rtol=1e-9)
-    assert np.allclose(b.points, a.points * 20 / 40)
+    assert np.allclose(b.points, a.points * 20 / card.scale.pdo)
     assert card.scale == PointsScale()  # the original is untouched
 
 

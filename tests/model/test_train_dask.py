@@ -108,7 +108,9 @@ def test_the_dask_model_is_registered_loaded_and_serves_like_any_other(city, tra
 
     served = loaded.scorecard
     assert served.feature_names == list(SCORED_FEATURES) and served.additive
-    assert served.booster.num_trees() == report["rounds"]
+    # the rounds chosen, unless LightGBM stopped early because no leaf could hold the evidence
+    # a further split needs (min_sum_hessian_in_leaf, model/params.py)
+    assert 0 < served.booster.num_trees() <= report["rounds"]
     scored = served.score_frame(city["valid"])
     np.testing.assert_allclose(scored.base_points + scored.points.sum(axis=1), scored.raw_score)
     np.testing.assert_allclose(scored.probability, card.score_frame(city["valid"]).probability)

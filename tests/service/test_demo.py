@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -49,6 +50,11 @@ def test_the_demo_ends_with_a_scored_city_ready_to_serve(tmp_path, monkeypatch):
         assert count(partners) == 4 and count(consents) == 1 and count(perks) == 4
     finally:
         engine.dispose()
+    assert "bands:  needs improvement" in result.output and "excellent" in result.output
+    for perk in ("bike-deposit-free", "library-deposit-free", "hospital-pay-later",
+                 "permit-fast-track"):
+        assert re.search(rf"{perk} +\(≥\d+\) approved +[\d,]+ +refused +[\d,]+",
+                         result.output), perk
     for line in ("curl -s $OSM/healthz", "curl -s $OSM/readyz", "/v1/me/score",
                  "/v1/me/explanation", "/v1/me/perks", "/v1/partner/eligibility",
                  "export CITIZEN_TOKEN=", "export CONSENT_TOKEN=", "export BIKE_KEY=osk_"):

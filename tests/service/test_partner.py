@@ -151,8 +151,10 @@ def test_someone_not_yet_scored_is_scored_first(bureau, client, bikes):
                    EXTRA_BIKE_PERK)
     assert response.status_code == 200, response.json
     stored = latest(bureau.extensions["osmanthus.engine"], newcomer)
-    assert stored is not None  # scored as a bureau would, then decided on that score
-    assert response.json["eligible"] == ("yes" if stored["score"] >= 500 else "no")
+    assert stored is not None  # scored as a bureau would, then decided
+    # an empty file: whatever its score, the thin-file rule grants no perk (README, Decisions)
+    assert stored["reasons"]["features"]["sources_reporting"] == 0
+    assert response.json["eligible"] == "no"
 
 
 def test_without_a_model_an_unscored_person_gets_503_not_a_guess(bureau, client, bikes,

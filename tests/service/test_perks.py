@@ -53,3 +53,14 @@ def test_an_unknown_condition_or_partner_is_refused(tmp_path):
          "name_en": "n", "min_score": 600, "conditions": []}]}))
     with pytest.raises(ValueError, match="unknown partner"):
         load_perks(path)
+
+
+def test_a_thin_file_gets_no_perk_whatever_its_score():
+    from service.rights.perks import load_perks, thin_file
+
+    perk = load_perks().perk("library-deposit-free")
+    empty = {"sources_reporting": 0.0, "ct_active_listings": 0.0}
+    assert thin_file(empty) and perk.decide(900, empty) == "no"
+    on_file = {**empty, "sources_reporting": 1.0}
+    assert not thin_file(on_file) and perk.decide(900, on_file) == "yes"
+    assert not thin_file({})  # a caller that passes no such column is not judged thin
