@@ -18,11 +18,13 @@ from flask import Flask
 from features import rules
 from features.catalog import BY_NAME
 from features.records import SCHEMAS, Records, Source
+from features.repair import terms as repair_terms
 from model.scorecard import BAND_ZH
 from service.audit import entries_for
 from service.disputes import latest_by_record
 from service.errors import ApiError
 from service.perks import CONDITIONS, Perk
+from service.repair import latest_by_record as repairs_by_record
 from service.review import answer_for, review_states
 from service.scoring import latest, newest_of_each_date, rescore, today, trend_of
 from service.store import load_records
@@ -144,15 +146,32 @@ def explained_records(app: Flask, person_key: str) -> tuple[Records, dt.date, li
                         "date": row[spec.date_column], "counts": row["counts"],
                         "rule": row["reason"], "repaired_on": row["repaired_on"],
                         "under_dispute": row["under_dispute"],
+                        "terms": repair_terms(source, row),
                         "details": {c: _plain(row[c]) for c in _own_columns(source)}})
     out.sort(key=lambda r: (r["date"], r["source"], r["record_id"]), reverse=True)
     return records, as_of, out
 
 
+def _repair(record: dict, as_of: dt.date, application: dict | None, lang: str) -> dict:
+    """A record's credit-repair terms as the page shows them."""
+    terms = record.pop("terms")
+    open_now = application is not None and application["state"] == "open"
+    return {"adverse": terms.adverse, "repairable": terms.repairable,
+            "repairable_from": terms.repairable_from, "expires_on": terms.expires_on,
+            "can_apply": bool(record["counts"] and terms.repairable and terms.repairable_from
+                              and terms.repairable_from <= as_of and not open_now),
+            "obligation_zh": terms.obligation_zh, "obligation_en": terms.obligation_en,
+            "obligation": terms.obligation_zh if lang == "zh" else terms.obligation_en,
+            "application": application}
+
+
 def records_page(app: Flask, person_key: str, lang: str) -> dict:
     _, as_of, records = explained_records(app, person_key)
     disputes = latest_by_record(_engine(app), person_key)
+    applications = repairs_by_record(_engine(app), person_key)
     for record in records:
+        record["repair"] = _repair(record, as_of, applications.get(
+            (record["source"], record["record_id"])), lang)
         zh, en = REASON_TEXT.get(record["rule"], (record["rule"], record["rule"])) \
             if record["rule"] else (None, None)
         dispute = disputes.get((record["source"], record["record_id"]))

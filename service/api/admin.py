@@ -366,7 +366,7 @@ def rescore_all():
     return vars(run)
 
 
-from service.api import admin_models  # noqa: E402,F401 - models and perks, on this blueprint
+from service.api import admin_models, admin_repairs  # noqa: E402,F401,I001 - on this blueprint
 from service.api.admin_models import sync_perks  # noqa: E402
 
 __all__ = ["blp", "sync_perks"]

@@ -25,7 +25,7 @@ from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service import consents, disputes, pages, review
+from service import consents, disputes, pages, repair, review
 from service.api.me_schemas import (
     AccessEntrySchema,
     ConsentGrantedSchema,
@@ -38,6 +38,8 @@ from service.api.me_schemas import (
     LanguageHeaderSchema,
     PerksPageSchema,
     RecordsPageSchema,
+    RepairInSchema,
+    RepairSchema,
     ReviewInSchema,
     ReviewSchema,
     ScorePageSchema,
@@ -267,6 +269,34 @@ class ReviewById(MethodView):
     def delete(self, review_id: str):
         """Withdraw a pending request: the perk is answered by the score again."""
         return review.withdraw_review(_engine(), me(), review_id)
+
+
+@blp.route("/repairs")
+class Repairs(MethodView):
+    @blp.response(200, RepairSchema(many=True))
+    @_errors()
+    def get(self):
+        """Your credit-repair applications, newest first."""
+        return repair.list_repairs(_engine(), me())
+
+    @blp.arguments(RepairInSchema)
+    @blp.response(201, RepairSchema)
+    @_errors(404, 409, 422, s404="No such record of yours",
+             s409="The record already has an open application")
+    def post(self, data):
+        """Apply for credit repair (信用修复) of an adverse record whose obligation you have
+        fulfilled and whose minimum publication period has passed; an admin for the source
+        decides. Approved, it stops counting at once."""
+        return repair.apply_for_repair(_app(), me(), data["source"], data["record_id"],
+                                       data["statement"])
+
+
+@blp.route("/repairs/<string:repair_id>")
+@blp.response(200, RepairSchema)
+@_errors(404, s404="No such application of yours")
+def get_repair(repair_id: str):
+    """One of your credit-repair applications."""
+    return repair.get_repair(_engine(), repair_id, me())
 
 
 @blp.route("/consents")

@@ -115,6 +115,34 @@ class DisputeBriefSchema(Schema):
     resolution = fields.String(allow_none=True)
 
 
+class RepairBriefSchema(Schema):
+    """A record's latest credit-repair application."""
+
+    repair_id = fields.String(required=True)
+    state = fields.String(required=True, metadata={"description": "open, approved or refused"})
+    received_on = fields.Date(required=True)
+    resolution = fields.String(allow_none=True, metadata={"description": "the admin's reason"})
+
+
+class RepairTermsSchema(Schema):
+    """Credit repair (信用修复) for one record: whether and when it becomes repairable (its
+    obligation fulfilled and its minimum publication period passed) and when it stops counting
+    by itself (features/repair.py)."""
+
+    adverse = fields.Boolean(required=True)
+    repairable = fields.Boolean(required=True, metadata={
+        "description": "repair applies to it at all (a court listing closes by fulfilment)"})
+    repairable_from = fields.Date(allow_none=True)
+    can_apply = fields.Boolean(required=True, metadata={
+        "description": "it counts, the date has come and no application is open"})
+    expires_on = fields.Date(allow_none=True, metadata={
+        "description": "the first day it no longer counts by itself; null: while active"})
+    obligation = fields.String(allow_none=True)
+    obligation_zh = fields.String(allow_none=True)
+    obligation_en = fields.String(allow_none=True)
+    application = fields.Nested(RepairBriefSchema, allow_none=True)
+
+
 class RecordSchema(Schema):
     """One record of one source: whether it counts today, and if not, why in plain words."""
 
@@ -142,6 +170,7 @@ class RecordSchema(Schema):
         "description": "it counts and has no open dispute"})
     details = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
                           required=True, metadata={"description": "the source's own columns"})
+    repair = fields.Nested(RepairTermsSchema)
 
 
 class RecordsPageSchema(Schema):
@@ -263,6 +292,30 @@ class ReviewSchema(Schema):
     outcome_reason = fields.String(allow_none=True, metadata={
         "description": "the reviewer's reason, for you to read"})
     decided_at = fields.DateTime(allow_none=True)
+
+
+class RepairInSchema(Schema):
+    """Apply for credit repair of one adverse record: say what you paid or corrected, when."""
+
+    source = fields.String(required=True, validate=validate.OneOf([s.value for s in Source]))
+    record_id = fields.String(required=True, validate=validate.Regexp(
+        r"^[0-9a-f]{32}$", error="not a record id (32 hexadecimal digits)"))
+    statement = fields.String(required=True, validate=[validate.Length(min=1, max=2000),
+                                                       _not_blank, _plain_text])
+
+
+class RepairSchema(Schema):
+    """A credit-repair application: open, approved (the record no longer counts) or refused
+    (`resolution` says why)."""
+
+    repair_id = fields.String(required=True)
+    source = fields.String(required=True)
+    record_id = fields.String(required=True)
+    statement = fields.String(required=True)
+    received_on = fields.Date(required=True)
+    state = fields.String(required=True)
+    resolution = fields.String(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
 
 
 class ConsentInSchema(Schema):

@@ -406,6 +406,8 @@ def test_the_openapi_document_describes_the_admin_api(served_client):
         "/v1/admin/disputes/{dispute_id}", "/v1/admin/disputes/{dispute_id}/resolution",
         "/v1/admin/reviews", "/v1/admin/reviews/{review_id}",
         "/v1/admin/reviews/{review_id}/decision", "/v1/admin/rescore", "/v1/admin/rescore-all",
+        "/v1/admin/repairs", "/v1/admin/repairs/{repair_id}",
+        "/v1/admin/repairs/{repair_id}/decision",
         "/v1/admin/models", "/v1/admin/models/{version}/promote", "/v1/admin/models/rollback",
         "/v1/admin/perks", "/v1/admin/perks/{perk_id}"}
     upload = spec["paths"]["/v1/admin/feeds"]["post"]
