@@ -97,15 +97,17 @@ def test_citizen_page(live_app, browser, artifacts):
     assert driver.switch_to.active_element == statement  # focus moved to the statement
     statement.send_keys("这笔费用我已于当月缴清，附收据。")
     css(f"{record} form button[type=submit]").click()
-    _wait(driver, lambda d: "→" in css("#status").text, "no dispute confirmation")
+    _wait(driver, lambda d: "答复期限" in css("#status").text, "no dispute confirmation")
 
+    # labelled, not frozen: the score and the record's counting are as before
     after = _api(live, person_key, "/score")
-    assert after["score"] > before["score"]
+    assert after["score"] == before["score"]
     assert css("#score-value").get_attribute("textContent") == str(math.floor(after["score"]))
-    assert f"{math.floor(before['score'])} → {math.floor(after['score'])}" in css("#status").text
-    assert "异议处理中" in css(record).text and "不计入" in css(record).text
+    assert "异议处理中" in css(record).text and "✓" in css(record).text
+    assert driver.switch_to.active_element.get_attribute("id") == record[1:]  # focus on it
     assert not driver.find_elements(By.CSS_SELECTOR, f"{record} .dispute-button")
-    assert css("#records-summary").text.startswith(f"计入 {records_before['counting'] - 1} 条")
+    assert css(f"{record} .withdraw-dispute").is_displayed()
+    assert css("#records-summary").text.startswith(f"计入 {records_before['counting']} 条")
     assert len(driver.find_elements(By.CSS_SELECTOR, "svg.trend circle")) == 3  # same as-of date
 
     # grant a consent to the bicycle company, see its QR code, then revoke it
@@ -126,10 +128,19 @@ def test_citizen_page(live_app, browser, artifacts):
     log = css("#access-list").text
     assert "提出异议" in log and "授权" in log and "撤销授权" in log
 
-    # ask for human review: partners now get "pending"
+    # ask for human review of one perk: only that perk waits; then withdraw it
+    perks_before = _api(live, person_key, "/perks")["perks"]
     css("#review-reason").send_keys("请人工核实我的交通记录。")
+    chosen = css("#review-perk").get_attribute("value")
     css("#review form button[type=submit]").click()
     _wait(driver, lambda d: "复核中" in css("#review-state").text, "no review pending")
+    perks_during = _api(live, person_key, "/perks")["perks"]
+    assert [p["status"] for p in perks_during] == [
+        "pending" if p["perk_id"] == chosen else p["status"] for p in perks_before]
+    css("#review button.withdraw-review").click()
+    _wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "#review button.withdraw-review"),
+          "the review request was not withdrawn")
+    assert "已撤回" in css("#review-body").text
 
     # English
     css("#lang-switch").click()
@@ -145,6 +156,17 @@ def test_citizen_page(live_app, browser, artifacts):
     _wait(driver, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN",
           "the page did not switch back to Chinese")
     _screenshot(driver, artifacts / "citizen-desktop-zh.png", DESKTOP)
+
+    # the citizen withdraws the dispute: the label goes, the record is disputable again
+    css(f"{record} .withdraw-dispute").click()
+    _wait(driver, lambda d: "已撤回异议" in css(record).text, "the dispute was not withdrawn")
+    assert css(f"{record} .dispute-button").is_displayed()
+
+    # signing out clears everything, the token box too: the next person starts empty
+    css("#sign-out").click()
+    _wait(driver, lambda d: css("#sign-in").is_displayed(), "not signed out")
+    assert css("#token").get_attribute("value") == ""
+    assert not css("#signed-in").is_displayed()
 
     # everything came from the app itself, and nothing broke in the console (e.g. the CSP)
     sources = driver.execute_script(

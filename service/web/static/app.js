@@ -6,7 +6,7 @@
   const S = {
     lang: localStorage.getItem("osmanthus.lang") === "en" ? "en" : "zh",
     token: sessionStorage.getItem("osmanthus.token") || "",
-    shown: {}, openSources: new Set(), disputing: null, granted: null, consentPartner: null, partnerNames: {},
+    shown: {}, openSources: new Set(), disputing: null, confirmNeeded: {}, draft: {}, granted: null, consentPartner: null, partnerNames: {},
   };
   const $ = (id) => document.getElementById(id);
   const T = () => TEXT[S.lang];
@@ -88,14 +88,32 @@
       if (box) box.focus();
     },
     cancelDispute() { S.disputing = null; render(); },
-    dispute(r, statement) {
-      const before = Math.floor(S.score.score);
+    dispute(r, statement, confirm) {
+      const key = V.recordKey(r);
+      S.draft[key] = statement;
       act(async () => {
-        const out = await api("/disputes", "POST", { source: r.source, record_id: r.record_id, statement });
-        S.disputing = null;
-        return T().disputeDone(before, Math.floor(out.score.score));
-      }, () => { const rec = $(`rec-${r.source}-${r.record_id}`); if (rec) rec.scrollIntoView({ block: "center" }); });
+        let out;
+        try {
+          out = await api("/disputes", "POST", { source: r.source, record_id: r.record_id, statement, confirm: Boolean(confirm) });
+        } catch (err) {
+          const warn = err.status === 422 && err.body && err.body.errors && err.body.errors.confirm;
+          if (!warn) throw err;
+          S.confirmNeeded[key] = T().confirmWarning;  // in the page's language, next to the field
+          render();
+          const box = $(`confirm-${r.record_id}`);
+          if (box) box.focus();
+          return null;
+        }
+        S.disputing = null; delete S.confirmNeeded[key]; delete S.draft[key];
+        return T().disputeDone(out.dispute.due_on);
+      }, () => {
+        if (S.disputing) { const box = $(`confirm-${r.record_id}`); if (box) box.focus(); return; }
+        const rec = $(`rec-${r.source}-${r.record_id}`);  // focus moves to the confirmation
+        if (rec) { rec.scrollIntoView({ block: "center" }); rec.setAttribute("tabindex", "-1"); rec.focus(); }
+      });
     },
+    withdrawDispute(id) { act(async () => { await api(`/disputes/${encodeURIComponent(id)}`, "DELETE"); return T().disputeWithdrawn; }); },
+    withdrawReview(id) { act(async () => { await api(`/review/${encodeURIComponent(id)}`, "DELETE"); return T().reviewWithdrawn; }); },
     showMore(source) { S.shown[source] = (S.shown[source] || 8) + 20; render(); },
     showRecord(source, recordId) {
       const list = S.records.records.filter((r) => r.source === source);
@@ -106,7 +124,7 @@
       const rec = $(`rec-${source}-${recordId}`);
       if (rec) { rec.scrollIntoView({ block: "center" }); rec.setAttribute("tabindex", "-1"); rec.focus(); }
     },
-    askReview(reason) { act(async () => { await api("/review", "POST", { reason }); return T().reviewDone; }); },
+    askReview(perk, reason) { act(async () => { await api("/review", "POST", { perk_id: perk, reason }); return T().reviewDone; }); },
     choosePartner(id) { S.consentPartner = id; render(); $("consent-partner").focus(); },
     grant(partner, perks, until) {
       act(async () => {
@@ -141,7 +159,8 @@
 
   function signOut(keepMessage) {
     sessionStorage.removeItem("osmanthus.token");
-    Object.assign(S, { token: "", score: null, granted: null, disputing: null });
+    Object.assign(S, { token: "", score: null, granted: null, disputing: null, confirmNeeded: {}, draft: {} });
+    $("token").value = "";  // the next person must not sign in as this one
     $("sign-in").hidden = false; $("signed-in").hidden = true; $("sign-out").hidden = true;
     for (const name of SECTIONS) $(`${name}-body`).replaceChildren();
     if (!keepMessage) say(T().signedOut);

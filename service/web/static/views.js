@@ -97,14 +97,30 @@
       h("div", { class: "record-head" }, h("strong", { text: recordDate(r) }), status),
       h("p", { class: "record-details", text: recordDetails(T, r) }));
     if (r.dispute) {
+      const resolution = r.dispute.resolution ? ` · ${r.dispute.resolution}` : "";
       item.append(h("p", { class: `badge dispute-${r.dispute.state}` }, h("span", { "aria-hidden": "true", text: "⚑ " }),
-        `${T.disputeState[r.dispute.state] || r.dispute.state} · ${T.due} ${day(r.dispute.due_on)}`));
+        `${T.disputeState[r.dispute.state] || r.dispute.state} · ${T.due} ${day(r.dispute.due_on)}${resolution}`));
+      if (r.dispute.state === "open") {
+        item.append(h("button", { type: "button", class: "withdraw-dispute", onclick: () => actions.withdrawDispute(r.dispute.dispute_id), text: T.withdrawDispute }));
+      }
+    }
+    const rp = r.repair;
+    if (rp && rp.adverse) {
+      const parts = [];
+      if (rp.repairable && rp.repairable_from) parts.push(`${T.repairableFrom} ${day(rp.repairable_from)}`);
+      if (rp.expires_on) parts.push(`${T.expiresOn} ${day(rp.expires_on)}`);
+      const obligation = S.lang === "zh" ? rp.obligation_zh : rp.obligation_en;
+      if (obligation) parts.push(obligation);
+      if (rp.application) parts.push(`${T.repairState[rp.application.state] || rp.application.state}${rp.application.resolution ? ` · ${rp.application.resolution}` : ""}`);
+      item.append(h("p", { class: "meta repair-terms", text: parts.join(" · ") }));
     }
     if (S.disputing === key) {
-      const id = `statement-${r.record_id}`;
-      item.append(h("form", { class: "dispute-form", onsubmit: (ev) => { ev.preventDefault(); actions.dispute(r, ev.target.statement.value); } },
+      const id = `statement-${r.record_id}`, warning = S.confirmNeeded[key];
+      item.append(h("form", { class: "dispute-form", onsubmit: (ev) => { ev.preventDefault(); actions.dispute(r, ev.target.statement.value, ev.target.confirm ? ev.target.confirm.checked : false); } },
         h("label", { for: id, text: T.statement }),
-        h("textarea", { id, name: "statement", required: true, maxlength: 2000, rows: 3 }),
+        h("textarea", { id, name: "statement", required: true, maxlength: 2000, rows: 3, text: S.draft[key] || "" }),
+        warning ? h("p", { class: "field-error", id: `confirm-warning-${r.record_id}`, role: "alert", text: warning }) : null,
+        warning ? h("label", { class: "confirm" }, h("input", { type: "checkbox", name: "confirm", id: `confirm-${r.record_id}` }), T.confirmDispute) : null,
         h("div", { class: "row" }, h("button", { type: "submit", class: "primary", text: T.submitDispute }),
           h("button", { type: "button", onclick: () => actions.cancelDispute(), text: T.cancel }))));
     } else if (r.can_dispute) {
@@ -158,12 +174,24 @@
   }
 
   function review(T, S, actions) {
-    const r = S.review, out = [h("p", { class: "meta", text: T.reviewIntro })];
-    let state = `${T.reviewTitle}${T.colon}${T.reviewState[r.state] || r.state}`;
-    if (r.outcome) state += ` (${T.reviewOutcome[r.outcome] || r.outcome})`;
-    out.push(h("p", { id: "review-state", class: `badge review-${r.state}` }, h("span", { "aria-hidden": "true", text: r.state === "pending" ? "◔ " : "• " }), state));
-    if (r.state !== "pending") {
-      out.push(h("form", { onsubmit: (ev) => { ev.preventDefault(); actions.askReview(ev.target.reason.value); } },
+    // One request per perk (PIPL Art. 24): only that perk waits; a pending one can be withdrawn.
+    const zh = S.lang === "zh", out = [h("p", { class: "meta", text: T.reviewIntro })];
+    const names = Object.fromEntries(S.perks.perks.map((p) => [p.perk_id, zh ? p.name_zh : p.name_en]));
+    const latest = S.review.find((r) => r.state !== "withdrawn");
+    const shown = latest ? latest.state : "none";
+    let state = `${T.reviewTitle}${T.colon}${T.reviewState[shown] || shown}`;
+    if (latest) state += ` · ${names[latest.perk_id] || latest.perk_id}`;
+    if (latest && latest.outcome) state += ` (${T.reviewOutcome[latest.outcome] || latest.outcome})`;
+    out.push(h("p", { id: "review-state", class: `badge review-${shown}` }, h("span", { "aria-hidden": "true", text: shown === "pending" ? "◔ " : "• " }), state));
+    out.push(h("ul", { class: "reviews" }, S.review.map((r) => h("li", { "data-review-id": r.review_id },
+      `${names[r.perk_id] || r.perk_id} · ${T.reviewState[r.state] || r.state}${r.outcome ? ` (${T.reviewOutcome[r.outcome] || r.outcome})` : ""}${r.outcome_reason ? ` · ${r.outcome_reason}` : ""} `,
+      r.state === "pending" ? h("button", { type: "button", class: "withdraw-review", onclick: () => actions.withdrawReview(r.review_id), text: T.withdraw }) : null))));
+    const pending = new Set(S.review.filter((r) => r.state === "pending").map((r) => r.perk_id));
+    const open = S.perks.perks.filter((p) => !pending.has(p.perk_id));
+    if (open.length) {
+      out.push(h("form", { onsubmit: (ev) => { ev.preventDefault(); actions.askReview(ev.target.perk.value, ev.target.reason.value); } },
+        h("label", { for: "review-perk", text: T.reviewPerk }),
+        h("select", { id: "review-perk", name: "perk" }, open.map((p) => h("option", { value: p.perk_id, text: zh ? p.name_zh : p.name_en }))),
         h("label", { for: "review-reason", text: T.reviewReason }),
         h("textarea", { id: "review-reason", name: "reason", required: true, maxlength: 2000, rows: 2 }),
         h("button", { type: "submit", class: "primary", text: T.askReview })));
