@@ -26,6 +26,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from service import consents, disputes, pages, repair, review
+from service.api.me_advice_schemas import AdvicePageSchema
 from service.api.me_schemas import (
     AccessEntrySchema,
     ConsentGrantedSchema,
@@ -197,6 +198,18 @@ def get_perks():
     """Which perks you have; for a locked one, the points it needs and which of your records,
     if cleared, would unlock it."""
     return pages.perks_page(_app(), me())
+
+
+@blp.route("/advice")
+@blp.arguments(LanguageHeaderSchema, location="headers", as_kwargs=True)
+@blp.response(200, AdvicePageSchema)
+@_errors(503)
+def get_advice(**_headers):
+    """What to do about each adverse record (and the exact points it would restore, and when it
+    stops counting by itself), and for each locked perk whether it is within reach this year."""
+    from service.advice import advice
+
+    return advice(_app(), me(), language())
 
 
 @blp.route("/disputes")

@@ -359,3 +359,4 @@ class AccessEntrySchema(Schema):
     answer = fields.String(allow_none=True, metadata={
         "description": "yes, no or pending; null when the question was refused (see detail)"})
     detail = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+

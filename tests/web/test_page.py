@@ -85,6 +85,12 @@ def test_citizen_page(live_app, browser, artifacts):
     assert css("#records-summary").text == (f"计入 {records_before['counting']} 条，"
                                             f"不计入 {records_before['not_counting']} 条")
     assert "✗ 未解锁" in css("#perks-body").text and "还差" in css("#perks-body").text
+    # advice: each locked perk says what it takes (or that it is out of reach this year), and
+    # an adverse record how many points clearing it restores
+    advised = _api(live, person_key, "/advice")
+    shown = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#perks-body .advice")]
+    assert shown and len(shown) == len(advised["perks"])
+    assert all(text.startswith(("还差", "今年内无法达到")) for text in shown)
     _screenshot(driver, artifacts / "citizen-phone-zh.png", PHONE)
 
     # a locked perk names the record that would unlock it; go there and dispute it, by keyboard

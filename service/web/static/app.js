@@ -46,10 +46,10 @@
   }
 
   async function load() {
-    const [score, explanation, records, perks, review, consents, access] = await Promise.all([
-      api("/score"), api("/explanation"), api("/records"), api("/perks"), api("/review"), api("/consents"), api("/access-log"),
+    const [score, explanation, records, perks, review, consents, access, advice] = await Promise.all([
+      api("/score"), api("/explanation"), api("/records"), api("/perks"), api("/review"), api("/consents"), api("/access-log"), api("/advice"),
     ]);
-    Object.assign(S, { score, explanation, records, perks, review, consents, access });
+    Object.assign(S, { score, explanation, records, perks, review, consents, access, advice });
     perks.perks.forEach((p) => { S.partnerNames[p.partner_id] = p.partner_name; });
     render();
   }

@@ -104,9 +104,10 @@
         item.append(h("button", { type: "button", class: "withdraw-dispute", onclick: () => actions.withdrawDispute(r.dispute.dispute_id), text: T.withdrawDispute }));
       }
     }
-    const rp = r.repair;
+    const rp = r.repair, tip = (S.advice && S.advice.records || []).find((a) => a.record_id === r.record_id && a.source === r.source);
     if (rp && rp.adverse) {
       const parts = [];
+      if (tip && tip.points_restored > 0) parts.push(T.restores(Math.round(tip.points_restored)));
       if (rp.repairable && rp.repairable_from) parts.push(`${T.repairableFrom} ${day(rp.repairable_from)}`);
       if (rp.expires_on) parts.push(`${T.expiresOn} ${day(rp.expires_on)}`);
       const obligation = S.lang === "zh" ? rp.obligation_zh : rp.obligation_en;
@@ -160,6 +161,11 @@
         h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": Math.floor(p.min_score), "aria-valuenow": Math.min(Math.floor(page.score), Math.floor(p.min_score)),
           "aria-label": `${zh ? p.name_zh : p.name_en}: ${Math.floor(page.score)} / ${Math.floor(p.min_score)}` }, fill),
         h("p", { class: "meta", text: p.points_needed > 0 ? `${Math.floor(page.score)} / ${Math.floor(p.min_score)} · ${T.needs(Math.ceil(p.points_needed))}` : `${Math.floor(page.score)} / ${Math.floor(p.min_score)}` }));
+      const tip = (S.advice && S.advice.perks || []).find((a) => a.perk_id === p.perk_id);
+      if (tip) {
+        const when = tip.unlocks_by_itself_on ? ` · ${T.byItself} ${day(tip.unlocks_by_itself_on)}` : "";
+        card.append(h("p", { class: `advice ${tip.reachable_this_year ? "reachable" : "out-of-reach"}`, text: `${zh ? tip.text_zh : tip.text_en}${when}` }));
+      }
       if (p.conditions.length) {
         card.append(h("ul", { class: "conditions" }, p.conditions.map((c) => h("li", { class: c.met ? "met" : "not-met" },
           h("span", { "aria-hidden": "true", text: c.met ? "✓ " : "✗ " }), `${zh ? c.text_zh : c.text_en} — ${c.met ? T.met : T.notMet}`))));
