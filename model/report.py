@@ -385,7 +385,7 @@ td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:
 th{background:#f7efe2}table.metrics td:not(:first-child){font-variant-numeric:tabular-nums}
 figure{margin:.8rem 0}img{max-width:100%;height:auto;border:1px solid #eee}
 table{display:block;max-width:100%;overflow-x:auto}td,th{overflow-wrap:anywhere}
-pre{overflow-x:auto}@media (max-width:600px){body{padding:.5rem .75rem}}
+pre{overflow-x:auto}body{overflow-wrap:anywhere}@media (max-width:600px){body{padding:.5rem .75rem}}
 figcaption{font-size:.8rem;color:#555}nav a{margin-right:.8rem}
 code{background:#f3f3f3;padding:0 .2rem}details{margin:.5rem 0}
 """
