@@ -322,12 +322,13 @@ class Consents(MethodView):
 
     @blp.arguments(ConsentInSchema)
     @blp.response(201, ConsentGrantedSchema)
-    @_errors(422)
+    @_errors(409, 422, s409="The idempotency key was used for another grant")
     def post(self, data):
         """Let a partner ask about some of its perks until a date; hand it the token."""
         return consents.grant(_engine(), current_app.extensions["osmanthus.config"],
                               current_app.extensions["osmanthus.perks"], me(),
-                              data["partner_id"], data["perks"], data["until"])
+                              data["partner_id"], data["perks"], data["until"],
+                              data["idempotency_key"])
 
 
 @blp.route("/consents/<string:consent_id>")

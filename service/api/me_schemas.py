@@ -326,6 +326,10 @@ class ConsentInSchema(Schema):
                         required=True,
                         validate=validate.Length(min=1, max=20))
     until = fields.Date(required=True, metadata={"description": "last day, inclusive (UTC+8)"})
+    idempotency_key = fields.String(load_default=None, allow_none=True, validate=[
+        validate.Length(min=8, max=64), _token], metadata={
+        "description": "one per grant (the page makes it): sent again, the same consent and a "
+                       "token for it come back, never a second consent"})
 
 
 class ConsentSchema(Schema):

@@ -117,8 +117,14 @@ def test_citizen_page(live_app, browser, artifacts):
     assert len(driver.find_elements(By.CSS_SELECTOR, "svg.trend circle")) == 3  # same as-of date
 
     # grant a consent to the bicycle company, see its QR code, then revoke it
-    css("#consent-form button[type=submit]").click()
+    # (double-clicked: one idempotency key per grant, so still one consent)
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).double_click(css("#consent-form button[type=submit]")).perform()
     qr = _wait(driver, lambda d: css("#consent-qr"), "no QR code")
+    _wait(driver, lambda d: len(_api(live, person_key, "/consents")) >= 1, "no consent")
+    assert len(_api(live, person_key, "/consents")) == 1
+    assert driver.switch_to.active_element == qr  # focus moves to what was made
     modules = int(qr.get_attribute("data-modules"))
     assert 21 <= modules <= 177 and (modules - 17) % 4 == 0
     token = css("#consent-token").get_attribute("value")

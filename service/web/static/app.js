@@ -127,11 +127,16 @@
     askReview(perk, reason) { act(async () => { await api("/review", "POST", { perk_id: perk, reason }); return T().reviewDone; }); },
     choosePartner(id) { S.consentPartner = id; render(); $("consent-partner").focus(); },
     grant(partner, perks, until) {
+      // one idempotency key per grant: a double click sends the same key twice and gets the
+      // same consent back, never a second one (a new key only after a grant went through)
+      S.grantKey = S.grantKey || `g-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+      const key = S.grantKey;
       act(async () => {
-        const out = await api("/consents", "POST", { partner_id: partner, perks, until });
+        const out = await api("/consents", "POST", { partner_id: partner, perks, until, idempotency_key: key });
         S.granted = { consent_id: out.consent.consent_id, token: out.token };
+        if (S.grantKey === key) S.grantKey = null;
         return "";
-      }, () => $("consent-qr").scrollIntoView({ block: "center" }));
+      }, () => { const qr = $("consent-qr"); if (qr) { qr.scrollIntoView({ block: "center" }); qr.setAttribute("tabindex", "-1"); qr.focus(); } });
     },
     revoke(consent) {
       act(async () => {
