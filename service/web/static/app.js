@@ -35,11 +35,37 @@
     $("alert").textContent = isError ? message : "";
     $("status").textContent = isError ? "" : message;
   }
+  // An API field → the name of the form control it came from.
+  const CONTROLS = { partner_id: "partner", perks: "perk", until: "until", statement: "statement", reason: "reason", perk_id: "perk", confirm: "confirm" };
+
+  /** Field errors go next to their field, in the page's language (the API's own words are
+   * English and for developers); the first field gets the focus. */
+  function markFields(errors) {
+    document.querySelectorAll(".field-error.api").forEach((n) => n.remove());
+    let first = null;
+    for (const field of Object.keys(errors || {})) {
+      const name = CONTROLS[field] || field;
+      const control = [...document.querySelectorAll(`form [name="${name}"]`)].find((c) => c.offsetParent !== null);
+      if (!control) continue;
+      const id = `error-${name}`, text = T().fieldErrors[field] || T().fieldErrors.default;
+      const note = document.createElement("p");
+      Object.assign(note, { className: "field-error api", id, textContent: text });
+      note.setAttribute("role", "alert");
+      (control.closest("fieldset") || control).insertAdjacentElement("afterend", note);
+      control.setAttribute("aria-invalid", "true");
+      control.setAttribute("aria-describedby", id);
+      first = first || control;
+    }
+    if (first) first.focus();
+    return Boolean(first);
+  }
+
   function fail(err) {
     const known = T().errors[err.status];
     let message = known || err.message;
-    if (err.body && err.body.errors && Object.keys(err.body.errors).length) {
-      message += ` (${Object.entries(err.body.errors).map(([k, v]) => `${k}: ${[].concat(v).join(", ")}`).join("; ")})`;
+    const fields = err.body && err.body.errors && Object.keys(err.body.errors).length ? err.body.errors : null;
+    if (fields && !markFields(fields)) {
+      message += ` (${Object.entries(fields).map(([k, v]) => `${k}: ${[].concat(v).join(", ")}`).join("; ")})`;
     }
     say(message, true);
     if (err.status === 401 || err.status === 403) signOut(true);
