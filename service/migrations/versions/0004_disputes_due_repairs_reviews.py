@@ -85,15 +85,19 @@ def _carry_over_reviews() -> None:
         "WHERE review_state IN ('pending', 'decided')")).all()
     perk_ids = [row[0] for row in bind.execute(sa.text(
         "SELECT DISTINCT perk_id FROM perks WHERE active ORDER BY perk_id")).all()]
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)  # a carried-over decision stands from the migration on
     rows = [{"review_id": uuid.uuid4().hex, "person_key": person, "perk_id": perk,
              "reason": "(asked before reviews were per decision)",
-             "requested_at": requested, "state": state, "outcome": outcome}
+             "requested_at": requested or now, "state": state, "outcome": outcome,
+             "decided_at": now if state == "decided" else None}
             for person, state, requested, outcome in asked for perk in perk_ids]
     if rows:
         bind.execute(sa.text(
             "INSERT INTO reviews (review_id, person_key, perk_id, reason, requested_at, state, "
-            "outcome) VALUES (:review_id, :person_key, :perk_id, :reason, :requested_at, "
-            ":state, :outcome)"), rows)
+            "outcome, decided_at) VALUES (:review_id, :person_key, :perk_id, :reason, "
+            ":requested_at, :state, :outcome, :decided_at)"), rows)
 
 
 def downgrade() -> None:
