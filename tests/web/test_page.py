@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 
 import pytest
 
@@ -172,6 +173,10 @@ def test_citizen_page(live_app, browser, artifacts):
     assert after["band"] in css("#band").text.lower()
     assert "Under dispute" in css(record).text or "under dispute" in css(record).text
     assert css("#lang-switch").text == "中文"
+    # one date format in English too (no "06/12/2026" beside "2026-01-01")
+    log_text = css("#access-list").text
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", log_text)
+    assert not re.search(r"\d{2}/\d{2}/\d{4}", log_text)
     _screenshot(driver, artifacts / "citizen-phone-en.png", PHONE)
     _screenshot(driver, artifacts / "citizen-desktop-en.png", DESKTOP)
     css("#lang-switch").click()

@@ -75,7 +75,7 @@ window.OsmanthusText = {
     signIn: "Sign in", loading: "Loading…", signedOut: "Signed out.",
     scoreTitle: "My score", asOf: "Scored on", model: "Model", band: "Band",
     gaugeLabel: (s, b) => `Score ${s}, band: ${b}`,
-    trendTitle: "Trend", trendLabel: (n, a, b) => `${n} scores, from ${a} to ${b}`,
+    trendTitle: "Trend", trendLabel: (n, a, b) => `${n} ${n === 1 ? "score" : "scores"}, from ${a} to ${b}`,
     trendOne: "Only one score so far.",
     reasonsTitle: "How the score is made", reasonsIntro: "From the base points, each reason adds or takes away points, down to your score.",
     base: "Base points", other: "Smaller factors", total: "Your score", noRecord: "No record yet: you have the score of an empty file.",

@@ -32,8 +32,9 @@
   const band = (T, lang, b, bz) => (lang === "zh" ? bz || T.bands[b] : T.bands[b] || b);
   const recordKey = (r) => `${r.source}:${r.record_id}`;
   const day = (d) => String(d).slice(0, 10);
-  const moment = (lang, iso) => new Date(iso).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB",
-    { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+  // one date format on the whole page, in both languages: YYYY-MM-DD (and HH:MM), city time
+  const moment = (lang, iso) => new Date(iso).toLocaleString("sv-SE", { timeZone: "Asia/Shanghai",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
   // a consent "until D" ends at the next midnight in the city (UTC+8): show D, the city's day
   const cityDay = (iso, back) => new Date(Date.parse(iso) - (back ? 1 : 0)).toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });
   const recordDate = (r) => (MONTHLY.has(r.source) ? day(r.date).slice(0, 7) : day(r.date));
