@@ -14,6 +14,7 @@ said to be out of reach this year, with the score that clearing would give.
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from flask import Flask
 
@@ -83,9 +84,10 @@ def _perk_advice(app: Flask, records, as_of: dt.date, score: float, features: di
         failed = perk.failed_conditions(features)
         texts = [(CONDITIONS[c][2], CONDITIONS[c][3]) for c in failed]
         if reachable:
-            zh = f"还差 {max(0.0, perk.min_score - score):.0f} 分" + (
+            needed = math.ceil(perk.points_needed(score))  # as the page counts: never short
+            zh = f"还差 {needed} 分" + (
                 "；" + "、".join(t[0] for t in texts) if texts else "")
-            en = f"{max(0.0, perk.min_score - score):.0f} points to go" + (
+            en = f"{needed} points to go" + (
                 "; needs " + ", ".join(t[1] for t in texts) if texts else "")
         else:
             zh = (f"今年内无法达到：即使清除全部不良记录，分数约为 {cleared[0]:.0f}，"

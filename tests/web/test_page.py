@@ -179,6 +179,16 @@ def test_citizen_page(live_app, browser, artifacts):
     assert not re.search(r"\d{2}/\d{2}/\d{4}", log_text)
     _screenshot(driver, artifacts / "citizen-phone-en.png", PHONE)
     _screenshot(driver, artifacts / "citizen-desktop-en.png", DESKTOP)
+    # on a desktop both columns are used: neither ends far above the other
+    driver.set_window_size(*DESKTOP)
+    left, right = driver.execute_script(
+        "const cards = [...document.querySelectorAll('#signed-in > .card')];"
+        "const mid = document.documentElement.clientWidth / 2;"
+        "const bottom = (side) => Math.max(0, ...cards.filter((c) => side(c.getBoundingClientRect()"
+        ".left < mid)).map((c) => c.getBoundingClientRect().bottom));"
+        "return [bottom((l) => l), bottom((l) => !l)];")
+    assert left > 0 and right > 0
+    assert abs(left - right) < 0.35 * max(left, right), (left, right)
     css("#lang-switch").click()
     _wait(driver, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN",
           "the page did not switch back to Chinese")

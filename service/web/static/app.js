@@ -151,22 +151,24 @@
       if (rec) { rec.scrollIntoView({ block: "center" }); rec.setAttribute("tabindex", "-1"); rec.focus(); }
     },
     askReview(perk, reason) { act(async () => { await api("/review", "POST", { perk_id: perk, reason }); return T().reviewDone; }); },
-    choosePartner(id) { S.consentPartner = id; render(); $("consent-partner").focus(); },
+    choosePartner(id) { S.consentPartner = id; S.grantKey = null; render(); $("consent-partner").focus(); },
+    grantChanged() { S.grantKey = null; },
     grant(partner, perks, until) {
-      // one idempotency key per grant: a double click sends the same key twice and gets the
-      // same consent back, never a second one (a new key only after a grant went through)
+      // one idempotency key per grant: a double click (or a click after the first answer came)
+      // sends the same key and gets the same consent back, never a second one. A new key
+      // comes when the form is changed, a consent is revoked, or the citizen signs out.
       S.grantKey = S.grantKey || `g-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
       const key = S.grantKey;
       act(async () => {
         const out = await api("/consents", "POST", { partner_id: partner, perks, until, idempotency_key: key });
         S.granted = { consent_id: out.consent.consent_id, token: out.token };
-        if (S.grantKey === key) S.grantKey = null;
         return "";
       }, () => { const qr = $("consent-qr"); if (qr) { qr.scrollIntoView({ block: "center" }); qr.setAttribute("tabindex", "-1"); qr.focus(); } });
     },
     revoke(consent) {
       act(async () => {
         await api(`/consents/${encodeURIComponent(consent.consent_id)}`, "DELETE");
+        S.grantKey = null;
         if (S.granted && S.granted.consent_id === consent.consent_id) S.granted = null;
         return T().revoked;
       });
@@ -190,7 +192,7 @@
 
   function signOut(keepMessage) {
     sessionStorage.removeItem("osmanthus.token");
-    Object.assign(S, { token: "", score: null, granted: null, disputing: null, confirmNeeded: {}, draft: {} });
+    Object.assign(S, { token: "", score: null, granted: null, disputing: null, confirmNeeded: {}, draft: {}, grantKey: null });
     $("token").value = "";  // the next person must not sign in as this one
     $("sign-in").hidden = false; $("signed-in").hidden = true; $("sign-out").hidden = true;
     for (const name of SECTIONS) $(`${name}-body`).replaceChildren();

@@ -210,7 +210,7 @@
     const zh = S.lang === "zh", partners = [...new Set(S.perks.perks.map((p) => p.partner_id))];
     const chosen = S.consentPartner || partners[0];
     const today = new Date(), fmt = (d) => d.toISOString().slice(0, 10), plus = (n) => new Date(today.getTime() + n * 864e5);
-    const form = h("form", { id: "consent-form", onsubmit: (ev) => {
+    const form = h("form", { id: "consent-form", onchange: () => actions.grantChanged(), onsubmit: (ev) => {
       ev.preventDefault();
       const f = ev.target, perks = [...f.querySelectorAll("input[name=perk]:checked")].map((i) => i.value);
       actions.grant(f.partner.value, perks, f.until.value);
