@@ -13,9 +13,10 @@ than duplicates it.
 Dates are calendar dates. A person × month record is dated on the last day of its month:
 that is the first day on which the month is complete and known.
 
-Besides the source's own columns, every typed record carries three state columns that the
-store fills in (feeds never do): `repaired_on` (信用修复 accepted), `dispute_opened_on` and
-`dispute_closed_on` (异议). A penalty feed may carry `repaired_on` itself, since the
+Besides the source's own columns, every typed record carries four state columns that the
+store fills in (feeds never do): `repaired_on` (信用修复 accepted), `dispute_opened_on`,
+`dispute_due_on` and `dispute_closed_on` (异议; the due date is fixed when the dispute is
+received, so a later change of the configured period never moves an open dispute's date). A penalty feed may carry `repaired_on` itself, since the
 penalising authority is the one that accepts a repair.
 """
 
@@ -178,6 +179,7 @@ STATE_COLUMNS: dict[str, pl.DataType] = {
     "repaired_on": pl.Date(),
     "dispute_opened_on": pl.Date(),
     "dispute_closed_on": pl.Date(),
+    "dispute_due_on": pl.Date(),
 }
 
 

@@ -9,14 +9,20 @@ Time, stated once:
 - "As of T" means: everything known before day T. A record dated on or after T does not count
   (a person × month record is dated on the last day of its month, when it is complete).
 - A change of state takes effect on its own date: a court listing fulfilled or removed on day D
-  no longer counts as of D; a repair accepted on D, and a dispute received on D, likewise; a
-  rejected dispute closed on D lets the record count again as of D.
+  no longer counts as of D; a repair accepted on D likewise.
+- A dispute (征信业管理条例 Art. 25) does not stop a record counting: the record is labelled
+  "under dispute" from the day it is received (`under_dispute_expr`) until the day it is
+  answered. Only a dispute still unanswered after its due date stops the record counting
+  (FCRA §1681i: what cannot be verified in time is not reported): with due date D it counts
+  as of D (the whole of day D is there to answer) and not as of D + 1, until the day it is
+  answered or withdrawn, from which it counts again (a rejected dispute) or is gone (upheld).
 - A penalty's disclosure window of w months ends on `decided_on + w months` (Polars'
   calendar arithmetic: Jan 31 + 1 month is Feb 28): on that day it no longer counts.
 - No record dated on or before `T - RETENTION_MONTHS months` counts, except an active court
   listing, which counts for as long as it is active.
 
-The first rule that applies gives the reason, in this order: not yet known, disputed, repaired,
+The first rule that applies gives the reason, in this order: not yet known, dispute overdue,
+repaired,
 closed (court), minor (penalty), outside the disclosure window (penalty), past retention.
 
 Every condition compares a column with a date or month computed once from the as-of date, so
@@ -36,7 +42,7 @@ import polars as pl
 from features.records import DEFAULT_WINDOW_MONTHS, RETENTION_MONTHS, SCHEMAS, Source, conform
 
 NOT_YET_KNOWN = "dated on or after the as-of date"
-DISPUTED = "disputed: frozen until the dispute is resolved"
+DISPUTE_OVERDUE = "dispute not answered by its due date: not counted until answered"
 REPAIRED = "repaired: credit repair accepted"
 FULFILLED = "court listing fulfilled"
 REMOVED = "court listing removed"
@@ -44,7 +50,7 @@ MINOR = "minor penalty: never disclosed"
 OUTSIDE_WINDOW = "outside its disclosure window"
 PAST_RETENTION = f"older than {RETENTION_MONTHS} months"
 
-REASONS = (NOT_YET_KNOWN, DISPUTED, REPAIRED, FULFILLED, REMOVED, MINOR, OUTSIDE_WINDOW,
+REASONS = (NOT_YET_KNOWN, DISPUTE_OVERDUE, REPAIRED, FULFILLED, REMOVED, MINOR, OUTSIDE_WINDOW,
            PAST_RETENTION)
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
@@ -110,6 +116,17 @@ def _lit(value: dt.date) -> pl.Expr:
     return pl.lit(value, dtype=pl.Date)
 
 
+def _open_dispute(when: pl.Expr) -> pl.Expr:
+    return (pl.col("dispute_opened_on") <= when) & (
+        pl.col("dispute_closed_on").is_null() | (pl.col("dispute_closed_on") > when))
+
+
+def under_dispute_expr(as_of: dt.date) -> pl.Expr:
+    """True while a record's dispute is open as of `as_of` (received, not yet answered): the
+    label "under dispute" shown beside the record, which may still count."""
+    return _open_dispute(_lit(as_of)).fill_null(False)
+
+
 def conditions(source: Source | str, as_of: dt.date) -> list[tuple[str, pl.Expr]]:
     """The rules of a source in order: (reason, condition under which the record does not count).
 
@@ -129,8 +146,7 @@ def conditions(source: Source | str, as_of: dt.date) -> list[tuple[str, pl.Expr]
     when = _lit(as_of)
     rules = [
         (NOT_YET_KNOWN, not_yet),
-        (DISPUTED, (pl.col("dispute_opened_on") <= when)
-         & (pl.col("dispute_closed_on").is_null() | (pl.col("dispute_closed_on") > when))),
+        (DISPUTE_OVERDUE, _open_dispute(when) & (pl.col("dispute_due_on") < when)),
         (REPAIRED, pl.col("repaired_on") <= when),
     ]
     if source is Source.COURT:
@@ -173,8 +189,9 @@ def counting(source: Source | str, frame: Frame, as_of: dt.date) -> Frame:
 
 
 def explain_records(source: Source | str, frame: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
-    """Every record with `counts` and `reason` columns: the citizen's records page."""
-    return frame.with_columns(reason_expr(source, as_of).alias("reason")).with_columns(
+    """Every record with `counts`, `reason` and `under_dispute` columns: the records page."""
+    return frame.with_columns(reason_expr(source, as_of).alias("reason"),
+                              under_dispute_expr(as_of).alias("under_dispute")).with_columns(
         pl.col("reason").is_null().alias("counts")
     )
 

@@ -220,6 +220,8 @@ def _figures(models: list[Model], curves: list[plots.Curve], evaluations: list[d
     figures["reasons"] = _Figure("reason_codes.png", "Reason-code frequencies",
                                  plots.reason_bars(reasons))
     for j, perk in enumerate(evaluations[0].get("fairness") or {}):
+        if _nobody_reaches(evaluations, perk):
+            continue  # an empty panel would read as "fair"; the section says why instead
         entries = [(m.label, e["fairness"][perk]) for m, e in zip(models, evaluations,
                                                                   strict=True)]
         figures[f"fair{j}"] = _Figure(f"fairness_{j + 1}.png", f"Approval rates at {perk}",
@@ -310,8 +312,15 @@ def _fairness_section(models: list[Model], evaluations: list[dict],
              f"(AIR) = lowest group's rate ÷ highest, over groups of at least "
              f"{evaluations[0]['fairness_min_group']} people; below {AIR_FLOOR} fails when the "
              "gap is significant (two-proportion z-test, Bonferroni-adjusted p &lt; 0.05).</p>"]
+    unmeasured = []
     for j, (perk, entry) in enumerate(evaluations[0]["fairness"].items()):
         parts.append(f"<h3>{html.escape(perk)} (score ≥ {entry['threshold']:g})</h3>")
+        if _nobody_reaches(evaluations, perk):
+            unmeasured.append(perk)
+            parts.append(f"<p class=\"note\">Nobody in this snapshot reaches {entry['threshold']:g}"
+                         ", so fairness at this perk cannot be measured here (no approvals to "
+                         "compare).</p>")
+            continue
         parts.append(_img(figures[f"fair{j}"]))
         rows = []
         for attribute, detail in entry["attributes"].items():
@@ -329,9 +338,19 @@ def _fairness_section(models: list[Model], evaluations: list[dict],
         notes = e.get("fairness_notes") or []
         parts.append(f"<p><strong>{html.escape(model.label)}</strong> — failures: "
                      + (html.escape("; ".join(failures)) if failures else "none")
+                     + ("" if not unmeasured else " (not measurable at: "
+                        + html.escape(", ".join(unmeasured)) + ")")
                      + ("" if not notes else "; noted, not significant: "
                         + html.escape("; ".join(notes))) + "</p>")
     return "\n".join(parts)
+
+
+def _nobody_reaches(evaluations: list[dict], perk: str) -> bool:
+    """No group of any model has anyone at or above the perk's minimum."""
+    return all(group["rate"] in (0, 0.0, None)
+               for e in evaluations
+               for detail in e["fairness"][perk]["attributes"].values()
+               for group in detail["groups"])
 
 
 def _card(model: Model) -> str:
@@ -349,6 +368,8 @@ table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
 td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f7efe2}table.metrics td:not(:first-child){font-variant-numeric:tabular-nums}
 figure{margin:.8rem 0}img{max-width:100%;height:auto;border:1px solid #eee}
+table{display:block;max-width:100%;overflow-x:auto}td,th{overflow-wrap:anywhere}
+pre{overflow-x:auto}body{overflow-wrap:anywhere}@media (max-width:600px){body{padding:.5rem .75rem}}
 figcaption{font-size:.8rem;color:#555}nav a{margin-right:.8rem}
 code{background:#f3f3f3;padding:0 .2rem}details{margin:.5rem 0}
 """

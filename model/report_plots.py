@@ -83,7 +83,8 @@ def roc_ks(curves: Sequence[Curve]) -> bytes:
         roc_ax.legend(loc="lower right")
         ks_ax.set(title="KS: cumulative share with score ≤ x", xlabel="score",
                   ylabel="cumulative share", ylim=(0, 1.02))
-        ks_ax.legend(loc="lower right", fontsize=8)
+        # below the axes: inside, the legend covered the KS marker it names
+        ks_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7)
         return png(figure)
 
 
@@ -99,7 +100,8 @@ def _ks_lines(ax: Any, curve: Curve, colour: str) -> None:
     ax.plot(grid, cum_good, color=colour, linewidth=1.6, linestyle="--",
             label=f"{curve.label}: non-defaulters")
     at = int(np.argmax(cum_bad - cum_good))
-    ax.vlines(grid[at], cum_good[at], cum_bad[at], color=colour, linewidth=2.5, alpha=0.6)
+    ax.vlines(grid[at], cum_good[at], cum_bad[at], color=colour, linewidth=2.5, alpha=0.6,
+              label=f"{curve.label}: KS gap")
     ax.annotate(f"KS {_fmt(curve.metrics.get('ks'))}", (grid[at], cum_bad[at]),
                 xytext=(6, -4), textcoords="offset points", color=colour, fontsize=8)
 
@@ -123,6 +125,10 @@ def score_distribution(curves: Sequence[Curve], thresholds: dict[str, float]) ->
                             label=f"{name} (n={len(scores)})")
             for minimum in sorted(set(thresholds.values())):
                 ax.axvline(minimum, color="grey", linestyle=":", linewidth=1)
+                names = ", ".join(sorted(k for k, v in thresholds.items() if v == minimum))
+                ax.annotate(f"{minimum:g} {names}", (minimum, 1), xycoords=("data", "axes fraction"),
+                            xytext=(2, -2), textcoords="offset points", rotation=90, va="top",
+                            fontsize=6, color="#555")
             ax.set(title=curve.label, xlabel="score", ylabel="density")
             ax.legend(loc="upper left", fontsize=8)
         return png(figure)

@@ -47,9 +47,16 @@ def create_app(config: Config | None = None) -> Flask:
 
     api = OsmanthusApi(app, spec_kwargs={"extra_plugins": [DocsPlugin()]})
     from service import web
-    from service.api import admin, admin_models, health, me, partner
+    from service.api import (
+        admin,
+        admin_models,
+        admin_repairs,  # noqa: F401 - its routes ride on admin's blueprint
+        health,
+        me,
+        partner,
+    )
 
-    for module in (health, me, partner, admin):  # admin_models: on admin's blueprint
+    for module in (health, me, partner, admin):  # admin_models, admin_repairs: on admin's
         api.register_blueprint(module.blp)
     admin_models.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
     register_error_handlers(app)

@@ -42,7 +42,15 @@ from service.api.admin_schemas import (
 from service.base.errors import ApiError
 from service.rights import audit
 from service.scoring.score import ensure_people, latest, today
-from service.store.tables import RECORD_TABLES, disputes, feeds, is_hex_id, people, quarantine
+from service.store.tables import (
+    RECORD_TABLES,
+    disputes,
+    feeds,
+    is_hex_id,
+    people,
+    quarantine,
+    reviews,
+)
 
 log = logging.getLogger(__name__)
 
@@ -231,50 +239,46 @@ def resolve(body: dict, dispute_id: str):
 @blp.response(200, AdminReviewListSchema)
 @errors(422)
 def list_reviews(query: dict):
-    """Requests for human review (PIPL Art. 24), oldest first; pending ones by default."""
-    statement = select(people.c.person_key, people.c.review_state.label("state"),
-                       people.c.review_requested_at.label("requested_at"),
-                       people.c.review_outcome.label("outcome"))
-    if query["state"] == "all":
-        statement = statement.where(people.c.review_state != "none")
-    else:
-        statement = statement.where(people.c.review_state == query["state"])
-    statement = statement.order_by(people.c.review_requested_at, people.c.person_key)
+    """Requests for human review of one perk's decision (PIPL Art. 24), oldest first; pending
+    ones by default (the citizens' reasons are in each request's detail)."""
+    statement = select(*[reviews.c[name] for name in (
+        "review_id", "person_key", "perk_id", "decision_id", "state", "requested_at", "outcome",
+        "outcome_reason", "decided_at")])
+    if query["state"] != "all":
+        statement = statement.where(reviews.c.state == query["state"])
+    statement = statement.order_by(reviews.c.requested_at, reviews.c.review_id)
     with _engine().connect() as connection:
         rows = connection.execute(statement.limit(query["limit"]).offset(query["offset"])).all()
     return {"reviews": [utc(row) for row in rows]}
 
 
-@blp.route("/reviews/<string:person_key>")
+@blp.route("/reviews/<string:review_id>")
 @blp.response(200, AdminReviewDetailSchema)
 @errors(404)
-def get_review(person_key: str):
+def get_review(review_id: str):
     """What a reviewer reads: the request, the latest score and its points (audited)."""
-    from service.rights.review import review_state
+    from service.rights.review import get_review as one_review
 
-    _known_shape(person_key, 64, "person")
-
-    state = review_state(_engine(), person_key)
-    if state["state"] == "none":
-        raise ApiError(404, "no human review was asked for by this person")
-    row = latest(_engine(), person_key)
-    _audit_read(person_key, "admin_read_review", {"state": state["state"]})
-    return {"person_key": person_key, **state, "score": _brief(row),
-            "base_points": row["base_points"] if row else None,
+    _known_shape(review_id, 32, "review")
+    found = one_review(_engine(), review_id)
+    row = latest(_engine(), found["person_key"])
+    _audit_read(found["person_key"], "admin_read_review", {"review_id": review_id,
+                                                           "perk_id": found["perk_id"]})
+    return {**found, "score": _brief(row), "base_points": row["base_points"] if row else None,
             "points": row["points"] if row else {}}
 
 
-@blp.route("/reviews/<string:person_key>/decision", methods=["POST"])
+@blp.route("/reviews/<string:review_id>/decision", methods=["POST"])
 @blp.arguments(DecisionInSchema)
 @blp.response(200, ReviewStateSchema)
 @errors(404, 409, 422)
-def decide(body: dict, person_key: str):
-    """Decide a pending review; partners then get the decision instead of `pending`."""
+def decide(body: dict, review_id: str):
+    """Decide a pending review with a reason; partners then get the decision for its perk."""
     from service.rights.review import decide_review
 
-    _known_shape(person_key, 64, "person")
-
-    return decide_review(_engine(), person_key, body["outcome"], by=g.admin_actor)
+    _known_shape(review_id, 32, "review")
+    return decide_review(_engine(), review_id, body["outcome"], body["reason"],
+                         by=g.admin_actor)
 
 
 # --- re-scoring -----------------------------------------------------------------------------

@@ -180,16 +180,22 @@ class ReviewQuerySchema(PageArgsSchema):
     """Which review requests: pending ones (the default) are listed oldest first."""
 
     state = fields.String(load_default="pending",
-                          validate=validate.OneOf(["pending", "decided", "all"]))
+                          validate=validate.OneOf(["pending", "decided", "withdrawn", "all"]))
 
 
 class AdminReviewSchema(Schema):
-    """A request for human review (PIPL Art. 24)."""
+    """A request for human review of one perk's decision (PIPL Art. 24)."""
 
+    review_id = fields.String(required=True)
     person_key = fields.String(required=True)
-    state = fields.String(required=True, metadata={"description": "pending or decided"})
+    perk_id = fields.String(required=True)
+    decision_id = fields.String(allow_none=True)
+    state = fields.String(required=True, metadata={
+        "description": "pending, decided or withdrawn"})
     requested_at = fields.DateTime(allow_none=True)
     outcome = fields.String(allow_none=True, metadata={"description": "eligible or not_eligible"})
+    outcome_reason = fields.String(allow_none=True)
+    decided_at = fields.DateTime(allow_none=True)
 
 
 class AdminReviewListSchema(Schema):
@@ -199,26 +205,26 @@ class AdminReviewListSchema(Schema):
 
 
 class AdminReviewDetailSchema(AdminReviewSchema):
-    """What a reviewer reads: the request, the latest score and its points per feature."""
+    """What a reviewer reads: the request and its reason, the latest score and its points."""
 
+    reason = fields.String(required=True)
     score = fields.Nested(AdminScoreSchema, allow_none=True, required=True)
     base_points = fields.Float(allow_none=True)
     points = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
 
 
 class DecisionInSchema(Schema):
-    """The reviewer's decision; partners get it instead of `pending`."""
+    """The reviewer's decision and its reason; partners get it for that perk instead of
+    `pending`, and the citizen reads the reason."""
 
     outcome = fields.String(required=True,
                             validate=validate.OneOf(["eligible", "not_eligible"]))
+    reason = fields.String(load_default="", validate=[validate.Length(max=2000), _no_nul],
+                           metadata={"description": "required: the citizen reads it"})
 
 
-class ReviewStateSchema(Schema):
-    """A person's human-review state after the decision: partners now get `outcome`."""
-
-    state = fields.String(required=True)
-    requested_at = fields.DateTime(allow_none=True)
-    outcome = fields.String(allow_none=True)
+class ReviewStateSchema(AdminReviewSchema):
+    """The review after the decision: partners now get `outcome` for its perk."""
 
 
 # --- re-scoring -----------------------------------------------------------------------------

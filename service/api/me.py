@@ -24,6 +24,7 @@ from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from service.api.me_advice_schemas import AdvicePageSchema
 from service.api.me_schemas import (
     AccessEntrySchema,
     ConsentGrantedSchema,
@@ -36,6 +37,8 @@ from service.api.me_schemas import (
     LanguageHeaderSchema,
     PerksPageSchema,
     RecordsPageSchema,
+    RepairInSchema,
+    RepairSchema,
     ReviewInSchema,
     ReviewSchema,
     ScorePageSchema,
@@ -43,7 +46,7 @@ from service.api.me_schemas import (
 from service.api.schemas import ErrorEnvelopeSchema
 from service.base.cache import page_key
 from service.base.errors import ApiError
-from service.rights import consents, disputes, pages, review
+from service.rights import consents, disputes, pages, repair, review
 from service.rights.auth import citizen_key, citizen_of
 from service.scoring.score import today
 
@@ -193,6 +196,18 @@ def get_perks():
     return pages.perks_page(_app(), me())
 
 
+@blp.route("/advice")
+@blp.arguments(LanguageHeaderSchema, location="headers", as_kwargs=True)
+@blp.response(200, AdvicePageSchema)
+@_errors(503)
+def get_advice(**_headers):
+    """What to do about each adverse record (and the exact points it would restore, and when it
+    stops counting by itself), and for each locked perk whether it is within reach this year."""
+    from service.rights.advice import advice
+
+    return advice(_app(), me(), language())
+
+
 @blp.route("/disputes")
 class Disputes(MethodView):
     @blp.response(200, DisputeSchema(many=True))
@@ -204,12 +219,14 @@ class Disputes(MethodView):
     @blp.arguments(DisputeInSchema)
     @blp.response(201, DisputeOpenedSchema)
     @_errors(404, 409, 422, 503, s404="No such record of yours",
-             s409="The record already has an open dispute")
+             s409="The record already has an open dispute",
+             s422="Invalid input, or the record raises your score and `confirm` is not true")
     def post(self, data):
-        """Dispute one of your counting records: it stops counting now and you are re-scored
-        in this request; the dispute is due in 30 days."""
-        result = disputes.open_dispute(_app(), me(), data["source"],
-                                       data["record_id"], data["statement"])
+        """Dispute one of your counting records: it is labelled "under dispute" and keeps
+        counting while it is checked; due in `dispute_due_days` (default 20). Unanswered by
+        then, it stops counting until answered."""
+        result = disputes.open_dispute(_app(), me(), data["source"], data["record_id"],
+                                       data["statement"], confirm=data["confirm"])
         return {"dispute": result["dispute"], "score": pages.score_brief(result["score"])}
 
 
@@ -221,22 +238,74 @@ class DisputeById(MethodView):
         """One of your disputes, with its state, due date and resolution."""
         return disputes.get_dispute(_engine(), me(), dispute_id, _today())
 
+    @blp.response(200, DisputeSchema)
+    @_errors(404, 409, s404="No such dispute of yours", s409="The dispute is no longer open")
+    def delete(self, dispute_id: str):
+        """Withdraw your open dispute: the label goes and the record counts as before."""
+        return disputes.withdraw_dispute(_app(), me(), dispute_id)["dispute"]
+
 
 @blp.route("/review")
 class Review(MethodView):
-    @blp.response(200, ReviewSchema)
+    @blp.response(200, ReviewSchema(many=True))
     @_errors()
     def get(self):
-        """Your human-review state."""
-        return review.review_state(_engine(), me())
+        """Your requests for human review, newest first, with the reviewers' outcomes and
+        reasons."""
+        return review.list_reviews(_engine(), me())
 
     @blp.arguments(ReviewInSchema)
     @blp.response(201, ReviewSchema)
-    @_errors(409, 422, s409="A review is already pending")
+    @_errors(409, 422, s409="A review of this perk is already pending")
     def post(self, data):
-        """Ask for human review (PIPL Art. 24): partners get `pending` until a reviewer
-        decides."""
-        return review.request_review(_engine(), me(), data["reason"].strip())
+        """Ask for human review of one perk's decision (PIPL Art. 24): partners get `pending`
+        for that perk until a reviewer decides; your other perks are untouched."""
+        perk_ids = [perk.perk_id for perk in current_app.extensions["osmanthus.perks"].perks]
+        return review.request_review(_engine(), perk_ids, me(), data["perk_id"],
+                                     data["reason"].strip(), data["decision_id"])
+
+
+@blp.route("/review/<string:review_id>")
+class ReviewById(MethodView):
+    @blp.response(200, ReviewSchema)
+    @_errors(404, s404="No such review of yours")
+    def get(self, review_id: str):
+        """One of your review requests."""
+        return review.get_review(_engine(), review_id, me())
+
+    @blp.response(200, ReviewSchema)
+    @_errors(404, 409, s404="No such review of yours", s409="The review is no longer pending")
+    def delete(self, review_id: str):
+        """Withdraw a pending request: the perk is answered by the score again."""
+        return review.withdraw_review(_engine(), me(), review_id)
+
+
+@blp.route("/repairs")
+class Repairs(MethodView):
+    @blp.response(200, RepairSchema(many=True))
+    @_errors()
+    def get(self):
+        """Your credit-repair applications, newest first."""
+        return repair.list_repairs(_engine(), me())
+
+    @blp.arguments(RepairInSchema)
+    @blp.response(201, RepairSchema)
+    @_errors(404, 409, 422, s404="No such record of yours",
+             s409="The record already has an open application")
+    def post(self, data):
+        """Apply for credit repair (信用修复) of an adverse record whose obligation you have
+        fulfilled and whose minimum publication period has passed; an admin for the source
+        decides. Approved, it stops counting at once."""
+        return repair.apply_for_repair(_app(), me(), data["source"], data["record_id"],
+                                       data["statement"])
+
+
+@blp.route("/repairs/<string:repair_id>")
+@blp.response(200, RepairSchema)
+@_errors(404, s404="No such application of yours")
+def get_repair(repair_id: str):
+    """One of your credit-repair applications."""
+    return repair.get_repair(_engine(), repair_id, me())
 
 
 @blp.route("/consents")
@@ -249,12 +318,13 @@ class Consents(MethodView):
 
     @blp.arguments(ConsentInSchema)
     @blp.response(201, ConsentGrantedSchema)
-    @_errors(422)
+    @_errors(409, 422, s409="The idempotency key was used for another grant")
     def post(self, data):
         """Let a partner ask about some of its perks until a date; hand it the token."""
         return consents.grant(_engine(), current_app.extensions["osmanthus.config"],
                               current_app.extensions["osmanthus.perks"], me(),
-                              data["partner_id"], data["perks"], data["until"])
+                              data["partner_id"], data["perks"], data["until"],
+                              data["idempotency_key"])
 
 
 @blp.route("/consents/<string:consent_id>")

@@ -81,6 +81,18 @@ class ReasonSchema(Schema):
     text = fields.String(required=True, allow_none=True)
     text_zh = fields.String(required=True, allow_none=True)
     text_en = fields.String(required=True, allow_none=True)
+    under_dispute = fields.Boolean(metadata={
+        "description": "a record behind this reason is under dispute (it still counts)"})
+
+
+class DisputedRecordSchema(Schema):
+    """A record under dispute: labelled, still counting until its due date."""
+
+    source = fields.String(required=True)
+    record_id = fields.String(required=True)
+    due_on = fields.Date(allow_none=True)
+    counts = fields.Boolean(required=True)
+    label = fields.String(required=True)
 
 
 class ExplanationSchema(ScoreBriefSchema):
@@ -107,15 +119,46 @@ class ExplanationSchema(ScoreBriefSchema):
                                metadata={"description": "no record yet: the base score"})
     reasons = fields.List(fields.Nested(ReasonSchema), required=True,
                           metadata={"description": "most lowering first"})
+    under_dispute = fields.List(fields.Nested(DisputedRecordSchema), metadata={
+        "description": "your records under dispute now, labelled; they count until due"})
 
 
 class DisputeBriefSchema(Schema):
     """The latest dispute of a record."""
 
     dispute_id = fields.String(required=True)
-    state = fields.String(required=True, metadata={"description": "open, upheld or rejected"})
+    state = fields.String(required=True, metadata={
+        "description": "open, upheld, rejected or withdrawn"})
     due_on = fields.Date(required=True)
     resolution = fields.String(allow_none=True)
+
+
+class RepairBriefSchema(Schema):
+    """A record's latest credit-repair application."""
+
+    repair_id = fields.String(required=True)
+    state = fields.String(required=True, metadata={"description": "open, approved or refused"})
+    received_on = fields.Date(required=True)
+    resolution = fields.String(allow_none=True, metadata={"description": "the admin's reason"})
+
+
+class RepairTermsSchema(Schema):
+    """Credit repair (信用修复) for one record: whether and when it becomes repairable (its
+    obligation fulfilled and its minimum publication period passed) and when it stops counting
+    by itself (features/repair.py)."""
+
+    adverse = fields.Boolean(required=True)
+    repairable = fields.Boolean(required=True, metadata={
+        "description": "repair applies to it at all (a court listing closes by fulfilment)"})
+    repairable_from = fields.Date(allow_none=True)
+    can_apply = fields.Boolean(required=True, metadata={
+        "description": "it counts, the date has come and no application is open"})
+    expires_on = fields.Date(allow_none=True, metadata={
+        "description": "the first day it no longer counts by itself; null: while active"})
+    obligation = fields.String(allow_none=True)
+    obligation_zh = fields.String(allow_none=True)
+    obligation_en = fields.String(allow_none=True)
+    application = fields.Nested(RepairBriefSchema, allow_none=True)
 
 
 class RecordSchema(Schema):
@@ -131,13 +174,21 @@ class RecordSchema(Schema):
     reason_zh = fields.String(allow_none=True, required=True)
     reason_en = fields.String(allow_none=True, required=True)
     repaired_on = fields.Date(allow_none=True)
+    under_dispute = fields.Boolean(required=True, metadata={
+        "description": "a dispute of it is open: it is labelled, and still counts until its "
+                       "due date"})
+    label = fields.String(allow_none=True, metadata={
+        "description": "'under dispute' in the page's language while a dispute is open"})
+    label_zh = fields.String(allow_none=True)
+    label_en = fields.String(allow_none=True)
     dispute_state = fields.String(required=True, metadata={
-        "description": "none, open, upheld or rejected (the latest dispute)"})
+        "description": "none, open, upheld, rejected or withdrawn (the latest dispute)"})
     dispute = fields.Nested(DisputeBriefSchema, allow_none=True)
-    can_dispute = fields.Boolean(required=True, metadata={"description": "it counts, so a "
-                                                          "dispute would freeze it"})
+    can_dispute = fields.Boolean(required=True, metadata={
+        "description": "it counts and has no open dispute"})
     details = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
                           required=True, metadata={"description": "the source's own columns"})
+    repair = fields.Nested(RepairTermsSchema)
 
 
 class RecordsPageSchema(Schema):
@@ -180,6 +231,8 @@ class PerkStatusSchema(Schema):
     partner_name = fields.String(allow_none=True)
     min_score = fields.Float(required=True)
     status = fields.String(required=True, metadata={"description": "yes, no or pending"})
+    review_state = fields.String(metadata={
+        "description": "none, pending or decided: your human review of this perk"})
     locked = fields.Boolean(required=True, metadata={"description": "the score and conditions "
                                                      "alone say no"})
     points_needed = fields.Integer(required=True, metadata={"description": "whole, rounded "
@@ -197,23 +250,29 @@ class PerksPageSchema(Schema):
 
 
 class DisputeInSchema(Schema):
-    """Contest one of your counting records: it stops counting at once, until resolved."""
+    """Contest one of your counting records: it is labelled "under dispute" and keeps counting
+    until answered; unanswered past its due date, it stops counting until answered."""
 
     source = fields.String(required=True, validate=validate.OneOf([s.value for s in Source]))
     record_id = fields.String(required=True, validate=validate.Regexp(
         r"^[0-9a-f]{32}$", error="not a record id (32 hexadecimal digits)"))
     statement = fields.String(required=True, validate=[validate.Length(min=1, max=2000),
                                                        _not_blank, _plain_text])
+    confirm = fields.Boolean(load_default=False, metadata={
+        "description": "required (true) to dispute a record that raises your score: if upheld "
+                       "or unanswered, it stops counting and you lose its points"})
 
 
 class DisputeSchema(Schema):
-    """A dispute: due 30 days after it was received; `resolution` is the reviewer's note."""
+    """A dispute: due `dispute_due_days` (default 20) after it was received; `resolution` is
+    the reviewer's note."""
 
     dispute_id = fields.String(required=True)
     source = fields.String(required=True)
     record_id = fields.String(required=True)
     statement = fields.String(required=True)
-    state = fields.String(required=True, metadata={"description": "open, upheld or rejected"})
+    state = fields.String(required=True, metadata={
+        "description": "open, upheld, rejected or withdrawn"})
     received_on = fields.Date(required=True)
     due_on = fields.Date(required=True)
     overdue = fields.Boolean(required=True)
@@ -229,18 +288,54 @@ class DisputeOpenedSchema(Schema):
 
 
 class ReviewInSchema(Schema):
-    """Ask that decisions about you not rest on the score alone (PIPL Art. 24)."""
+    """Ask that one perk's decision about you not rest on the score alone (PIPL Art. 24)."""
 
+    perk_id = fields.String(required=True, validate=[validate.Length(min=1, max=64), _token],
+                            metadata={"description": "the perk whose decision to review"})
+    decision_id = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "the partner decision you contest, from your access log (optional)"})
     reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank,
                                                     _plain_text])
 
 
 class ReviewSchema(Schema):
-    """Human review: none, pending (partners get `pending`) or decided."""
+    """A request for human review of one perk: pending (partners get `pending` for that perk
+    only), decided (the reviewer's outcome and reason) or withdrawn."""
 
+    review_id = fields.String(required=True)
+    perk_id = fields.String(required=True)
+    decision_id = fields.String(allow_none=True)
+    reason = fields.String(required=True)
     state = fields.String(required=True)
     requested_at = fields.DateTime(allow_none=True)
     outcome = fields.String(allow_none=True, metadata={"description": "eligible or not_eligible"})
+    outcome_reason = fields.String(allow_none=True, metadata={
+        "description": "the reviewer's reason, for you to read"})
+    decided_at = fields.DateTime(allow_none=True)
+
+
+class RepairInSchema(Schema):
+    """Apply for credit repair of one adverse record: say what you paid or corrected, when."""
+
+    source = fields.String(required=True, validate=validate.OneOf([s.value for s in Source]))
+    record_id = fields.String(required=True, validate=validate.Regexp(
+        r"^[0-9a-f]{32}$", error="not a record id (32 hexadecimal digits)"))
+    statement = fields.String(required=True, validate=[validate.Length(min=1, max=2000),
+                                                       _not_blank, _plain_text])
+
+
+class RepairSchema(Schema):
+    """A credit-repair application: open, approved (the record no longer counts) or refused
+    (`resolution` says why)."""
+
+    repair_id = fields.String(required=True)
+    source = fields.String(required=True)
+    record_id = fields.String(required=True)
+    statement = fields.String(required=True)
+    received_on = fields.Date(required=True)
+    state = fields.String(required=True)
+    resolution = fields.String(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
 
 
 class ConsentInSchema(Schema):
@@ -251,6 +346,10 @@ class ConsentInSchema(Schema):
                         required=True,
                         validate=validate.Length(min=1, max=20))
     until = fields.Date(required=True, metadata={"description": "last day, inclusive (UTC+8)"})
+    idempotency_key = fields.String(load_default=None, allow_none=True, validate=[
+        validate.Length(min=8, max=64), _token], metadata={
+        "description": "one per grant (the page makes it): sent again, the same consent and a "
+                       "token for it come back, never a second consent"})
 
 
 class ConsentSchema(Schema):
@@ -287,3 +386,4 @@ class AccessEntrySchema(Schema):
     answer = fields.String(allow_none=True, metadata={
         "description": "yes, no or pending; null when the question was refused (see detail)"})
     detail = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+

@@ -44,6 +44,9 @@ class Config:
     # A rotated or removed key stops working on every worker within this many seconds.
     api_key_cache_seconds: float = 5.0
     num_threads: int = 1
+    # Days a dispute has to be answered (征信业管理条例 Art. 25: 20); fixed on each dispute when
+    # it is received. Unanswered past it, the record stops counting until answered.
+    dispute_due_days: int = 20
     # The validation snapshot that `POST /v1/admin/models/<v>/promote` runs the gates on.
     validation_features: Path | None = None
     validation_outcomes: Path | None = None
@@ -75,6 +78,7 @@ class Config:
             api_key_cache_seconds=float(env.get("OSMANTHUS_API_KEY_CACHE_SECONDS",
                                                 cls.api_key_cache_seconds)),
             num_threads=int(env.get("OSMANTHUS_NUM_THREADS", "1")),
+            dispute_due_days=int(env.get("OSMANTHUS_DISPUTE_DUE_DAYS", cls.dispute_due_days)),
             validation_features=_path(env, "OSMANTHUS_VALIDATION_FEATURES"),
             validation_outcomes=_path(env, "OSMANTHUS_VALIDATION_OUTCOMES"),
             validation_people=_path(env, "OSMANTHUS_VALIDATION_PEOPLE"),
@@ -93,6 +97,8 @@ class Config:
             raise ConfigError("production must not use the development JWT secret")
         if self.production and len(self.jwt_secret.encode()) < 32:
             raise ConfigError("OSMANTHUS_JWT_SECRET must be at least 32 bytes (RFC 7518 §3.2)")
+        if not 1 <= self.dispute_due_days <= 60:
+            raise ConfigError("OSMANTHUS_DISPUTE_DUE_DAYS must be 1 to 60 days")
         if self.production and self.database_url.startswith("sqlite"):
             raise ConfigError("production needs a PostgreSQL DATABASE_URL, not SQLite")
         return self

@@ -24,6 +24,15 @@ def _label(ref: str, registry: object) -> str:
     return path.name if path.is_dir() else ref
 
 
+def _same_bundle(a: object, b: object) -> bool:
+    """Two loaded bundles from the same directory, or with the same digest, are one model."""
+    left, right = getattr(a, "loaded", None), getattr(b, "loaded", None)
+    same_dir = getattr(left, "directory", None) is not None and (
+        Path(left.directory).resolve() == Path(getattr(right, "directory", "")).resolve())
+    digest = getattr(left, "digest", "")
+    return same_dir or bool(digest and digest == getattr(right, "digest", None))
+
+
 @click.command()
 @click.argument("model_ref", metavar="MODEL")
 @click.option("--against", "champion_ref", default=None,
@@ -57,7 +66,9 @@ def report(model_ref: str, champion_ref: str | None, features_path: str, outcome
     champion = None
     if champion_ref is not None:
         champion = Model(_label(champion_ref, registry), _load_model_ref(registry, champion_ref))
-        if champion.label == challenger.label:
+        if champion.label == challenger.label or _same_bundle(champion, challenger):
+            click.echo(f"warning: --against {champion_ref} is the same model as {model_ref}; "
+                       "the report compares it with itself", err=True)
             champion.label += " (against)"
     day = as_of.date()
     try:

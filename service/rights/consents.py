@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from features.rules import add_months
 from service.base.config import Config
@@ -91,26 +92,64 @@ def _check(engine: Engine, perk_config: PerkConfig, partner_id: str, perk_ids: l
         raise ApiError(422, "some fields are invalid", errors=errors)
 
 
+def _token_for(config: Config, row: dict, now: dt.datetime) -> dict:
+    minutes = max(1, math.ceil((_utc(row["expires_at"]) - now).total_seconds() / 60))
+    token = issue_token(config, "consent", row["consent_id"], minutes=minutes,
+                        claims={"partner": row["partner_id"], "perks": list(row["perks"])})
+    return {"consent": public(row, now), "token": token, "qr_svg": qr_svg(token)}
+
+
+def _same_grant(engine: Engine, person_key: str, key: str | None) -> dict | None:
+    if key is None:
+        return None
+    with engine.connect() as connection:
+        row = connection.execute(select(consents).where(
+            consents.c.person_key == person_key, consents.c.idempotency_key == key)).first()
+    if row is None:
+        return None
+    data = dict(row._mapping)
+    data.pop("idempotency_key", None)
+    return data
+
+
 def grant(engine: Engine, config: Config, perk_config: PerkConfig, person_key: str,
-          partner_id: str, perk_ids: list[str], until: dt.date) -> dict:
-    """Record a consent and return it with its token."""
+          partner_id: str, perk_ids: list[str], until: dt.date,
+          idempotency_key: str | None = None) -> dict:
+    """Record a consent and return it with its token.
+
+    `idempotency_key` (the page makes one per grant form): the same key again — a double
+    click, a retried request — answers with the consent it already made (and a token for it),
+    never a second consent."""
     now = dt.datetime.now(dt.UTC)
     perk_ids = list(dict.fromkeys(perk_ids))  # the order given, each perk once
+    earlier = _same_grant(engine, person_key, idempotency_key)
+    if earlier is not None:
+        if (earlier["partner_id"], list(earlier["perks"])) != (partner_id, perk_ids):
+            raise ApiError(409, "this idempotency key was used for another grant")
+        return _token_for(config, earlier, now)
     _check(engine, perk_config, partner_id, perk_ids, until, now)
     row = {"consent_id": uuid.uuid4().hex, "person_key": person_key, "partner_id": partner_id,
            "perks": perk_ids, "granted_at": now, "expires_at": expiry_of(until),
            "revoked_at": None}
-    with engine.begin() as connection:
-        ensure_people(connection, [person_key])
-        connection.execute(insert(consents).values(**row))
-        audit.append(connection, actor="citizen", action="consent_granted",
-                     person_key=person_key,
-                     detail={"consent_id": row["consent_id"], "partner_id": partner_id,
-                             "perks": perk_ids, "expires_at": row["expires_at"].isoformat()})
-    minutes = math.ceil((row["expires_at"] - now).total_seconds() / 60)
-    token = issue_token(config, "consent", row["consent_id"], minutes=minutes,
-                        claims={"partner": partner_id, "perks": perk_ids})
-    return {"consent": public(row, now), "token": token, "qr_svg": qr_svg(token)}
+    try:
+        with engine.begin() as connection:
+            ensure_people(connection, [person_key])
+            connection.execute(insert(consents).values(**row, idempotency_key=idempotency_key))
+            _audit_grant(connection, person_key, row, partner_id, perk_ids)
+    except IntegrityError:
+        earlier = _same_grant(engine, person_key, idempotency_key)  # a concurrent twin won
+        if earlier is None:
+            raise
+        return _token_for(config, earlier, now)
+    return _token_for(config, row, now)
+
+
+def _audit_grant(connection, person_key: str, row: dict, partner_id: str,
+                 perk_ids: list[str]) -> None:
+    audit.append(connection, actor="citizen", action="consent_granted",
+                 person_key=person_key,
+                 detail={"consent_id": row["consent_id"], "partner_id": partner_id,
+                         "perks": perk_ids, "expires_at": row["expires_at"].isoformat()})
 
 
 def list_consents(engine: Engine, person_key: str) -> list[dict]:

@@ -1,10 +1,24 @@
-"""Disputes (异议): a citizen contests a record; it is frozen until someone resolves it.
+"""Disputes (异议) as credit-information law writes them: a disputed record is labelled, not
+frozen.
 
-Opening a dispute sets the record's `dispute_opened_on` to today, so the record rules stop
-counting it at once, and re-scores the person in the same request. A dispute is due 30 days
-after it is received. Resolving it either removes or corrects the record (upheld) or lets it
-count again from today (rejected, with a note the citizen reads); either way the person is
-re-scored and the audit log records who decided.
+征信业管理条例 Art. 25: a disputed item is labelled "under dispute" and checked within 20 days;
+FCRA §1681i: what cannot be verified in time is removed. So opening a dispute sets the record's
+`dispute_opened_on` (the label) and `dispute_due_on` (today + `Config.dispute_due_days`, fixed
+now so a later change of the setting moves no open dispute); the record keeps counting. Only a
+dispute still unanswered after its due date stops the record counting, until it is answered —
+a rule of `features.rules`, so the batch re-score applies it as of any date, point in time.
+Upheld: the record is removed or corrected and the person re-scored. Rejected: it counts, and
+the reviewer's reason is shown. The citizen may withdraw an open dispute (the record counts as
+before). A one-line dispute therefore never unlocks a perk by itself.
+
+Disputing a record that raises the score (a positive record, a paid month) can only cost the
+citizen: if it is upheld, or goes unanswered, the record stops counting. Such a dispute (any
+record of the positive source, or any other whose removal would lower the score) needs
+`confirm: true`; without it the answer is a 422 on `confirm` that says how many points the
+record is worth now (`whatif.record_worth`: the score re-computed without it).
+
+Dates are the service's one clock, `scoring.today` (the as-of date: a demo city lives in its
+own time; in production the city's calendar date).
 
 A dispute id that is not the caller's is answered exactly like one that does not exist (404),
 so ids never reveal whether someone else has a dispute.
@@ -16,6 +30,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import polars as pl
 from flask import Flask
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 
@@ -25,9 +40,10 @@ from features.rules import reason as record_reason
 from service.base.errors import ApiError
 from service.rights import audit
 from service.scoring.score import ensure_people, rescore, today
+from service.scoring.whatif import record_worth
+from service.store.records import load_records
 from service.store.tables import RECORD_TABLES, disputes, is_hex_id
 
-DUE_DAYS = 30
 OUTCOMES = ("upheld", "rejected")
 _PROTECTED = {"record_id", "person_key", *STATE_COLUMNS}
 
@@ -64,18 +80,43 @@ def _open_on(connection: Connection, source: str, record_id: str):
     ).first()
 
 
+def due_days(app: Flask) -> int:
+    return int(getattr(app.extensions["osmanthus.config"], "dispute_due_days", 20))
+
+
+def _check_worth(app: Flask, person_key: str, source: str, record_id: str,
+                 received: dt.date, confirm: bool) -> None:
+    """422 on `confirm` when the record raises the score and the citizen has not confirmed."""
+    if confirm:
+        return
+    engine: Engine = app.extensions["osmanthus.engine"]
+    records = load_records(engine, [person_key])
+    if records.get(source).filter(pl.col("record_id") == record_id).is_empty():
+        return  # not theirs: the transaction below answers 404
+    worth = record_worth(app, records, source, record_id, received)
+    if worth > 0.5 or source == Source.POSITIVE.value:
+        what = (f"adds {round(worth)} points to your score now" if worth > 0.5 else
+                "is a positive record (守信激励): it can only raise your score, by 0 points now")
+        raise ApiError(422, "this record raises your score; confirm to dispute it", errors={
+            "confirm": [f"this record {what}; if the dispute is upheld or goes unanswered it "
+                        "stops counting and you lose its points. Send confirm: true to dispute "
+                        "it anyway."]})
+
+
 def open_dispute(app: Flask, person_key: str, source: str, record_id: str,
-                 statement: str) -> dict:
-    """Open a dispute on one of the person's counting records and re-score them now.
+                 statement: str, confirm: bool = False) -> dict:
+    """Open a dispute on one of the person's counting records: it is labelled "under dispute"
+    and keeps counting; the dispute is due in `dispute_due_days`.
 
     404 when the record is not theirs (or does not exist), 409 when it already has an open
-    dispute, 422 when it does not count anyway (nothing to freeze)."""
+    dispute, 422 when it does not count anyway, or raises the score and `confirm` is not set."""
     engine: Engine = app.extensions["osmanthus.engine"]
     serving = app.extensions["osmanthus.model"]
     if not serving.ready:  # check before changing anything: the re-score must be possible
         raise ApiError(503, "no model is loaded, so a dispute cannot be re-scored now")
     received = today(app.extensions["osmanthus.config"])
     table = _table(source)
+    _check_worth(app, person_key, source, record_id, received, confirm)
     with engine.begin() as connection:
         record = _record(connection, table, record_id, lock=True)
         if record is None or record.person_key != person_key:
@@ -86,21 +127,53 @@ def open_dispute(app: Flask, person_key: str, source: str, record_id: str,
         if why is not None:
             raise ApiError(422, "some fields are invalid", errors={
                 "record_id": [f"this record does not count ({why}); there is nothing to dispute"]})
+        due = received + dt.timedelta(days=due_days(app))
         row = {
             "dispute_id": uuid.uuid4().hex, "person_key": person_key, "source": source,
             "record_id": record_id, "statement": redact_ids(statement), "received_on": received,
-            "due_on": received + dt.timedelta(days=DUE_DAYS), "state": "open",
+            "due_on": due, "state": "open",
             "resolution": None, "resolved_at": None,
         }
         ensure_people(connection, [person_key])
         connection.execute(insert(disputes).values(**row))
         connection.execute(update(table).where(table.c.record_id == record_id).values(
-            dispute_opened_on=received, dispute_closed_on=None))
+            dispute_opened_on=received, dispute_due_on=due, dispute_closed_on=None))
         audit.append(connection, actor="citizen", action="dispute_opened", person_key=person_key,
                      detail={"dispute_id": row["dispute_id"], "source": source,
                              "record_id": record_id, "due_on": row["due_on"].isoformat()})
     score = rescore(app, person_key)
     return {"dispute": public(row, received), "score": score}
+
+
+def withdraw_dispute(app: Flask, person_key: str, dispute_id: str) -> dict:
+    """The citizen withdraws an open dispute of theirs: the label goes, and a record that had
+    stopped counting (its dispute overdue) counts again; re-scored. 404 not theirs, 409 not
+    open."""
+    engine: Engine = app.extensions["osmanthus.engine"]
+    closed_on = today(app.extensions["osmanthus.config"])
+    if not is_id(dispute_id):
+        raise ApiError(404, "no such dispute")
+    with engine.begin() as connection:
+        found = connection.execute(select(disputes).where(
+            disputes.c.dispute_id == dispute_id, disputes.c.person_key == person_key)
+            .with_for_update()).first()
+        if found is None:
+            raise ApiError(404, "no such dispute")
+        if found.state != "open":
+            raise ApiError(409, f"this dispute is no longer open ({found.state})")
+        table = _table(found.source)
+        connection.execute(update(table).where(table.c.record_id == found.record_id)
+                           .values(dispute_closed_on=closed_on))
+        resolved = {"state": "withdrawn", "resolution": None,
+                    "resolved_at": dt.datetime.now(dt.UTC)}
+        connection.execute(update(disputes).where(disputes.c.dispute_id == dispute_id)
+                           .values(**resolved))
+        audit.append(connection, actor="citizen", action="dispute_withdrawn",
+                     person_key=person_key,
+                     detail={"dispute_id": dispute_id, "source": found.source,
+                             "record_id": found.record_id})
+    score = rescore(app, person_key) if app.extensions["osmanthus.model"].ready else None
+    return {"dispute": public({**found._mapping, **resolved}, closed_on), "score": score}
 
 
 def list_disputes(engine: Engine, person_key: str, as_of: dt.date) -> list[dict]:

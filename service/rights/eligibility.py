@@ -3,7 +3,8 @@
 A question is answered only under a live consent: the token must be a valid consent token,
 its consents row must exist, be unrevoked and unexpired, belong to the asking partner, and list
 the perk, which must be one of that partner's perks. The answer comes from the person's latest
-stored score and feature values (`Perk.decide`), or `pending` while they await human review.
+stored score and feature values (`Perk.decide`), or `pending` while a human review of that one
+perk's decision is pending (`service.review`: other perks are answered as always).
 
 Someone with a consent but no score yet is scored first, as a bureau would — an answer of "no"
 for "not scored yet" would punish people for being new. Every answer, and every refusal whose
@@ -30,6 +31,7 @@ from service.base.errors import ApiError
 from service.rights import audit
 from service.rights.auth import decode_token
 from service.rights.perks import CONDITIONS, Perk, PerkConfig
+from service.rights.review import answer_for, states_for, states_from_rows
 from service.scoring.score import score_people, today
 from service.store.tables import consents, people, scores
 
@@ -121,8 +123,7 @@ _LATEST = (select(scores.c.person_key, func.max(scores.c.id).label("score_id"))
 _CONDITION_FEATURES = sorted({feature for feature, *_ in CONDITIONS.values()})
 _LOAD = (
     select(consents.c.consent_id, consents.c.person_key, consents.c.partner_id,
-           consents.c.perks, consents.c.expires_at, consents.c.revoked_at,
-           people.c.review_state, people.c.review_outcome, scores.c.score,
+           consents.c.perks, consents.c.expires_at, consents.c.revoked_at, scores.c.score,
            *[scores.c.reasons[("features", name)].label(f"feature_{i}")
              for i, name in enumerate(_CONDITION_FEATURES)])
     .select_from(consents)
@@ -135,7 +136,10 @@ _LOAD = (
 
 _PG_LOAD = f"""
 SELECT c.consent_id, c.person_key, c.partner_id, c.perks, c.expires_at, c.revoked_at,
-       p.review_state, p.review_outcome, s.score,
+       (SELECT json_agg(json_build_array(r.perk_id, r.state, r.outcome, r.requested_at,
+                                         r.decided_at))
+        FROM reviews r WHERE r.person_key = c.person_key
+        AND r.state IN ('pending', 'decided')) AS reviews, s.score,
        {", ".join(f"(s.features ->> '{name}')::float8" for name in _CONDITION_FEATURES)},
        h.seq, h.hash
 FROM consents c
@@ -148,7 +152,7 @@ WHERE c.consent_id = ANY(%(ids)s)
 """  # the same rows as _LOAD, plus the audit head, in one round trip through the driver (and
 #     the stored JSON parsed once for all the features, not once per feature)
 _COLUMNS = ("consent_id", "person_key", "partner_id", "perks", "expires_at", "revoked_at",
-            "review_state", "review_outcome", "score")
+            "reviews", "score")
 
 
 def _load(connection: Connection,
@@ -163,6 +167,7 @@ def _load(connection: Connection,
         rows = audit.driver_connection(connection).execute(_PG_LOAD, {"ids": consent_ids})
         for row in rows:
             data = dict(zip(_COLUMNS, row[:width], strict=True))
+            data["reviews"] = _review_states(data["person_key"], data["reviews"] or [])
             values, head = row[width:-2], (row[-2], row[-1])
             data["features"] = (None if data["score"] is None
                                 else dict(zip(_CONDITION_FEATURES, values, strict=True)))
@@ -174,7 +179,22 @@ def _load(connection: Connection,
         data["features"] = (None if data["score"] is None
                             else dict(zip(_CONDITION_FEATURES, values, strict=True)))
         found[data["consent_id"]] = data
+    asked = states_for(connection, sorted({d["person_key"] for d in found.values()}))
+    for data in found.values():
+        data["reviews"] = asked.get(data["person_key"], {})
     return found, None
+
+
+def _review_states(person_key: str, rows: list) -> dict:
+    """PostgreSQL's json_agg of review rows → perk → (state, outcome), as `states_for` gives."""
+    class _Row:
+        def __init__(self, perk_id, state, outcome, requested_at, decided_at):
+            self.person_key, self.perk_id, self.state, self.outcome = (
+                person_key, perk_id, state, outcome)
+            self.requested_at = dt.datetime.fromisoformat(requested_at)
+            self.decided_at = dt.datetime.fromisoformat(decided_at) if decided_at else None
+
+    return states_from_rows([_Row(*row) for row in rows]).get(person_key, {})
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -227,9 +247,9 @@ def _answer(question: _Question, now: dt.datetime) -> dict:
     row, perk = question.row, question.perk
     features = {name: value for name, value in (row["features"] or {}).items()
                 if value is not None}
+    state, outcome = answer_for(row["reviews"], perk.perk_id)
     return {
-        "eligible": perk.decide(row["score"], features, row["review_state"],
-                                row["review_outcome"]),
+        "eligible": perk.decide(row["score"], features, state, outcome),
         "decision_id": uuid.uuid4().hex,
         "expires_at": min(now + DECISION_TTL, _utc(row["expires_at"])),
     }

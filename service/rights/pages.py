@@ -17,23 +17,27 @@ import polars as pl
 from flask import Flask
 
 from features import rules
-from features.build import build_features
+from features.catalog import BY_NAME
 from features.records import SCHEMAS, Records, Source
+from features.repair import terms as repair_terms
 from model.scorecard import BAND_ZH
 from service.base.errors import ApiError
 from service.rights.audit import entries_for
 from service.rights.disputes import latest_by_record
 from service.rights.perks import CONDITIONS, Perk
 from service.rights.points_page import explanation_body, whole_score
-from service.rights.review import review_state
+from service.rights.repair import latest_by_record as repairs_by_record
+from service.rights.review import answer_for, review_states
 from service.scoring.score import latest, newest_of_each_date, rescore, today, trend_of
+from service.scoring.whatif import scores_without
 from service.store.records import load_records
 
 # rules' reasons in plain words: (zh, en)
 REASON_TEXT: dict[str, tuple[str, str]] = {
     rules.NOT_YET_KNOWN: ("该记录晚于评分日期，尚未计入",
                           "too recent: dated on or after the scoring date"),
-    rules.DISPUTED: ("异议处理中，暂不计入", "under dispute: frozen until the dispute is resolved"),
+    rules.DISPUTE_OVERDUE: ("异议逾期未答复，答复前暂不计入",
+                            "dispute not answered by its due date: not counted until answered"),
     rules.REPAIRED: ("已完成信用修复，不再计入", "credit repair accepted: no longer counts"),
     rules.FULFILLED: ("失信被执行已履行，不再计入", "court listing fulfilled: no longer counts"),
     rules.REMOVED: ("失信被执行已撤销，不再计入", "court listing removed: no longer counts"),
@@ -42,6 +46,9 @@ REASON_TEXT: dict[str, tuple[str, str]] = {
                            "its disclosure period is over: no longer counts"),
     rules.PAST_RETENTION: ("超过五年保存期限，不再计入", "older than five years: no longer counts"),
 }
+
+
+UNDER_DISPUTE = ("异议处理中", "under dispute")  # the label beside a disputed record
 
 
 def _engine(app: Flask):
@@ -83,7 +90,33 @@ def explanation(app: Flask, person_key: str, lang: str) -> dict:
     always present, `text` in `lang` (`service.rights.points_page`): base + reasons + other
     ("smaller factors", each listed) + clip = score."""
     row = score_row(app, person_key)
-    return {**score_brief(row), "language": lang, **explanation_body(row, lang)}
+    body = explanation_body(row, lang)
+    disputed = disputed_records(app, person_key, lang)
+    sources = {d["source"] for d in disputed}
+    for reason in body["reasons"] + body["smaller_factors"]:
+        reason["under_dispute"] = feature_source(reason["feature"]) in sources
+    return {**score_brief(row), "language": lang, **body, "under_dispute": disputed}
+
+
+def feature_source(name: str) -> str | None:
+    """The record source a feature is computed from (None for derived or unknown ones)."""
+    feature = BY_NAME.get(name)
+    source = getattr(feature, "source", None)
+    return source.value if isinstance(source, Source) else source
+
+
+def disputed_records(app: Flask, person_key: str, lang: str) -> list[dict]:
+    """The person's records with an open dispute as of today, labelled "under dispute"."""
+    as_of = today(app.extensions["osmanthus.config"])
+    records = load_records(_engine(app), [person_key])
+    out = []
+    for source in Source:
+        frame = rules.explain_records(source, records.get(source), as_of)
+        for row in frame.filter(pl.col("under_dispute")).iter_rows(named=True):
+            out.append({"source": source.value, "record_id": row["record_id"],
+                        "due_on": row["dispute_due_on"], "counts": row["counts"],
+                        "label": UNDER_DISPUTE[0] if lang == "zh" else UNDER_DISPUTE[1]})
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -106,21 +139,42 @@ def explained_records(app: Flask, person_key: str) -> tuple[Records, dt.date, li
             out.append({"source": source.value, "record_id": row["record_id"],
                         "date": row[spec.date_column], "counts": row["counts"],
                         "rule": row["reason"], "repaired_on": row["repaired_on"],
+                        "under_dispute": row["under_dispute"],
+                        "terms": repair_terms(source, row),
                         "details": {c: _plain(row[c]) for c in _own_columns(source)}})
     out.sort(key=lambda r: (r["date"], r["source"], r["record_id"]), reverse=True)
     return records, as_of, out
 
 
+def _repair(record: dict, as_of: dt.date, application: dict | None, lang: str) -> dict:
+    """A record's credit-repair terms as the page shows them."""
+    terms = record.pop("terms")
+    open_now = application is not None and application["state"] == "open"
+    return {"adverse": terms.adverse, "repairable": terms.repairable,
+            "repairable_from": terms.repairable_from, "expires_on": terms.expires_on,
+            "can_apply": bool(record["counts"] and terms.repairable and terms.repairable_from
+                              and terms.repairable_from <= as_of and not open_now),
+            "obligation_zh": terms.obligation_zh, "obligation_en": terms.obligation_en,
+            "obligation": terms.obligation_zh if lang == "zh" else terms.obligation_en,
+            "application": application}
+
+
 def records_page(app: Flask, person_key: str, lang: str) -> dict:
     _, as_of, records = explained_records(app, person_key)
     disputes = latest_by_record(_engine(app), person_key)
+    applications = repairs_by_record(_engine(app), person_key)
     for record in records:
+        record["repair"] = _repair(record, as_of, applications.get(
+            (record["source"], record["record_id"])), lang)
         zh, en = REASON_TEXT.get(record["rule"], (record["rule"], record["rule"])) \
             if record["rule"] else (None, None)
         dispute = disputes.get((record["source"], record["record_id"]))
+        label = UNDER_DISPUTE if record["under_dispute"] else (None, None)
         record.update(reason_zh=zh, reason_en=en, reason=zh if lang == "zh" else en,
+                      label_zh=label[0], label_en=label[1],
+                      label=label[0] if lang == "zh" else label[1],
                       dispute=dispute, dispute_state=dispute["state"] if dispute else "none",
-                      can_dispute=record["counts"])
+                      can_dispute=record["counts"] and not record["under_dispute"])
         del record["rule"]
     counting = sum(r["counts"] for r in records)
     return {"as_of": as_of, "counting": counting, "not_counting": len(records) - counting,
@@ -130,21 +184,9 @@ def records_page(app: Flask, person_key: str, lang: str) -> dict:
 def _without_each(app: Flask, records: Records, candidates: list[dict],
                   as_of: dt.date) -> list[tuple[float, dict]]:
     """For each candidate record, the person's (score, features) with only that record
-    removed: one variant person per candidate, all built and scored together."""
-    frames: dict[str, list[pl.DataFrame]] = {s.value: [] for s in Source}
-    for i, candidate in enumerate(candidates):
-        variant = pl.lit(f"v{i:05d}")
-        for source in Source:
-            frame = records.get(source)
-            if source.value == candidate["source"]:
-                frame = frame.filter(pl.col("record_id") != candidate["record_id"])
-            frames[source.value].append(frame.with_columns(variant.alias("person_key")))
-    variants = Records(**{name: pl.concat(parts) for name, parts in frames.items()})
-    keys = [f"v{i:05d}" for i in range(len(candidates))]
-    table = build_features(variants, as_of, keys)  # sorted by key, i.e. by candidate
-    scored = app.extensions["osmanthus.model"].scorecard.score_frame(table)
-    return [(float(score), row) for score, row in
-            zip(scored.score, table.iter_rows(named=True), strict=True)]
+    removed (`whatif.scores_without`)."""
+    return scores_without(app, records, [(c["source"], c["record_id"]) for c in candidates],
+                          as_of)
 
 
 def _condition(name: str, features: dict) -> dict:
@@ -158,8 +200,7 @@ def perks_page(app: Flask, person_key: str) -> dict:
     counting records whose clearing alone would unlock it."""
     row = score_row(app, person_key)
     score, features = row["score"], row["reasons"]["features"]
-    review_now = review_state(_engine(app), person_key)
-    review, outcome = review_now["state"], review_now["outcome"]
+    asked = review_states(_engine(app), person_key)  # perk → (state, outcome)
     config = app.extensions["osmanthus.perks"]
     partner_names = {p["partner_id"]: p.get("name") for p in config.partners}
     locked = [perk for perk in config.perks if perk.decide(score, features) == "no"]
@@ -183,12 +224,15 @@ def perks_page(app: Flask, person_key: str) -> dict:
             "perk_id": perk.perk_id, "policy_version": perk.policy_version,
             "name_zh": perk.name_zh, "name_en": perk.name_en, "partner_id": perk.partner_id,
             "partner_name": partner_names.get(perk.partner_id), "min_score": perk.min_score,
-            "status": perk.decide(score, features, review, outcome), "locked": is_locked,
+            "status": perk.decide(score, features, *answer_for(asked, perk.perk_id)),
+            "review_state": answer_for(asked, perk.perk_id)[0], "locked": is_locked,
             "points_needed": math.ceil(perk.points_needed(score)),  # whole: to the minimum
             "conditions": [_condition(name, features) for name in perk.conditions],
             "unlocked_by": unlocked_by(perk) if is_locked else [],
         })
-    return {"score": whole_score(score), "review_state": review, "perks": perks}
+    pending = any(state == "pending" for state, _ in asked.values())
+    return {"score": whole_score(score), "review_state": "pending" if pending else "none",
+            "perks": perks}
 
 
 def access_log(app: Flask, person_key: str) -> list[dict]:

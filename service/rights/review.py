@@ -1,24 +1,34 @@
-"""Human review (PIPL Art. 24): a citizen may ask that decisions about them not rest on the
-score alone.
+"""Human review of one decision (PIPL Art. 24): a citizen may ask that a named perk's decision
+about them not rest on the score alone.
 
-While a request is `pending`, every partner gets `pending` for that person (`Perk.decide`).
-A reviewer then decides (`eligible` or `not_eligible`) and the state becomes `decided`. The
-request and the decision both go to the audit log, so the citizen's access log shows them.
+A request names one perk (and, if the citizen has it from their access log, the partner
+decision it contests). While it is `pending`, partners asking about that perk get `pending`;
+every other perk is answered by the score as before. A reviewer decides with a reason the
+citizen reads (`eligible` or `not_eligible`), and that outcome answers for the perk for
+`DECISION_STANDS` after the decision; then the score decides again (a person's file changes,
+and a reviewer's yes should not outlive the facts it was given on). The citizen may withdraw a
+pending request. Requests, withdrawals and decisions all go to the audit log.
+
+An id that is not the caller's is answered as one that does not exist (404).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from features.identity import redact_ids
 from service.base.errors import ApiError
 from service.rights import audit
 from service.scoring.score import ensure_people
-from service.store.tables import people
+from service.store.tables import is_hex_id, reviews
 
 OUTCOMES = ("eligible", "not_eligible")
+DECISION_STANDS = dt.timedelta(days=365)
 
 
 def _utc(moment: dt.datetime | None) -> dt.datetime | None:
@@ -27,55 +37,157 @@ def _utc(moment: dt.datetime | None) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-def review_state(engine: Engine, person_key: str) -> dict:
-    """{state, requested_at, outcome}; `none` for a person never seen."""
+def public(row: Any, *, with_person: bool = False) -> dict:
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    if not with_person:
+        data.pop("person_key", None)
+    data.pop("decided_by", None) if not with_person else None
+    for name in ("requested_at", "decided_at"):
+        data[name] = _utc(data.get(name))
+    return data
+
+
+def answer_for(states: dict[str, tuple[str, str | None]], perk_id: str) -> tuple[str, str | None]:
+    """(review state, outcome) for one perk from `states_for`'s map: `none` if never asked."""
+    return states.get(perk_id, ("none", None))
+
+
+def states_from_rows(rows: Iterable[Any], now: dt.datetime | None = None
+                     ) -> dict[str, dict[str, tuple[str, str | None]]]:
+    """person → perk → (state, outcome) from review rows (person_key, perk_id, state, outcome,
+    requested_at, decided_at): the latest live request per perk; a decision older than
+    `DECISION_STANDS` no longer answers."""
+    now = now or dt.datetime.now(dt.UTC)
+    latest: dict[tuple[str, str], Any] = {}
+    for row in rows:
+        if row.state not in ("pending", "decided"):
+            continue
+        key = (row.person_key, row.perk_id)
+        seen = latest.get(key)
+        if seen is None or _utc(row.requested_at) > _utc(seen.requested_at):
+            latest[key] = row
+    out: dict[str, dict[str, tuple[str, str | None]]] = {}
+    for (person, perk), row in latest.items():
+        if row.state == "decided" and (row.decided_at is None
+                                       or _utc(row.decided_at) + DECISION_STANDS <= now):
+            continue
+        out.setdefault(person, {})[perk] = (row.state, row.outcome)
+    return out
+
+
+_LIVE = (reviews.c.person_key, reviews.c.perk_id, reviews.c.state, reviews.c.outcome,
+         reviews.c.requested_at, reviews.c.decided_at)
+
+
+def states_for(connection: Connection, person_keys: list[str]
+               ) -> dict[str, dict[str, tuple[str, str | None]]]:
+    """person → perk → (state, outcome), for partners' decisions and the perks page."""
+    if not person_keys:
+        return {}
+    rows = connection.execute(select(*_LIVE).where(
+        reviews.c.person_key.in_(person_keys), reviews.c.state.in_(("pending", "decided")))).all()
+    return states_from_rows(rows)
+
+
+def review_states(engine: Engine, person_key: str) -> dict[str, tuple[str, str | None]]:
     with engine.connect() as connection:
-        row = connection.execute(
-            select(people.c.review_state, people.c.review_requested_at, people.c.review_outcome)
-            .where(people.c.person_key == person_key)
-        ).first()
-    if row is None:
-        return {"state": "none", "requested_at": None, "outcome": None}
-    return {"state": row.review_state, "requested_at": _utc(row.review_requested_at),
-            "outcome": row.review_outcome}
+        return states_for(connection, [person_key]).get(person_key, {})
 
 
-def request_review(engine: Engine, person_key: str, reason: str) -> dict:
-    """Ask for human review (409 if one is already pending). The reason is kept in the audit
-    log for the reviewer, not shown to partners."""
+def list_reviews(engine: Engine, person_key: str) -> list[dict]:
+    """The person's requests, newest first."""
+    with engine.connect() as connection:
+        rows = connection.execute(select(reviews).where(reviews.c.person_key == person_key)
+                                  .order_by(reviews.c.requested_at.desc(),
+                                            reviews.c.review_id)).all()
+    return [public(row) for row in rows]
+
+
+def request_review(engine: Engine, perk_ids: Iterable[str], person_key: str, perk_id: str,
+                   reason: str, decision_id: str | None = None) -> dict:
+    """Ask for human review of one perk's decision. 422 unknown perk or decision id, 409 when
+    one is already pending for that perk."""
+    if perk_id not in set(perk_ids):
+        raise ApiError(422, "some fields are invalid", errors={"perk_id": ["no such perk"]})
+    if decision_id is not None and not is_hex_id(decision_id, 32):
+        raise ApiError(422, "some fields are invalid",
+                       errors={"decision_id": ["not a decision id (32 hexadecimal digits)"]})
     now = dt.datetime.now(dt.UTC)
+    row = {"review_id": uuid.uuid4().hex, "person_key": person_key, "perk_id": perk_id,
+           "decision_id": decision_id, "reason": redact_ids(reason), "requested_at": now,
+           "state": "pending", "outcome": None, "outcome_reason": None, "decided_at": None,
+           "decided_by": None}
     with engine.begin() as connection:
         ensure_people(connection, [person_key])
-        state = connection.execute(
-            select(people.c.review_state).where(people.c.person_key == person_key)
-            .with_for_update()
-        ).scalar_one()
-        if state == "pending":
-            raise ApiError(409, "a human review is already pending")
-        connection.execute(update(people).where(people.c.person_key == person_key).values(
-            review_state="pending", review_requested_at=now, review_outcome=None))
+        pending = connection.execute(select(reviews.c.review_id).where(
+            reviews.c.person_key == person_key, reviews.c.perk_id == perk_id,
+            reviews.c.state == "pending").with_for_update()).first()
+        if pending is not None:
+            raise ApiError(409, "a human review of this perk is already pending")
+        connection.execute(insert(reviews).values(**row))
         audit.append(connection, actor="citizen", action="review_requested",
-                     person_key=person_key, detail={"reason": redact_ids(reason)})
-    return review_state(engine, person_key)
+                     person_key=person_key,
+                     detail={"review_id": row["review_id"], "perk_id": perk_id,
+                             "decision_id": decision_id, "reason": row["reason"]})
+    return public(row)
 
 
-def decide_review(engine: Engine, person_key: str, outcome: str, *, by: str) -> dict:
-    """A reviewer's decision (the admin side): 422 bad outcome, 404 unknown person, 409 when no
-    review is pending."""
-    if outcome not in OUTCOMES:
-        raise ApiError(422, "some fields are invalid",
-                       errors={"outcome": [f"must be one of {', '.join(OUTCOMES)}"]})
+def _one(connection: Connection, review_id: str, person_key: str | None = None):
+    if not is_hex_id(review_id, 32):
+        return None
+    query = select(reviews).where(reviews.c.review_id == review_id)
+    if person_key is not None:
+        query = query.where(reviews.c.person_key == person_key)
+    return connection.execute(query.with_for_update()).first()
+
+
+def get_review(engine: Engine, review_id: str, person_key: str | None = None) -> dict:
+    with engine.connect() as connection:
+        row = _one(connection, review_id, person_key)
+    if row is None:
+        raise ApiError(404, "no such review")
+    return public(row, with_person=person_key is None)
+
+
+def withdraw_review(engine: Engine, person_key: str, review_id: str) -> dict:
+    """The citizen withdraws a pending request: the perk is answered by the score again."""
     with engine.begin() as connection:
-        state = connection.execute(
-            select(people.c.review_state).where(people.c.person_key == person_key)
-            .with_for_update()
-        ).scalar_one_or_none()
-        if state is None:
-            raise ApiError(404, "no such person")
-        if state != "pending":
-            raise ApiError(409, "no human review is pending for this person")
-        connection.execute(update(people).where(people.c.person_key == person_key).values(
-            review_state="decided", review_outcome=outcome))
-        audit.append(connection, actor=by, action="review_decided", person_key=person_key,
-                     detail={"outcome": outcome})
-    return review_state(engine, person_key)
+        row = _one(connection, review_id, person_key)
+        if row is None:
+            raise ApiError(404, "no such review")
+        if row.state != "pending":
+            raise ApiError(409, f"this review is no longer pending ({row.state})")
+        connection.execute(update(reviews).where(reviews.c.review_id == review_id)
+                           .values(state="withdrawn"))
+        audit.append(connection, actor="citizen", action="review_withdrawn",
+                     person_key=person_key,
+                     detail={"review_id": review_id, "perk_id": row.perk_id})
+    return public({**row._mapping, "state": "withdrawn"})
+
+
+def decide_review(engine: Engine, review_id: str, outcome: str, reason: str, *, by: str) -> dict:
+    """A reviewer's decision with its reason (the admin side): 422 bad outcome or no reason,
+    404 unknown review, 409 when it is not pending."""
+    errors = {}
+    if outcome not in OUTCOMES:
+        errors["outcome"] = [f"must be one of {', '.join(OUTCOMES)}"]
+    reason = redact_ids((reason or "").strip())
+    if not reason:
+        errors["reason"] = ["a decision needs a reason the citizen can read"]
+    if errors:
+        raise ApiError(422, "some fields are invalid", errors=errors)
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        row = _one(connection, review_id)
+        if row is None:
+            raise ApiError(404, "no such review")
+        if row.state != "pending":
+            raise ApiError(409, f"this review is not pending ({row.state})")
+        values = {"state": "decided", "outcome": outcome, "outcome_reason": reason,
+                  "decided_at": now, "decided_by": by}
+        connection.execute(update(reviews).where(reviews.c.review_id == review_id)
+                           .values(**values))
+        audit.append(connection, actor=by, action="review_decided", person_key=row.person_key,
+                     detail={"review_id": review_id, "perk_id": row.perk_id,
+                             "outcome": outcome, "reason": reason})
+    return public({**row._mapping, **values}, with_person=True)

@@ -232,6 +232,9 @@ consents = Table(
     Column("granted_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # The page's own key per grant (migration 0004): the same key twice is the same consent.
+    Column("idempotency_key", String(64), nullable=True),
+    UniqueConstraint("person_key", "idempotency_key", name="uq_consents_person_idempotency"),
 )
 
 disputes = Table(
@@ -243,9 +246,39 @@ disputes = Table(
     Column("statement", Text, nullable=False),
     Column("received_on", Date, nullable=False),
     Column("due_on", Date, nullable=False),
-    Column("state", String(16), nullable=False),  # open | upheld | rejected
+    Column("state", String(16), nullable=False),  # open | upheld | rejected | withdrawn
     Column("resolution", Text, nullable=True),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
+)
+
+# --- credit repair and human review of one decision (migration 0004) -------------------------
+repairs = Table(  # 信用修复: a citizen's application to have an adverse record repaired
+    "repairs", metadata,
+    Column("repair_id", String(32), primary_key=True),
+    Column("person_key", String(64), ForeignKey("people.person_key"), nullable=False, index=True),
+    Column("source", String(32), nullable=False),
+    Column("record_id", String(32), nullable=False),
+    Column("statement", Text, nullable=False),
+    Column("received_on", Date, nullable=False),
+    Column("state", String(16), nullable=False),  # open | approved | refused | withdrawn
+    Column("resolution", Text, nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_by", String(96), nullable=True),
+)
+
+reviews = Table(  # PIPL Art. 24: human review of one perk's decision
+    "reviews", metadata,
+    Column("review_id", String(32), primary_key=True),
+    Column("person_key", String(64), ForeignKey("people.person_key"), nullable=False, index=True),
+    Column("perk_id", String(64), nullable=False),
+    Column("decision_id", String(32), nullable=True),  # the partner decision it contests
+    Column("reason", Text, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | decided | withdrawn
+    Column("outcome", String(16), nullable=True),  # eligible | not_eligible
+    Column("outcome_reason", Text, nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", String(96), nullable=True),
 )
 
 audit_log = Table(

@@ -68,12 +68,14 @@ def months_around(as_of: dt.date) -> st.SearchStrategy[dt.date]:
 def states(draw: st.DrawFn, dated: dt.date, as_of: dt.date) -> Row:
     """Repair and dispute dates after the record's date (mostly none)."""
     after = st.dates(min_value=dated, max_value=max(dated, as_of) + dt.timedelta(days=90))
-    row: Row = {"repaired_on": None, "dispute_opened_on": None, "dispute_closed_on": None}
+    row: Row = {"repaired_on": None, "dispute_opened_on": None, "dispute_closed_on": None,
+                "dispute_due_on": None}
     if draw(st.integers(0, 9)) == 0:
         row["repaired_on"] = draw(after)
     if draw(st.integers(0, 9)) == 0:
         opened = draw(after)
         row["dispute_opened_on"] = opened
+        row["dispute_due_on"] = opened + dt.timedelta(days=draw(st.integers(0, 30)))
         if draw(st.booleans()):
             row["dispute_closed_on"] = opened + dt.timedelta(days=draw(st.integers(0, 60)))
     return row
@@ -269,8 +271,12 @@ def outside_window(draw: st.DrawFn, as_of: dt.date) -> tuple[Source, Row]:
     state = st.dates(min_value=dated, max_value=as_of)
     if kind == "repaired":
         row["repaired_on"] = draw(state)
-    else:
-        row["dispute_opened_on"] = draw(state)
+    else:  # a dispute unanswered past its due date
+        row["dispute_opened_on"] = draw(st.dates(min_value=dated,
+                                                 max_value=max(dated, as_of - dt.timedelta(days=1))))
+        row["dispute_due_on"] = draw(st.dates(min_value=row["dispute_opened_on"],
+                                              max_value=max(row["dispute_opened_on"],
+                                                            as_of - dt.timedelta(days=1))))
         row["dispute_closed_on"] = draw(st.none() | st.dates(
             min_value=as_of + dt.timedelta(days=1), max_value=as_of + dt.timedelta(days=60)))
     return source, row

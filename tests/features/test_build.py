@@ -41,11 +41,12 @@ def ss_rows() -> list[dict]:
         rows.append({"month": month(k), "status": status,
                      "contribution_base": 5000.0 if k <= 6 else 6000.0,
                      "arrears": {1: 150.0, 3: 800.0, 14: 300.0, 25: 100.0}.get(k, 0.0)})
-    # Not counting: this month (not yet known), month 41 (disputed, open), month 61 (retention).
+    # Not counting: this month (not yet known), month 41 (disputed, unanswered past its due
+    # date), month 61 (retention).
     rows.append({"month": month(0), "status": "missed", "contribution_base": 1.0,
                  "arrears": 9999.0})
     rows.append({"month": month(41), "status": "paid", "contribution_base": 1.0, "arrears": 0.0,
-                 "dispute_opened_on": dt.date(2025, 7, 1)})
+                 "dispute_opened_on": dt.date(2025, 6, 1), "dispute_due_on": dt.date(2025, 6, 21)})
     rows.append({"month": month(61), "status": "missed", "contribution_base": 1.0,
                  "arrears": 9999.0})
     return rows
@@ -59,7 +60,7 @@ SS_EXPECTED = {
     "ss_gaps_24m": 3,  # unpaid months after a paid one: 3 (after 4), 5 (after 6), 14 (after 15)
     "ss_arrears_latest": 150,  # month 1
     "ss_months_with_arrears_24m": 3,  # months 1, 3, 14 (25 is outside)
-    "ss_months_of_history": 40,  # the disputed month 41 does not count
+    "ss_months_of_history": 40,  # the overdue disputed month 41 does not count
 }
 
 
@@ -135,7 +136,8 @@ def pn_rows() -> list[dict]:
         p("5", dt.date(2024, 12, 1), "market", "general", 700.0),  # default 6: ended Jun 1
         p("6", dt.date(2025, 1, 1), "tax", "serious", 900.0, repaired_on=dt.date(2025, 3, 1)),
         p("7", dt.date(2025, 3, 3), "environment", "general", 400.0,
-          dispute_opened_on=dt.date(2025, 4, 1)),  # disputed, open
+          dispute_opened_on=dt.date(2025, 4, 1),
+          dispute_due_on=dt.date(2025, 4, 21)),  # disputed, unanswered past its due date
         p("8", dt.date(2025, 2, 2), "environment", "general", 100.0,
           dispute_opened_on=dt.date(2025, 3, 1), dispute_closed_on=dt.date(2025, 4, 1)),
         p("9", dt.date(2025, 1, 20), "other", "general", 50.0, 12),  # m_ago 6: ends 2026
@@ -292,7 +294,7 @@ def _reference(rows: S.Rows, key: str, as_of: dt.date) -> dict[str, float]:
         date = {Source.SOCIAL_SECURITY: "month", Source.TRANSIT: "month", Source.COURT: "filed_on",
                 Source.PENALTY: "decided_on", Source.POSITIVE: "event_on"}[source]
         full = {"repaired_on": None, "dispute_opened_on": None, "dispute_closed_on": None,
-                "window_months": None, "closed_on": None}
+                "dispute_due_on": None, "window_months": None, "closed_on": None}
         out = []
         for row in rows.get(source.value, []):
             row = {**full, **row}

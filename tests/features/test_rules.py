@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from features import rules
 from features.records import DEFAULT_WINDOW_MONTHS, Source
 from features.rules import (
-    DISPUTED,
+    DISPUTE_OVERDUE,
     FULFILLED,
     MINOR,
     NOT_YET_KNOWN,
@@ -115,13 +115,22 @@ CASES = [
             SS, ss(D(2025, 1, 1), repaired_on=D(2025, 4, 2))),
     *around(D(2025, 4, 2), None, REPAIRED, REPAIRED, "repaired-court",
             CT, ct(D(2024, 1, 5), repaired_on=D(2025, 4, 2))),
-    # Disputed: frozen from the day the dispute is received while it is open ...
-    *around(D(2025, 4, 2), None, DISPUTED, DISPUTED, "dispute-opened",
-            TR, tr(D(2025, 1, 1), dispute_opened_on=D(2025, 4, 2))),
-    # ... and counts again from the day a rejected dispute closes.
-    *around(D(2025, 5, 2), DISPUTED, None, None, "dispute-closed",
+    # Disputed: it keeps counting while the dispute is checked, up to and on its due date ...
+    *around(D(2025, 4, 2), None, None, None, "dispute-opened",
+            TR, tr(D(2025, 1, 1), dispute_opened_on=D(2025, 4, 2),
+                   dispute_due_on=D(2025, 4, 22))),
+    # ... stops counting the day after an unanswered dispute's due date ...
+    *around(D(2025, 4, 23), None, DISPUTE_OVERDUE, DISPUTE_OVERDUE, "dispute-overdue",
+            TR, tr(D(2025, 1, 1), dispute_opened_on=D(2025, 4, 2),
+                   dispute_due_on=D(2025, 4, 22))),
+    # ... and counts again from the day an overdue dispute is answered (rejected).
+    *around(D(2025, 5, 2), DISPUTE_OVERDUE, None, None, "dispute-answered-late",
             PN, pn(D(2025, 1, 10), "serious", dispute_opened_on=D(2025, 4, 2),
-                   dispute_closed_on=D(2025, 5, 2))),
+                   dispute_due_on=D(2025, 4, 22), dispute_closed_on=D(2025, 5, 2))),
+    # A dispute answered in time never stops the record counting.
+    pytest.param(PN, pn(D(2025, 1, 10), "serious", dispute_opened_on=D(2025, 4, 2),
+                        dispute_due_on=D(2025, 4, 22), dispute_closed_on=D(2025, 4, 20)),
+                 D(2025, 6, 1), None, id="dispute-answered-in-time"),
     # Retention: nothing dated on or before as_of - 60 months counts ...
     *around(D(2025, 7, 15), None, PAST_RETENTION, PAST_RETENTION, "retention-event",
             PO, po(D(2020, 7, 15))),
@@ -133,8 +142,8 @@ CASES = [
                  id="court-fulfilled-later-still-active"),
     # The first rule that applies gives the reason.
     pytest.param(PN, pn(D(2025, 1, 10), "minor", repaired_on=D(2025, 2, 1),
-                        dispute_opened_on=D(2025, 3, 1)), D(2025, 4, 1), DISPUTED,
-                 id="order-disputed-first"),
+                        dispute_opened_on=D(2025, 3, 1), dispute_due_on=D(2025, 3, 21)),
+                 D(2025, 4, 1), DISPUTE_OVERDUE, id="order-overdue-dispute-first"),
     pytest.param(CT, ct(D(2024, 1, 5), "removed", D(2025, 1, 1), repaired_on=D(2025, 2, 1)),
                  D(2025, 4, 1), REPAIRED, id="order-repaired-before-closed"),
 ]
@@ -159,19 +168,23 @@ def test_explain_records_on_a_frame() -> None:
         pn(D(2025, 6, 1), "minor"),
         pn(D(2025, 7, 15), "serious"),  # dated on as_of
         pn(D(2025, 2, 1), "serious", repaired_on=D(2025, 7, 15)),
-        pn(D(2025, 2, 1), "serious", dispute_opened_on=D(2025, 7, 1)),
+        pn(D(2025, 2, 1), "serious", dispute_opened_on=D(2025, 6, 1),
+           dispute_due_on=D(2025, 6, 21)),
+        pn(D(2025, 2, 1), "serious", dispute_opened_on=D(2025, 7, 1),
+           dispute_due_on=D(2025, 7, 21)),  # under dispute, in time: counts
     ]
     for i, row in enumerate(rows):
         row.update(decision_no=f"d{i}", person_key="p")
     frame = S.records_of({PN.value: rows}).penalty
     out = explain_records(PN, frame, as_of)
-    assert out.columns == [*frame.columns, "reason", "counts"]
+    assert out.columns == [*frame.columns, "reason", "under_dispute", "counts"]
     assert out["reason"].to_list() == [None, OUTSIDE_WINDOW, MINOR, NOT_YET_KNOWN, REPAIRED,
-                                       DISPUTED]
-    assert out["counts"].to_list() == [True, False, False, False, False, False]
-    assert rules.counting(PN, frame, as_of)["decision_no"].to_list() == ["d0"]
+                                       DISPUTE_OVERDUE, None]
+    assert out["counts"].to_list() == [True, False, False, False, False, False, True]
+    assert out["under_dispute"].to_list() == [False] * 5 + [True, True]
+    assert rules.counting(PN, frame, as_of)["decision_no"].to_list() == ["d0", "d6"]
     lazy = rules.counting(PN, frame.lazy(), as_of)
-    assert isinstance(lazy, pl.LazyFrame) and lazy.collect().height == 1
+    assert isinstance(lazy, pl.LazyFrame) and lazy.collect().height == 2
 
 
 # An independent reference: the rules as DESIGN.md and the README state them, in plain Python.
@@ -189,9 +202,10 @@ def ref_reason(source: Source, row: dict, as_of: dt.date) -> str | None:
         known = row[{CT: "filed_on", PN: "decided_on", PO: "event_on"}[source]]
     if known >= as_of:
         return NOT_YET_KNOWN
-    opened, closed = row["dispute_opened_on"], row["dispute_closed_on"]
-    if opened is not None and opened <= as_of and (closed is None or closed > as_of):
-        return DISPUTED
+    opened, closed, due = row["dispute_opened_on"], row["dispute_closed_on"], row["dispute_due_on"]
+    if (opened is not None and opened <= as_of and (closed is None or closed > as_of)
+            and due is not None and due < as_of):
+        return DISPUTE_OVERDUE
     if row["repaired_on"] is not None and row["repaired_on"] <= as_of:
         return REPAIRED
     if source is CT:

@@ -175,3 +175,32 @@ def test_report_command(bundles, tmp_path):
 
     missing = CliRunner().invoke(main, [*args[:1], "v0009", *args[2:]])
     assert missing.exit_code != 0 and "v0009" in missing.output
+
+
+def test_a_perk_nobody_reaches_gets_a_note_not_an_empty_fairness_panel(bundles, tmp_path):
+    strong, weak, train, valid, vy = bundles
+    path = build_report(Model("strong", load_model(strong)), valid, vy, tmp_path / "out",
+                        people=people_for(valid, 3), thresholds={**PERKS, "palace": 999.0},
+                        train_frame=train, as_of=AS_OF, sample=300)
+    page = _check_self_contained(path)
+    assert "Nobody in this snapshot reaches 999" in page
+    assert "not measurable at: palace" in page
+    assert "Approval rates at palace" not in page
+
+
+def test_report_against_the_same_model_warns(bundles, tmp_path):
+    from service.cli import main
+
+    strong, weak, train, valid, vy = bundles
+    features, outcomes = tmp_path / "features.parquet", tmp_path / "outcomes.parquet"
+    valid.with_columns(pl.lit(AS_OF).alias("snapshot")).write_parquet(features)
+    pl.DataFrame({"person_key": valid["person_key"], "snapshot": [AS_OF] * valid.height,
+                  "defaulted": vy}).write_parquet(outcomes)
+    args = ["report", str(strong), "--against", str(strong), "--features", str(features),
+            "--outcomes", str(outcomes), "--as-of", AS_OF.isoformat(), "--sample", "200",
+            "--registry", str(tmp_path / "registry"), "--out", str(tmp_path / "report")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "is the same model as" in result.output
+    other = CliRunner().invoke(main, [*args[:3], str(weak), *args[4:]])
+    assert other.exit_code == 0 and "same model" not in other.output

@@ -223,24 +223,32 @@ def test_the_review_queue_and_decision(served_app, served_client, auth, people_k
 
     engine = served_app.extensions["osmanthus.engine"]
     key = people_keys[1]
-    assert served_client.get(f"/v1/admin/reviews/{key}", headers=auth.admin()).status_code == 404
-    request_review(engine, key, "I was abroad for a year")
+    assert served_client.get(f"/v1/admin/reviews/{'a' * 32}",
+                             headers=auth.admin()).status_code == 404
+    review_id = request_review(engine, ["bike-deposit-free"], key, "bike-deposit-free",
+                               "I was abroad for a year")["review_id"]
 
     queue = served_client.get("/v1/admin/reviews", headers=auth.admin()).json["reviews"]
-    assert [(r["person_key"], r["state"]) for r in queue] == [(key, "pending")]
-    detail = served_client.get(f"/v1/admin/reviews/{key}", headers=auth.admin("rui"))
+    assert [(r["person_key"], r["perk_id"], r["state"]) for r in queue] == [
+        (key, "bike-deposit-free", "pending")]
+    detail = served_client.get(f"/v1/admin/reviews/{review_id}", headers=auth.admin("rui"))
     assert detail.status_code == 200 and detail.json["score"]["as_of"] == DEMO_TODAY.isoformat()
-    assert detail.json["points"]
+    assert detail.json["points"] and detail.json["reason"] == "I was abroad for a year"
     assert _audited(engine, "admin_read_review", key) == ["admin:rui"]
 
-    path = f"/v1/admin/reviews/{key}/decision"
-    assert served_client.post(path, headers=auth.admin(), json={"outcome": "yes"}).status_code == 422
-    decided = served_client.post(path, headers=auth.admin("rui"), json={"outcome": "eligible"})
+    path = f"/v1/admin/reviews/{review_id}/decision"
+    assert served_client.post(path, headers=auth.admin(), json={
+        "outcome": "yes", "reason": "x"}).status_code == 422
+    assert served_client.post(path, headers=auth.admin(), json={
+        "outcome": "eligible", "reason": "  "}).status_code == 422
+    decided = served_client.post(path, headers=auth.admin("rui"), json={
+        "outcome": "eligible", "reason": "income confirmed"})
     assert decided.status_code == 200 and decided.json["state"] == "decided"
-    assert decided.json["outcome"] == "eligible"
+    assert (decided.json["outcome"], decided.json["outcome_reason"]) == (
+        "eligible", "income confirmed")
     assert _audited(engine, "review_decided", key) == ["admin:rui"]
     assert served_client.post(path, headers=auth.admin(), json={
-        "outcome": "eligible"}).status_code == 409
+        "outcome": "eligible", "reason": "again"}).status_code == 409
     assert served_client.get("/v1/admin/reviews", headers=auth.admin()).json["reviews"] == []
 
 
@@ -413,9 +421,11 @@ def test_the_openapi_document_describes_the_admin_api(served_client):
     assert admin == {
         "/v1/admin/feeds", "/v1/admin/feeds/{feed_id}/quarantine", "/v1/admin/disputes",
         "/v1/admin/disputes/{dispute_id}", "/v1/admin/disputes/{dispute_id}/resolution",
-        "/v1/admin/reviews", "/v1/admin/reviews/{person_key}",
-        "/v1/admin/reviews/{person_key}/decision", "/v1/admin/rescore", "/v1/admin/rescore-all",
+        "/v1/admin/reviews", "/v1/admin/reviews/{review_id}",
+        "/v1/admin/reviews/{review_id}/decision", "/v1/admin/rescore", "/v1/admin/rescore-all",
         "/v1/admin/rescore-all/{run_id}",
+        "/v1/admin/repairs", "/v1/admin/repairs/{repair_id}",
+        "/v1/admin/repairs/{repair_id}/decision",
         "/v1/admin/models", "/v1/admin/models/{version}/promote", "/v1/admin/models/rollback",
         "/v1/admin/perks", "/v1/admin/perks/{perk_id}"}
     upload = spec["paths"]["/v1/admin/feeds"]["post"]

@@ -162,3 +162,32 @@ def test_the_token_comes_with_its_qr_code_drawn_by_the_server(served_client, aut
     assert width - 8 == segno.make(first["token"], error="m", boost_error=False).symbol_size(border=0)[0]
     assert "#fff" in first["qr_svg"]  # a light quiet zone, whatever the page's colours
     assert first["qr_svg"] != second["qr_svg"]  # each token its own code
+
+
+def test_a_grant_sent_twice_with_its_key_is_one_consent(served_app, served_client, auth,
+                                                        people_keys, bikes):
+    headers = auth.citizen(people_keys[0])
+    first = grant(served_client, headers, idempotency_key="grant-0001-abc")
+    twice = grant(served_client, headers, idempotency_key="grant-0001-abc")
+    assert first.status_code == twice.status_code == 201
+    assert first.get_json()["consent"]["consent_id"] == twice.get_json()["consent"]["consent_id"]
+    claims = decode_token(served_app.extensions["osmanthus.config"], twice.get_json()["token"],
+                          "consent")
+    assert claims["sub"] == first.get_json()["consent"]["consent_id"]
+    listed = served_client.get("/v1/me/consents", headers=headers).get_json()
+    assert len(listed) == 1
+    with served_app.extensions["osmanthus.engine"].connect() as connection:
+        granted = connection.execute(select(audit_log.c.seq).where(
+            audit_log.c.action == "consent_granted")).all()
+    assert len(granted) == 1
+    # another grant (a new key, or none) is another consent; the key is the citizen's own
+    assert grant(served_client, headers, idempotency_key="grant-0002-abc").status_code == 201
+    other = auth.citizen(people_keys[1])
+    assert grant(served_client, other, idempotency_key="grant-0001-abc").get_json()[
+        "consent"]["consent_id"] != first.get_json()["consent"]["consent_id"]
+    # the same key for a different grant is a conflict, not a silent answer
+    changed = grant(served_client, headers, idempotency_key="grant-0001-abc",
+                    perks=["bike-deposit-free", "bike-long-rental"])
+    assert changed.status_code in (409, 422)
+    short = grant(served_client, headers, idempotency_key="k")
+    assert short.status_code == 422 and "idempotency_key" in short.get_json()["errors"]

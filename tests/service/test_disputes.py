@@ -1,4 +1,5 @@
-"""Disputes (异议): opening one freezes the record and re-scores at once; resolving it."""
+"""Disputes (异议): opening one labels the record, which keeps counting until its due date;
+answering, withdrawing and letting it go overdue."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import pytest
 from sqlalchemy import select, update
 
 from features.records import Source
-from features.rules import DISPUTED, FULFILLED
+from features.rules import DISPUTE_OVERDUE, FULFILLED
 from service.base.errors import ApiError
 from service.rights.disputes import resolve_dispute
-from service.rights.pages import REASON_TEXT
+from service.rights.pages import REASON_TEXT, UNDER_DISPUTE
 from service.scoring.score import latest, rescore
 from service.store.tables import RECORD_TABLES, audit_log, disputes
 from tests.service.conftest import DEMO_TODAY
@@ -71,15 +72,14 @@ def lowering(client, headers) -> set[str]:
     return {r["feature"] for r in body["reasons"] if r["points"] < 0}
 
 
-def test_a_dispute_freezes_the_record_and_rescores_in_the_same_request(served_app, served_client,
-                                                                        auth, people_keys):
+def test_a_dispute_labels_the_record_and_it_keeps_counting(served_app, served_client, auth,
+                                                           people_keys):
     key = people_keys[0]
     headers = auth.citizen(key)
     engine = served_app.extensions["osmanthus.engine"]
     costly = spoil_latest_transit_month(served_app, key)
-    before = served_client.get("/v1/me/score", headers=headers).get_json()  # now cached
-    assert record_of(served_client, headers, costly)["counts"] is True
-    assert "tr_unpaid_fees_latest" in lowering(served_client, headers)
+    before = served_client.get("/v1/me/score", headers=headers).get_json()
+    assert record_of(served_client, headers, costly)["under_dispute"] is False
 
     response = open_listing_dispute(served_client, headers, costly, "transit")
 
@@ -88,24 +88,32 @@ def test_a_dispute_freezes_the_record_and_rescores_in_the_same_request(served_ap
     dispute = body["dispute"]
     assert dispute["state"] == "open" and dispute["overdue"] is False
     assert dispute["received_on"] == DEMO_TODAY.isoformat()
-    assert dispute["due_on"] == (DEMO_TODAY + dt.timedelta(days=30)).isoformat()
-    assert body["score"]["score"] > before["score"] + 10
-    assert body["score"]["score"] == math.floor(latest(engine, key)["score"])
-    # every page tells the same new story at once
+    assert dispute["due_on"] == (DEMO_TODAY + dt.timedelta(days=20)).isoformat()
+    # a dispute alone changes nothing of the score: the record still counts
+    assert body["score"]["score"] == pytest.approx(before["score"])
     assert served_client.get("/v1/me/score", headers=headers).get_json()["score"] == \
-        pytest.approx(body["score"]["score"])
-    assert "tr_unpaid_fees_latest" not in lowering(served_client, headers)
+        pytest.approx(before["score"])
+    assert "tr_unpaid_fees_latest" in lowering(served_client, headers)
     record = record_of(served_client, headers, costly)
-    assert record["counts"] is False and record["reason_en"] == REASON_TEXT[DISPUTED][1]
-    assert record["reason_zh"] == REASON_TEXT[DISPUTED][0]
+    assert record["counts"] is True and record["reason"] is None
+    assert record["under_dispute"] is True
+    assert (record["label_zh"], record["label_en"]) == UNDER_DISPUTE
     assert record["dispute_state"] == "open" and record["dispute"]["dispute_id"] == \
         dispute["dispute_id"]
     assert record["can_dispute"] is False
+    # ... and labelled on the explanation too, in the page's language
+    english = served_client.get("/v1/me/explanation", headers={**headers,
+                                                               "Accept-Language": "en"})
+    shown = english.get_json()
+    assert [(d["record_id"], d["label"], d["counts"]) for d in shown["under_dispute"]] == \
+        [(costly, "under dispute", True)]
+    fees = next(r for r in shown["reasons"] if r["feature"] == "tr_unpaid_fees_latest")
+    assert fees["under_dispute"] is True
     table = RECORD_TABLES[Source.TRANSIT]
     with engine.connect() as connection:
-        opened = connection.execute(select(table.c.dispute_opened_on)
-                                    .where(table.c.record_id == costly))
-        assert opened.scalar_one() == DEMO_TODAY
+        stored = connection.execute(select(table.c.dispute_opened_on, table.c.dispute_due_on)
+                                    .where(table.c.record_id == costly)).one()
+        assert tuple(stored) == (DEMO_TODAY, DEMO_TODAY + dt.timedelta(days=20))
         logged = connection.execute(select(audit_log.c.actor, audit_log.c.detail).where(
             audit_log.c.person_key == key, audit_log.c.action == "dispute_opened")).one()
     assert logged.actor == "citizen" and logged.detail["dispute_id"] == dispute["dispute_id"]
@@ -118,8 +126,18 @@ def test_a_dispute_freezes_the_record_and_rescores_in_the_same_request(served_ap
     assert one.status_code == 200 and one.get_json() == dispute
 
 
-def test_a_disputed_court_listing_no_longer_fails_a_perks_condition(served_app, served_client,
-                                                                    auth, people_keys):
+def test_the_due_date_is_configurable(served_apps, auth, people_keys):
+    served_apps()
+    app = served_apps(dispute_due_days=7)
+    client = app.test_client()
+    headers = auth.citizen(people_keys[0])
+    add_court_listing(app, people_keys[0])
+    dispute = open_listing_dispute(client, headers).get_json()["dispute"]
+    assert dispute["due_on"] == (DEMO_TODAY + dt.timedelta(days=7)).isoformat()
+
+
+def test_a_one_line_dispute_does_not_unlock_a_perk(served_app, served_client, auth,
+                                                   people_keys):
     headers = auth.citizen(people_keys[0])
     add_court_listing(served_app, people_keys[0])
 
@@ -129,7 +147,94 @@ def test_a_disputed_court_listing_no_longer_fails_a_perks_condition(served_app, 
 
     assert bike()["conditions"][0]["met"] is False and bike()["status"] == "no"
     assert open_listing_dispute(served_client, headers).status_code == 201
-    assert bike()["conditions"][0]["met"] is True
+    assert bike()["conditions"][0]["met"] is False and bike()["status"] == "no"
+
+
+def _make_overdue(app, key: str, record_id: str, source: Source) -> None:
+    """Move a dispute's due date (the dispute's and the record's) to before today and
+    re-score, as the daily re-score would after the due date passed."""
+    table = RECORD_TABLES[source]
+    past = DEMO_TODAY - dt.timedelta(days=1)
+    with app.extensions["osmanthus.engine"].begin() as connection:
+        connection.execute(update(disputes).where(disputes.c.record_id == record_id)
+                           .values(due_on=past))
+        connection.execute(update(table).where(table.c.record_id == record_id).values(
+            dispute_opened_on=past - dt.timedelta(days=20), dispute_due_on=past))
+    rescore(app, key)
+
+
+def test_an_unanswered_dispute_stops_counting_after_its_due_date_until_answered(
+        served_app, served_client, auth, people_keys):
+    key, headers = people_keys[0], auth.citizen(people_keys[0])
+    engine = served_app.extensions["osmanthus.engine"]
+    add_court_listing(served_app, key)
+    counted = latest(engine, key)["score"]
+    dispute_id = open_listing_dispute(served_client, headers).get_json()["dispute"]["dispute_id"]
+    _make_overdue(served_app, key, LISTING, Source.COURT)
+
+    record = record_of(served_client, headers, LISTING)
+    assert record["counts"] is False and record["reason_en"] == REASON_TEXT[DISPUTE_OVERDUE][1]
+    assert record["under_dispute"] is True
+    overdue = latest(engine, key)
+    assert overdue["reasons"]["features"]["ct_active_listings"] == 0
+    assert overdue["score"] >= counted  # monotone: a listing never raises a score
+    shown = served_client.get(f"/v1/me/disputes/{dispute_id}", headers=headers).get_json()
+    assert shown["overdue"] is True
+    # answered late (rejected): it counts again, with the reason shown
+    result = resolve_dispute(engine, served_app, dispute_id, "rejected", "法院确认属实",
+                             by="admin:ops")
+    assert result["score"]["score"] == pytest.approx(counted)
+    record = record_of(served_client, headers, LISTING)
+    assert record["counts"] is True and record["under_dispute"] is False
+    assert record["dispute"]["resolution"] == "法院确认属实"
+
+
+def test_a_citizen_can_withdraw_a_dispute(served_app, served_client, auth, people_keys):
+    key, headers = people_keys[0], auth.citizen(people_keys[0])
+    engine = served_app.extensions["osmanthus.engine"]
+    add_court_listing(served_app, key)
+    counted = latest(engine, key)["score"]
+    dispute_id = open_listing_dispute(served_client, headers).get_json()["dispute"]["dispute_id"]
+    _make_overdue(served_app, key, LISTING, Source.COURT)  # it had stopped counting
+    other = auth.citizen(people_keys[1])
+    assert served_client.delete(f"/v1/me/disputes/{dispute_id}", headers=other).status_code == 404
+
+    withdrawn = served_client.delete(f"/v1/me/disputes/{dispute_id}", headers=headers)
+
+    assert withdrawn.status_code == 200 and withdrawn.get_json()["state"] == "withdrawn"
+    record = record_of(served_client, headers, LISTING)
+    assert record["counts"] is True and record["under_dispute"] is False
+    assert record["dispute_state"] == "withdrawn" and record["can_dispute"] is True
+    assert latest(engine, key)["score"] == pytest.approx(counted)
+    again = served_client.delete(f"/v1/me/disputes/{dispute_id}", headers=headers)
+    assert again.status_code == 409
+    with pytest.raises(ApiError) as error:
+        resolve_dispute(engine, served_app, dispute_id, "upheld", "", by="admin:ops")
+    assert error.value.status == 409
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    assert log[0]["action"] == "dispute_withdrawn"
+
+
+VOLUNTEERING = "e0" * 16
+
+
+def test_disputing_a_record_that_raises_the_score_needs_a_confirmation(served_app,
+                                                                      served_client, auth,
+                                                                      people_keys):
+    key, headers = people_keys[0], auth.citizen(people_keys[0])
+    add_record(served_app, key, Source.POSITIVE, VOLUNTEERING, event_no="V-2025-8",
+               event_on=dt.date(2025, 11, 1), kind="volunteering", hours=8.0)
+    body = {"source": "positive", "record_id": VOLUNTEERING, "statement": "not sure"}
+
+    warned = served_client.post("/v1/me/disputes", headers=headers, json=body)
+
+    assert warned.status_code == 422, warned.get_json()
+    assert "points" in warned.get_json()["errors"]["confirm"][0]
+    assert served_client.get("/v1/me/disputes", headers=headers).get_json() == []
+    confirmed = served_client.post("/v1/me/disputes", headers=headers,
+                                   json={**body, "confirm": True})
+    assert confirmed.status_code == 201
+    # a record that lowers the score needs no confirmation (tested above): only this one
 
 
 def test_a_second_open_dispute_on_the_same_record_is_a_conflict(served_app, served_client, auth,
@@ -206,12 +311,21 @@ def test_an_anonymous_bad_request_is_unauthenticated_not_invalid(served_client):
 
 
 def _dispute_costly_month(app, client, headers, key):
+    """Dispute a costly month; returns its id, the dispute's, the score with the month and the
+    score without it (what an upheld dispute gives)."""
     record_id = spoil_latest_transit_month(app, key)
-    counted = latest(app.extensions["osmanthus.engine"], key)["score"]
+    engine = app.extensions["osmanthus.engine"]
+    counted = latest(engine, key)["score"]
+    table = RECORD_TABLES[Source.TRANSIT]
+    with engine.begin() as connection:
+        row = connection.execute(select(table).where(table.c.record_id == record_id)).one()
+        connection.execute(table.delete().where(table.c.record_id == record_id))
+    without = rescore(app, key)["score"]
+    with engine.begin() as connection:
+        connection.execute(table.insert().values(**row._mapping))
+    rescore(app, key)
     body = open_listing_dispute(client, headers, record_id, "transit").get_json()
-    frozen = latest(app.extensions["osmanthus.engine"], key)["score"]  # exact, as `counted`
-    assert body["score"]["score"] == math.floor(frozen)
-    return record_id, body["dispute"]["dispute_id"], counted, frozen
+    return record_id, body["dispute"]["dispute_id"], counted, without
 
 
 def _dispute_court_listing(app, client, headers, key):
@@ -226,15 +340,15 @@ def test_a_rejected_dispute_counts_again_and_shows_the_reason(served_app, served
                                                               people_keys):
     key, headers = people_keys[0], auth.citizen(people_keys[0])
     engine = served_app.extensions["osmanthus.engine"]
-    record_id, dispute_id, counted, frozen = _dispute_costly_month(served_app,
-                                                                    served_client, headers, key)
-    served_client.get("/v1/me/score", headers=headers)  # cache the frozen page
+    record_id, dispute_id, counted, without = _dispute_costly_month(served_app,
+                                                                     served_client, headers, key)
+    served_client.get("/v1/me/score", headers=headers)  # cache the page
 
     result = resolve_dispute(engine, served_app, dispute_id, "rejected",
                              "法院确认该案件属实 / the court confirmed the case", by="admin:ops")
 
     assert result["dispute"]["state"] == "rejected"
-    assert result["score"]["score"] == pytest.approx(counted) != pytest.approx(frozen)
+    assert result["score"]["score"] == pytest.approx(counted) != pytest.approx(without)
     assert served_client.get("/v1/me/score", headers=headers).get_json()["score"] == \
         math.floor(counted)
     record = record_of(served_client, headers, record_id)
@@ -252,11 +366,11 @@ def test_a_rejected_dispute_counts_again_and_shows_the_reason(served_app, served
 def test_an_upheld_dispute_removes_the_record(served_app, served_client, auth, people_keys):
     key, headers = people_keys[0], auth.citizen(people_keys[0])
     engine = served_app.extensions["osmanthus.engine"]
-    record_id, dispute_id, counted, frozen = _dispute_costly_month(served_app, served_client,
-                                                                   headers, key)
+    record_id, dispute_id, counted, without = _dispute_costly_month(served_app, served_client,
+                                                                    headers, key)
     result = resolve_dispute(engine, served_app, dispute_id, "upheld", "", by="admin:ops")
     assert result["dispute"]["state"] == "upheld"
-    assert result["score"]["score"] == pytest.approx(frozen) != pytest.approx(counted)
+    assert result["score"]["score"] == pytest.approx(without) != pytest.approx(counted)
     assert record_of(served_client, headers, record_id) is None
     with pytest.raises(ApiError) as error:
         resolve_dispute(engine, served_app, dispute_id, "rejected", "late", by="admin:ops")
@@ -289,14 +403,14 @@ def test_a_bad_resolution_changes_nothing(served_app, served_client, auth, peopl
                                           note, correction, field):
     key, headers = people_keys[0], auth.citizen(people_keys[0])
     engine = served_app.extensions["osmanthus.engine"]
-    dispute_id, frozen = _dispute_court_listing(served_app, served_client, headers, key)
+    dispute_id, scored = _dispute_court_listing(served_app, served_client, headers, key)
     with pytest.raises(ApiError) as error:
         resolve_dispute(engine, served_app, dispute_id, outcome, note, by="admin:ops",
                         correction=correction)
     assert error.value.status == 422 and field in error.value.errors
     with engine.connect() as connection:
         assert connection.execute(select(disputes.c.state)).scalar_one() == "open"
-    assert latest(engine, key)["score"] == pytest.approx(frozen)
+    assert latest(engine, key)["score"] == pytest.approx(scored)
     assert record_of(served_client, headers, LISTING)["details"]["status"] == "active"
 
 

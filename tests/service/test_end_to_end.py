@@ -18,7 +18,7 @@ import pytest
 
 from features.identity import person_key
 from features.records import Source
-from features.rules import DISPUTED, REPAIRED
+from features.rules import REPAIRED
 from service.rights import audit
 from service.rights.consents import city_today
 from service.rights.pages import REASON_TEXT
@@ -108,8 +108,8 @@ def find_flip(client, auth: Auth, people_keys: list[str], perk_id: str = BIKES):
     pytest.fail(f"none of the {len(people_keys)} residents has a record that locks {perk_id}")
 
 
-# --- (a) a dispute, then its rejection ---------------------------------------------------------
-def test_a_dispute_unlocks_the_perk_at_once_and_its_rejection_locks_it_again(
+# --- (a) a dispute: labelled, still counting; upheld, the perk unlocks ------------------------
+def test_a_dispute_is_labelled_and_only_its_upholding_unlocks_the_perk(
         served_app, served_client, auth, people_keys):
     client, admin = served_client, auth.admin("ana")
     key, perk, record = find_flip(client, auth, people_keys)
@@ -126,54 +126,46 @@ def test_a_dispute_unlocks_the_perk_at_once_and_its_rejection_locks_it_again(
         "statement": "这个月我没有骑车 — I did not ride that month"})
     assert opened.status_code == 201, opened.get_json()
     dispute = opened.get_json()["dispute"]
-    new_score = opened.get_json()["score"]["score"]
-    # the same request re-scored: every page tells the new story at once
-    assert new_score == pytest.approx(record["score_without"])
-    assert new_score >= perk["min_score"] > before_score
-    assert page(client, citizen, "score")["score"] == pytest.approx(new_score)
-    frozen_reasons = reason_points(client, citizen)
-    assert frozen_reasons != before_reasons
-    assert sum(p for p in frozen_reasons.values() if p < 0) > \
-        sum(p for p in before_reasons.values() if p < 0)
-    frozen = record_on_page(client, citizen, record["source"], record["record_id"])
-    assert (frozen["counts"], frozen["reason_en"], frozen["dispute_state"]) == (
-        False, REASON_TEXT[DISPUTED][1], "open")
-    assert perk_on_page(client, citizen)["status"] == "yes"
+    # labelled, not frozen: the score, the reasons and the perk are as before
+    assert opened.get_json()["score"]["score"] == pytest.approx(before_score)
+    assert page(client, citizen, "score")["score"] == pytest.approx(before_score)
+    assert reason_points(client, citizen) == pytest.approx(before_reasons)
+    labelled = record_on_page(client, citizen, record["source"], record["record_id"])
+    assert (labelled["counts"], labelled["under_dispute"], labelled["label_en"],
+            labelled["dispute_state"]) == (True, True, "under dispute", "open")
+    assert perk_on_page(client, citizen)["status"] == "no"
     second = partner.ask()
-    assert second["eligible"] == "yes"
+    assert second["eligible"] == "no"
 
     queue = client.get("/v1/admin/disputes", headers=admin).get_json()["disputes"]
     assert [d["dispute_id"] for d in queue] == [dispute["dispute_id"]]
-    note = "公交公司记录核实无误 — the operator's records confirm the month"
-    rejected = client.post(f"/v1/admin/disputes/{dispute['dispute_id']}/resolution",
-                           headers=admin, json={"outcome": "rejected", "note": note})
-    assert rejected.status_code == 200, rejected.get_json()
-    # the admin side keeps the exact score; the citizen sees it cut to a whole number
-    assert math.floor(rejected.get_json()["score"]["score"]) == before_score
-
-    assert page(client, citizen, "score")["score"] == pytest.approx(before_score)
-    assert reason_points(client, citizen) == pytest.approx(before_reasons)
-    counted = record_on_page(client, citizen, record["source"], record["record_id"])
-    assert (counted["counts"], counted["reason_en"], counted["dispute_state"]) == (
-        True, None, "rejected")
-    assert counted["dispute"]["resolution"] == note
+    note = "公交公司核实该月记录有误，已删除 — the operator found the month wrong"
+    upheld = client.post(f"/v1/admin/disputes/{dispute['dispute_id']}/resolution",
+                         headers=admin, json={"outcome": "upheld", "note": note})
+    assert upheld.status_code == 200, upheld.get_json()
+    new_score = upheld.get_json()["score"]["score"]
+    assert new_score == pytest.approx(record["score_without"])
+    assert new_score >= perk["min_score"] > before_score
+    assert page(client, citizen, "score")["score"] == math.floor(new_score)
+    assert (record["source"], record["record_id"]) not in {
+        (r["source"], r["record_id"]) for r in page(client, citizen, "records")["records"]}
     mine = page(client, citizen, f"disputes/{dispute['dispute_id']}")
-    assert (mine["state"], mine["resolution"]) == ("rejected", note)
-    assert perk_on_page(client, citizen)["status"] == "no"
+    assert (mine["state"], mine["resolution"]) == ("upheld", note)
+    assert perk_on_page(client, citizen)["status"] == "yes"
     third = partner.ask()
-    assert third["eligible"] == "no"
+    assert third["eligible"] == "yes"
 
     log = page(client, citizen, "access-log")
     partner_actor = f"partner:{perk['partner_id']}"
-    assert partner_asks(log) == [(partner_actor, "no"), (partner_actor, "yes"),
-                                 (partner_actor, "no")]
+    assert partner_asks(log) == [(partner_actor, "no"), (partner_actor, "no"),
+                                 (partner_actor, "yes")]
     decisions = [e["detail"]["decision_id"] for e in reversed(log) if e["action"] == "eligibility"]
     assert decisions == [first["decision_id"], second["decision_id"], third["decision_id"]]
     events = [(e["actor"], e["action"]) for e in reversed(log)
               if e["action"].startswith("dispute")]
     assert events == [("citizen", "dispute_opened"), ("admin:ana", "dispute_resolved")]
     resolved = next(e for e in log if e["action"] == "dispute_resolved")
-    assert resolved["detail"]["outcome"] == "rejected"
+    assert resolved["detail"]["outcome"] == "upheld"
     assert audit.verify(served_app.extensions["osmanthus.engine"]).ok
 
 
@@ -258,25 +250,36 @@ def test_human_review_makes_partners_wait_then_the_reviewer_decides(
                == (by_score == "yes"))
     citizen = auth.citizen(key)
     partner = consent_for(client, auth, key)
+    library = consent_for(client, auth, key, "library-deposit-free")
     assert partner.ask()["eligible"] == by_score
+    library_answer = library.ask()["eligible"]
 
-    asked = client.post("/v1/me/review", headers=citizen,
-                        json={"reason": "请人工复核 — please have a person decide"})
+    asked = client.post("/v1/me/review", headers=citizen, json={
+        "perk_id": BIKES, "reason": "请人工复核 — please have a person decide"})
     assert asked.status_code == 201, asked.get_json()
-    assert asked.get_json()["state"] == "pending"
+    review = asked.get_json()
+    assert (review["state"], review["perk_id"]) == ("pending", BIKES)
     assert partner.ask()["eligible"] == "pending"
+    assert library.ask()["eligible"] == library_answer  # only the named perk waits
     assert perk_on_page(client, citizen)["status"] == "pending"
+    assert perk_on_page(client, citizen, "library-deposit-free")["status"] == library_answer
     queue = client.get("/v1/admin/reviews", headers=admin).get_json()["reviews"]
-    assert [r["person_key"] for r in queue] == [key]
-    assert client.get(f"/v1/admin/reviews/{key}", headers=admin).status_code == 200
+    assert [(r["person_key"], r["perk_id"]) for r in queue] == [(key, BIKES)]
+    path = f"/v1/admin/reviews/{review['review_id']}"
+    assert client.get(path, headers=admin).status_code == 200
 
-    decided = client.post(f"/v1/admin/reviews/{key}/decision", headers=admin,
-                          json={"outcome": outcome})
+    no_reason = client.post(f"{path}/decision", headers=admin, json={"outcome": outcome})
+    assert no_reason.status_code == 422 and "reason" in no_reason.get_json()["errors"]
+    why = "核实了收入证明 — checked the income statement"
+    decided = client.post(f"{path}/decision", headers=admin,
+                          json={"outcome": outcome, "reason": why})
     assert decided.status_code == 200, decided.get_json()
     assert partner.ask()["eligible"] == final
+    assert library.ask()["eligible"] == library_answer
     assert perk_on_page(client, citizen)["status"] == final
     mine = page(client, citizen, "review")
-    assert (mine["state"], mine["outcome"]) == ("decided", outcome)
+    assert [(r["state"], r["outcome"], r["outcome_reason"]) for r in mine] == [
+        ("decided", outcome, why)]
     assert client.get("/v1/admin/reviews", headers=admin).get_json()["reviews"] == []
 
     log = page(client, citizen, "access-log")
@@ -285,6 +288,7 @@ def test_human_review_makes_partners_wait_then_the_reviewer_decides(
     events = [(e["actor"], e["action"]) for e in reversed(log) if "review" in e["action"]]
     assert events == [("citizen", "review_requested"), ("admin:rev", "admin_read_review"),
                       ("admin:rev", "review_decided")]
-    assert next(e for e in log if e["action"] == "review_decided")["detail"] == {
-        "outcome": outcome}
+    decided_entry = next(e for e in log if e["action"] == "review_decided")["detail"]
+    assert (decided_entry["outcome"], decided_entry["perk_id"], decided_entry["reason"]) == (
+        outcome, BIKES, why)
     assert audit.verify(served_app.extensions["osmanthus.engine"]).ok

@@ -22,9 +22,11 @@ from typing import Any
 
 import pytest
 
+from features.records import Source
 from service.rights.auth import issue_token
 from service.rights.consents import city_today
 from tests.service.conftest import Auth
+from tests.service.test_disputes import add_record
 
 ROLES = ("anonymous", "citizen", "other_citizen", "partner", "partner_no_consent",
          "partner_other_perk", "admin", "expired")
@@ -50,8 +52,15 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/me/disputes"):                          (401, 200, 200, 401, 401, 401, 403, 401),
     ("post", "/v1/me/disputes"):                         (401, 201, 404, 401, 401, 401, 403, 401),
     ("get", "/v1/me/disputes/{dispute_id}"):             (401, 200, 404, 401, 401, 401, 403, 401),
+    ("delete", "/v1/me/disputes/{dispute_id}"):          (401, 200, 404, 401, 401, 401, 403, 401),
+    ("get", "/v1/me/advice"):                            (401, 200, 200, 401, 401, 401, 403, 401),
     ("get", "/v1/me/review"):                            (401, 200, 200, 401, 401, 401, 403, 401),
     ("post", "/v1/me/review"):                           (401, 201, 201, 401, 401, 401, 403, 401),
+    ("get", "/v1/me/review/{review_id}"):                (401, 200, 404, 401, 401, 401, 403, 401),
+    ("delete", "/v1/me/review/{review_id}"):             (401, 200, 404, 401, 401, 401, 403, 401),
+    ("get", "/v1/me/repairs"):                           (401, 200, 200, 401, 401, 401, 403, 401),
+    ("post", "/v1/me/repairs"):                          (401, 201, 404, 401, 401, 401, 403, 401),
+    ("get", "/v1/me/repairs/{repair_id}"):               (401, 200, 404, 401, 401, 401, 403, 401),
     ("get", "/v1/me/consents"):                          (401, 200, 200, 401, 401, 401, 403, 401),
     ("post", "/v1/me/consents"):                         (401, 201, 201, 401, 401, 401, 403, 401),
     ("delete", "/v1/me/consents/{consent_id}"):          (401, 200, 404, 401, 401, 401, 403, 401),
@@ -66,8 +75,11 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/admin/disputes/{dispute_id}/resolution"):
                                                          (401, 403, 403, 401, 401, 401, 200, 401),
     ("get", "/v1/admin/reviews"):                        (401, 403, 403, 401, 401, 401, 200, 401),
-    ("get", "/v1/admin/reviews/{person_key}"):           (401, 403, 403, 401, 401, 401, 200, 401),
-    ("post", "/v1/admin/reviews/{person_key}/decision"): (401, 403, 403, 401, 401, 401, 200, 401),
+    ("get", "/v1/admin/reviews/{review_id}"):            (401, 403, 403, 401, 401, 401, 200, 401),
+    ("post", "/v1/admin/reviews/{review_id}/decision"):  (401, 403, 403, 401, 401, 401, 200, 401),
+    ("get", "/v1/admin/repairs"):                        (401, 403, 403, 401, 401, 401, 200, 401),
+    ("get", "/v1/admin/repairs/{repair_id}"):            (401, 403, 403, 401, 401, 401, 200, 401),
+    ("post", "/v1/admin/repairs/{repair_id}/decision"):  (401, 403, 403, 401, 401, 401, 200, 401),
     ("post", "/v1/admin/rescore"):                       (401, 403, 403, 401, 401, 401, 200, 401),
     ("post", "/v1/admin/rescore-all"):                   (401, 403, 403, 401, 401, 401, 202, 401),
     ("get", "/v1/admin/rescore-all/{run_id}"):           (401, 403, 403, 401, 401, 401, 200, 401),
@@ -113,6 +125,9 @@ class Scene:
     consent_token: str
     expired_consent_token: str
     dispute_id: str
+    review_id: str  # the owner's request for human review of the library perk
+    repair_id: str  # the owner's application for repair of one general penalty
+    repairable: dict  # another general penalty of the owner's, repairable now
     disputed: dict  # the disputed record: {source, record_id}
     undisputed: dict  # another counting record of the owner's
     feed_id: str
@@ -151,8 +166,21 @@ def scene(served_app, people_keys) -> Scene:
                          json={**counting[0], "statement": "not mine"})
     assert opened.status_code == 201, opened.get_json()
     asked = client.post("/v1/me/review", headers=auth.citizen(reviewed),
-                        json={"reason": "please look at my file"})
+                        json={"perk_id": BIKES, "reason": "please look at my file"})
     assert asked.status_code == 201, asked.get_json()
+    own_review = client.post("/v1/me/review", headers=auth.citizen(owner),
+                             json={"perk_id": LIBRARY, "reason": "please look at my file"})
+    assert own_review.status_code == 201, own_review.get_json()
+    penalties = []
+    for n in (1, 2):  # two general penalties, repairable now (3 months after the decision)
+        record_id = f"{n:02d}" * 16
+        add_record(served_app, owner, Source.PENALTY, record_id, decision_no=f"MX-{n}",
+                   decided_on=dt.date(2025, 6, 1), category="tax", severity="general",
+                   fine=300.0, window_months=12)
+        penalties.append({"source": "penalty", "record_id": record_id})
+    applied = client.post("/v1/me/repairs", headers=auth.citizen(owner),
+                          json={**penalties[0], "statement": "paid in July"})
+    assert applied.status_code == 201, applied.get_json()
     uploaded = client.post("/v1/admin/feeds", headers=admin, content_type="multipart/form-data",
                            data={"source": "penalty", "file": (io.BytesIO(_feed_csv()), "p.csv")})
     assert uploaded.status_code == 201 and uploaded.get_json()["rows_quarantined"] == 1
@@ -170,7 +198,8 @@ def scene(served_app, people_keys) -> Scene:
     }
     return Scene(served_app, client, owner, other, reviewed, consent["consent"]["consent_id"],
                  consent["token"], expired_consent, opened.get_json()["dispute"]["dispute_id"],
-                 counting[0], counting[1], uploaded.get_json()["feed_id"],
+                 own_review.get_json()["review_id"], applied.get_json()["repair_id"],
+                 penalties[1], counting[0], counting[1], uploaded.get_json()["feed_id"],
                  served_app.extensions["osmanthus.model"].version, headers)
 
 
@@ -187,7 +216,11 @@ def _question(scene: Scene, role: str) -> dict[str, str]:
 
 BODIES: dict[tuple[str, str], Callable[[Scene, str], dict]] = {
     ("post", "/v1/me/disputes"): lambda s, r: {"json": {**s.undisputed, "statement": "not me"}},
-    ("post", "/v1/me/review"): lambda s, r: {"json": {"reason": "a person should decide"}},
+    ("post", "/v1/me/review"): lambda s, r: {"json": {"perk_id": "hospital-pay-later",
+                                                      "reason": "a person should decide"}},
+    ("post", "/v1/me/repairs"): lambda s, r: {"json": {**s.repairable, "statement": "paid"}},
+    ("post", "/v1/admin/repairs/{repair_id}/decision"): lambda s, r: {
+        "json": {"outcome": "approved", "reason": "the fine was paid"}},
     ("post", "/v1/me/consents"): lambda s, r: {"json": {
         "partner_id": "city-library", "perks": [LIBRARY], "until": _until()}},
     ("post", "/v1/partner/eligibility"): lambda s, r: {"json": _question(s, r)},
@@ -198,8 +231,8 @@ BODIES: dict[tuple[str, str], Callable[[Scene, str], dict]] = {
         "data": {"source": "penalty", "file": (io.BytesIO(_feed_csv()), "again.csv")}},
     ("post", "/v1/admin/disputes/{dispute_id}/resolution"): lambda s, r: {
         "json": {"outcome": "rejected", "note": "the record was checked"}},
-    ("post", "/v1/admin/reviews/{person_key}/decision"): lambda s, r: {
-        "json": {"outcome": "eligible"}},
+    ("post", "/v1/admin/reviews/{review_id}/decision"): lambda s, r: {
+        "json": {"outcome": "eligible", "reason": "checked by a person"}},
     ("post", "/v1/admin/rescore"): lambda s, r: {"json": {"person_key": s.owner}},
     ("post", "/v1/admin/rescore-all"): lambda s, r: {"json": {}},
     ("post", "/v1/admin/models/{version}/promote"): lambda s, r: {"json": {}},
@@ -220,6 +253,7 @@ def _headers(scene: Scene, path: str, role: str) -> dict[str, str]:
 def call(scene: Scene, method: str, template: str, role: str):
     path = template.format(dispute_id=scene.dispute_id, consent_id=scene.consent_id,
                            feed_id=scene.feed_id, person_key=scene.reviewed,
+                           review_id=scene.review_id, repair_id=scene.repair_id,
                            version=scene.version, perk_id=BIKES, run_id=RUN_ID)
     extra = BODIES.get((method, template), lambda s, r: {})(scene, role)
     return getattr(scene.client, method)(path, headers=_headers(scene, template, role), **extra)
@@ -291,11 +325,12 @@ def test_partners_never_see_a_score_band_reason_or_record(scene):
     bikes = scene.headers["partner"]
     question = {"consent_token": scene.consent_token, "perk_id": BIKES}
     asked = scene.client.post("/v1/me/review", headers=scene.headers["citizen"],
-                              json={"reason": "pending for the partner"})
+                              json={"perk_id": BIKES, "reason": "pending for the partner"})
     assert asked.status_code == 201
     pending = scene.client.post("/v1/partner/eligibility", headers=bikes, json=question)
-    decided = scene.client.post(f"/v1/admin/reviews/{scene.owner}/decision",
-                                headers=scene.headers["admin"], json={"outcome": "not_eligible"})
+    decided = scene.client.post(f"/v1/admin/reviews/{asked.get_json()['review_id']}/decision",
+                                headers=scene.headers["admin"],
+                                json={"outcome": "not_eligible", "reason": "checked"})
     assert decided.status_code == 200
     after = scene.client.post("/v1/partner/eligibility/batch", headers=bikes,
                               json={"requests": [question, question]})

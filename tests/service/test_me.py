@@ -18,7 +18,7 @@ from service.base.errors import ApiError
 from service.rights import audit
 from service.rights.pages import REASON_TEXT
 from service.rights.review import decide_review
-from service.scoring.score import latest
+from service.scoring.score import latest, rescore
 from service.store.tables import RECORD_TABLES, audit_log, scores
 from tests.service.conftest import DEMO_TODAY
 from tests.service.test_disputes import (
@@ -306,8 +306,10 @@ def test_a_locked_perk_names_the_records_whose_clearing_reaches_its_minimum(
         headers = auth.citizen(key)
         costly = spoil_latest_transit_month(served_app, key)
         perks = _perks(served_client, headers)
-        # what the person would score without that record: dispute it and see
-        without = open_listing_dispute(served_client, headers, costly, "transit").get_json()
+        # what the person would score without that record: remove it and re-score
+        with engine.begin() as connection:
+            connection.execute(delete(transit).where(transit.c.record_id == costly))
+        without = {"score": rescore(served_app, key)}
         features = latest(engine, key)["reasons"]["features"]
         for perk in perk_config.perks:
             mine = perks[perk.perk_id]
@@ -325,44 +327,70 @@ def test_a_locked_perk_names_the_records_whose_clearing_reaches_its_minimum(
     assert checked > 0  # the sample has at least one person a single record keeps locked out
 
 
-def test_human_review_makes_every_perk_pending_until_decided(served_app, served_client, auth,
-                                                             people_keys):
-    key, headers = people_keys[0], auth.citizen(people_keys[0])
+BIKE = "bike-deposit-free"
+
+
+def test_human_review_makes_only_the_named_perk_pending_until_decided(served_app, served_client,
+                                                                      auth, people_keys):
+    headers = auth.citizen(people_keys[0])
     engine = served_app.extensions["osmanthus.engine"]
     before = {p: v["status"] for p, v in _perks(served_client, headers).items()}
-    assert served_client.get("/v1/me/review", headers=headers).get_json()["state"] == "none"
-    response = served_client.post("/v1/me/review", headers=headers,
-                                  json={"reason": "请人工复核 / please review by a person"})
+    assert served_client.get("/v1/me/review", headers=headers).get_json() == []
+    response = served_client.post("/v1/me/review", headers=headers, json={
+        "perk_id": BIKE, "reason": "请人工复核 / please review by a person"})
     assert response.status_code == 201 and response.get_json()["state"] == "pending"
+    review_id = response.get_json()["review_id"]
     assert response.get_json()["requested_at"] is not None
-    assert {v["status"] for v in _perks(served_client, headers).values()} == {"pending"}
-    again = served_client.post("/v1/me/review", headers=headers, json={"reason": "again"})
+    during = {p: v["status"] for p, v in _perks(served_client, headers).items()}
+    assert during == {**before, BIKE: "pending"}  # the other perks are untouched
+    again = served_client.post("/v1/me/review", headers=headers,
+                               json={"perk_id": BIKE, "reason": "again"})
     assert again.status_code == 409
-    decided = decide_review(engine, key, "eligible", by="admin:ops")
+    decided = decide_review(engine, review_id, "eligible", "收入已核实", by="admin:ops")
     assert decided["state"] == "decided" and decided["outcome"] == "eligible"
-    shown = served_client.get("/v1/me/review", headers=headers).get_json()
-    assert shown["state"] == "decided" and shown["outcome"] == "eligible"
-    # The reviewer's outcome replaces the score's answer (PIPL Art. 24).
-    assert {v["status"] for v in _perks(served_client, headers).values()} == {"yes"}
-    assert set(before.values()) <= {"yes", "no"}
+    shown = served_client.get(f"/v1/me/review/{review_id}", headers=headers).get_json()
+    assert (shown["state"], shown["outcome"], shown["outcome_reason"]) == (
+        "decided", "eligible", "收入已核实")
+    # The reviewer's outcome replaces the score's answer for that perk only (PIPL Art. 24).
+    after = {p: v["status"] for p, v in _perks(served_client, headers).items()}
+    assert after == {**before, BIKE: "yes"}
     log = served_client.get("/v1/me/access-log", headers=headers).get_json()
     assert [(e["action"], e["actor"]) for e in log[:2]] == [
         ("review_decided", "admin:ops"), ("review_requested", "citizen")]
     with pytest.raises(ApiError) as error:
-        decide_review(engine, key, "eligible", by="admin:ops")
+        decide_review(engine, review_id, "eligible", "again", by="admin:ops")
     assert error.value.status == 409
     with pytest.raises(ApiError) as error:
-        decide_review(engine, "e" * 64, "eligible", by="admin:ops")
+        decide_review(engine, "e" * 32, "eligible", "x", by="admin:ops")
     assert error.value.status == 404
     with pytest.raises(ApiError) as error:
-        decide_review(engine, key, "maybe", by="admin:ops")
+        decide_review(engine, review_id, "maybe", "x", by="admin:ops")
     assert error.value.status == 422 and "outcome" in error.value.errors
 
 
+def test_a_review_request_can_be_withdrawn(served_app, served_client, auth, people_keys):
+    headers, other = auth.citizen(people_keys[0]), auth.citizen(people_keys[1])
+    before = _perks(served_client, headers)[BIKE]["status"]
+    review_id = served_client.post("/v1/me/review", headers=headers, json={
+        "perk_id": BIKE, "reason": "please"}).get_json()["review_id"]
+    assert _perks(served_client, headers)[BIKE]["status"] == "pending"
+    assert served_client.delete(f"/v1/me/review/{review_id}", headers=other).status_code == 404
+    withdrawn = served_client.delete(f"/v1/me/review/{review_id}", headers=headers)
+    assert withdrawn.status_code == 200 and withdrawn.get_json()["state"] == "withdrawn"
+    assert _perks(served_client, headers)[BIKE]["status"] == before
+    assert served_client.delete(f"/v1/me/review/{review_id}", headers=headers).status_code == 409
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    assert log[0]["action"] == "review_withdrawn"
+
+
 @pytest.mark.parametrize(("body", "field"), [
-    ({}, "reason"), ({"reason": ""}, "reason"), ({"reason": "  "}, "reason"),
-    ({"reason": "x" * 2001}, "reason"), ({"reason": 5}, "reason"), ({"reason": "\x00"}, "reason"),
-    ({"reason": "ok", "state": "decided"}, "state"),
+    ({"perk_id": BIKE}, "reason"), ({"perk_id": BIKE, "reason": ""}, "reason"),
+    ({"perk_id": BIKE, "reason": "  "}, "reason"),
+    ({"perk_id": BIKE, "reason": "x" * 2001}, "reason"), ({"perk_id": BIKE, "reason": 5}, "reason"),
+    ({"perk_id": BIKE, "reason": "\x00"}, "reason"),
+    ({"perk_id": BIKE, "reason": "ok", "state": "decided"}, "state"),
+    ({"reason": "ok"}, "perk_id"), ({"perk_id": "no-such-perk", "reason": "ok"}, "perk_id"),
+    ({"perk_id": BIKE, "reason": "ok", "decision_id": "xyz"}, "decision_id"),
 ])
 def test_a_bad_review_request_names_the_field(served_client, auth, people_keys, body, field):
     headers = auth.citizen(people_keys[0])
@@ -370,7 +398,7 @@ def test_a_bad_review_request_names_the_field(served_client, auth, people_keys, 
     envelope = response.get_json()
     assert response.status_code == 422 and envelope["code"] == "invalid_input"
     assert field in envelope["errors"]
-    assert served_client.get("/v1/me/review", headers=headers).get_json()["state"] == "none"
+    assert served_client.get("/v1/me/review", headers=headers).get_json() == []
 
 
 def test_the_access_log_shows_who_asked_for_which_perk_and_the_answer(

@@ -161,6 +161,7 @@ def test_no_raw_id_reaches_a_table_a_log_or_an_answer(
         run("token", "citizen", rid, code=2)
     bikes = auth.partner("city-bikes")
     until = (city_today() + dt.timedelta(days=30)).isoformat()
+    review_ids: list[str] = []
     for rid, token in tokens.items():
         citizen = {"Authorization": f"Bearer {token}"}
         for page in ("score", "explanation", "records", "perks", "disputes", "review",
@@ -170,8 +171,9 @@ def test_no_raw_id_reaches_a_table_a_log_or_an_answer(
             "partner_id": "city-bikes", "perks": ["bike-deposit-free"], "until": until}), 201)
         edges.keep(client.post("/v1/partner/eligibility", headers=bikes, json={
             "consent_token": consent["token"], "perk_id": "bike-deposit-free"}), 200)
-        edges.keep(client.post("/v1/me/review", headers=citizen,
-                               json={"reason": "please have a person check"}), 201)
+        asked = edges.keep(client.post("/v1/me/review", headers=citizen, json={
+            "perk_id": "bike-deposit-free", "reason": "please have a person check"}), 201)
+        review_ids.append(asked["review_id"])
         # bad input carrying the raw ID on a citizen's routes
         edges.keep(client.get(f"/v1/me/disputes/{rid}", headers=citizen), 404)
         edges.keep(client.delete(f"/v1/me/consents/{rid}", headers=citizen), 404)
@@ -195,10 +197,11 @@ def test_no_raw_id_reaches_a_table_a_log_or_an_answer(
                  f"/v1/admin/disputes/{dispute['dispute_id']}", "/v1/admin/models",
                  f"/v1/admin/feeds/{stored['feed_id']}/quarantine"):
         edges.keep(client.get(path, headers=admin), 200)
+    for review_id in review_ids:
+        edges.keep(client.get(f"/v1/admin/reviews/{review_id}", headers=admin), 200)
+        edges.keep(client.post(f"/v1/admin/reviews/{review_id}/decision", headers=admin,
+                               json={"outcome": "eligible", "reason": "checked"}), 200)
     for key in (person_key(newcomer), person_key(cli_newcomer)):
-        edges.keep(client.get(f"/v1/admin/reviews/{key}", headers=admin), 200)
-        edges.keep(client.post(f"/v1/admin/reviews/{key}/decision", headers=admin,
-                               json={"outcome": "eligible"}), 200)
         edges.keep(client.post("/v1/admin/rescore", headers=admin, json={"person_key": key}), 200)
     edges.keep(client.post(f"/v1/admin/disputes/{dispute['dispute_id']}/resolution",
                            headers=admin, json={"outcome": "rejected", "note": "it is right"}),
@@ -297,8 +300,9 @@ def test_an_id_number_typed_into_free_text_is_not_stored(served_app, people_keys
     opened = client.post("/v1/me/disputes", headers=citizen, json={
         "source": record["source"], "record_id": record["record_id"],
         "statement": f"不是我的。我的身份证号 {rid}"})
-    asked = client.post("/v1/me/review", headers=citizen,
-                        json={"reason": f"my ID is {other.lower()}, please check by hand"})
+    asked = client.post("/v1/me/review", headers=citizen, json={
+        "perk_id": "bike-deposit-free",
+        "reason": f"my ID is {other.lower()}, please check by hand"})
     statuses = [opened.status_code, asked.status_code]
     if opened.status_code == 201:
         resolved = client.post(
@@ -323,7 +327,7 @@ def test_bad_input_never_carries_a_raw_id_to_the_database(served_app, people_key
                     json={"source": "penalty", "record_id": rid, "statement": "not mine"}),
         client.get(f"/v1/admin/reviews/{rid}", headers=admin),
         client.post(f"/v1/admin/reviews/{rid}/decision", headers=admin,
-                    json={"outcome": "eligible"}),
+                    json={"outcome": "eligible", "reason": "x"}),
         client.get(f"/v1/admin/disputes/{rid}", headers=admin),
         client.get(f"/v1/admin/feeds/{rid}/quarantine", headers=admin),
     ]

@@ -139,18 +139,22 @@ def test_every_success_answer_matches_its_documented_schema(served_app, auth, pe
     records = call("GET", "/v1/me/records", citizen, 200)["records"]
     record = next(r for r in records if r["can_dispute"])
     opened = call("POST", "/v1/me/disputes", citizen, 201, body={
-        "source": record["source"], "record_id": record["record_id"], "statement": "Not mine."})
+        "source": record["source"], "record_id": record["record_id"], "statement": "Not mine.",
+        "confirm": True})
     dispute = {"dispute_id": opened["dispute"]["dispute_id"]}
     call("GET", "/v1/me/disputes/{dispute_id}", citizen, 200, path_parameters=dispute)
     call("GET", "/v1/admin/disputes/{dispute_id}", admin, 200, path_parameters=dispute)
     call("POST", "/v1/admin/disputes/{dispute_id}/resolution", admin, 200,
          path_parameters=dispute, body={"outcome": "rejected", "note": "The record is right."})
 
-    call("POST", "/v1/me/review", citizen, 201, body={"reason": "Please look at my file."})
+    asked = call("POST", "/v1/me/review", citizen, 201, body={
+        "perk_id": "bike-deposit-free", "reason": "Please look at my file."})
+    review = {"review_id": asked["review_id"]}
+    call("GET", "/v1/me/review/{review_id}", citizen, 200, path_parameters=review)
+    call("GET", "/v1/admin/reviews/{review_id}", admin, 200, path_parameters=review)
+    call("POST", "/v1/admin/reviews/{review_id}/decision", admin, 200,
+         path_parameters=review, body={"outcome": "eligible", "reason": "Checked."})
     person = {"person_key": key}
-    call("GET", "/v1/admin/reviews/{person_key}", admin, 200, path_parameters=person)
-    call("POST", "/v1/admin/reviews/{person_key}/decision", admin, 200,
-         path_parameters=person, body={"outcome": "eligible"})
     call("POST", "/v1/admin/rescore", admin, 200, body=person)
     call("PUT", "/v1/admin/perks/{perk_id}", admin, 200,
          path_parameters={"perk_id": "bike-deposit-free"},

@@ -14,7 +14,7 @@ from service.rights import audit
 from service.rights import auth as auth_module
 from service.rights.auth import issue_token
 from service.scoring.score import latest
-from service.store.tables import audit_log, consents, partners, people, scores
+from service.store.tables import audit_log, consents, partners, people, reviews, scores
 from tests.service.conftest import Auth
 
 ANSWER_KEYS = {"eligible", "decision_id", "expires_at"}
@@ -79,10 +79,17 @@ def set_latest(app, person_key: str, score: float, **features: float) -> None:
                            .values(score=score, reasons=reasons))
 
 
-def set_review(app, person_key: str, state: str) -> None:
+def set_review(app, person_key: str, state: str, perk_id: str = BIKES,
+               outcome: str | None = None) -> None:
+    """A human-review request of one perk in `state` (`none`: no request)."""
+    if state == "none":
+        return
+    now = dt.datetime.now(dt.UTC)
     with app.extensions["osmanthus.engine"].begin() as connection:
-        connection.execute(update(people).where(people.c.person_key == person_key)
-                           .values(review_state=state))
+        connection.execute(insert(reviews).values(
+            review_id=uuid.uuid4().hex, person_key=person_key, perk_id=perk_id, reason="r",
+            requested_at=now, state=state, outcome=outcome,
+            decided_at=now if state == "decided" else None))
 
 
 def audit_rows(app) -> list[dict]:
@@ -126,11 +133,18 @@ def test_the_answer_has_exactly_three_fields_and_is_audited(bureau, client, bike
     (700.0, {}, "pending", "pending"),  # PIPL Art. 24: under human review
     (300.0, {}, "pending", "pending"),
     (700.0, {}, "decided", "yes"),
-], ids=["above", "at-minimum", "below", "court-listing", "review-high", "review-low", "reviewed"])
+    (300.0, {}, "decided:eligible", "yes"),  # the reviewer's outcome replaces the score's
+    (700.0, {}, "decided:not_eligible", "no"),
+    (700.0, {}, "pending@library", "yes"),  # a review of another perk changes nothing here
+    (300.0, {}, "pending@library", "no"),
+], ids=["above", "at-minimum", "below", "court-listing", "review-high", "review-low", "reviewed",
+        "reviewed-yes", "reviewed-no", "other-perk-high", "other-perk-low"])
 def test_yes_no_pending(bureau, client, bikes, people_keys, score, features, review, expected):
     person = people_keys[1]
     set_latest(bureau, person, score, **features)
-    set_review(bureau, person, review)
+    review, _, perk = review.partition("@")
+    state, _, outcome = review.partition(":")
+    set_review(bureau, person, state, LIBRARY if perk == "library" else BIKES, outcome or None)
     response = ask(client, bikes, grant(bureau, person))
     assert response.status_code == 200 and response.json["eligible"] == expected
     assert audit_rows(bureau)[-1]["detail"]["answer"] == expected

@@ -38,6 +38,7 @@ def test_records_come_back_typed_as_the_feature_builder_reads_them(engine):
         "record_id": "r1", "person_key": "p1", "decision_no": "D-1", "decided_on": dt.date(2024, 3, 1),
         "category": "tax", "severity": "general", "fine": 200.0, "window_months": None,
         "repaired_on": None, "dispute_opened_on": dt.date(2024, 4, 1), "dispute_closed_on": None,
+        "dispute_due_on": dt.date(2024, 4, 21),
     }
     with engine.begin() as connection:
         connection.execute(RECORD_TABLES[Source.PENALTY].insert(), [row])

@@ -6,7 +6,7 @@
   const S = {
     lang: localStorage.getItem("osmanthus.lang") === "en" ? "en" : "zh",
     token: sessionStorage.getItem("osmanthus.token") || "",
-    shown: {}, openSources: new Set(), disputing: null, granted: null, consentPartner: null, partnerNames: {},
+    shown: {}, openSources: new Set(), disputing: null, confirmNeeded: {}, draft: {}, granted: null, consentPartner: null, partnerNames: {},
   };
   const $ = (id) => document.getElementById(id);
   const T = () => TEXT[S.lang];
@@ -35,21 +35,47 @@
     $("alert").textContent = isError ? message : "";
     $("status").textContent = isError ? "" : message;
   }
+  // An API field → the name of the form control it came from.
+  const CONTROLS = { partner_id: "partner", perks: "perk", until: "until", statement: "statement", reason: "reason", perk_id: "perk", confirm: "confirm" };
+
+  /** Field errors go next to their field, in the page's language (the API's own words are
+   * English and for developers); the first field gets the focus. */
+  function markFields(errors) {
+    document.querySelectorAll(".field-error.api").forEach((n) => n.remove());
+    let first = null;
+    for (const field of Object.keys(errors || {})) {
+      const name = CONTROLS[field] || field;
+      const control = [...document.querySelectorAll(`form [name="${name}"]`)].find((c) => c.offsetParent !== null);
+      if (!control) continue;
+      const id = `error-${name}`, text = T().fieldErrors[field] || T().fieldErrors.default;
+      const note = document.createElement("p");
+      Object.assign(note, { className: "field-error api", id, textContent: text });
+      note.setAttribute("role", "alert");
+      (control.closest("fieldset") || control).insertAdjacentElement("afterend", note);
+      control.setAttribute("aria-invalid", "true");
+      control.setAttribute("aria-describedby", id);
+      first = first || control;
+    }
+    if (first) first.focus();
+    return Boolean(first);
+  }
+
   function fail(err) {
     const known = T().errors[err.status];
     let message = known || err.message;
-    if (err.body && err.body.errors && Object.keys(err.body.errors).length) {
-      message += ` (${Object.entries(err.body.errors).map(([k, v]) => `${k}: ${[].concat(v).join(", ")}`).join("; ")})`;
+    const fields = err.body && err.body.errors && Object.keys(err.body.errors).length ? err.body.errors : null;
+    if (fields && !markFields(fields)) {
+      message += ` (${Object.entries(fields).map(([k, v]) => `${k}: ${[].concat(v).join(", ")}`).join("; ")})`;
     }
     say(message, true);
     if (err.status === 401 || err.status === 403) signOut(true);
   }
 
   async function load() {
-    const [score, explanation, records, perks, review, consents, access] = await Promise.all([
-      api("/score"), api("/explanation"), api("/records"), api("/perks"), api("/review"), api("/consents"), api("/access-log"),
+    const [score, explanation, records, perks, review, consents, access, advice] = await Promise.all([
+      api("/score"), api("/explanation"), api("/records"), api("/perks"), api("/review"), api("/consents"), api("/access-log"), api("/advice"),
     ]);
-    Object.assign(S, { score, explanation, records, perks, review, consents, access });
+    Object.assign(S, { score, explanation, records, perks, review, consents, access, advice });
     perks.perks.forEach((p) => { S.partnerNames[p.partner_id] = p.partner_name; });
     render();
   }
@@ -88,14 +114,32 @@
       if (box) box.focus();
     },
     cancelDispute() { S.disputing = null; render(); },
-    dispute(r, statement) {
-      const before = Math.floor(S.score.score);
+    dispute(r, statement, confirm) {
+      const key = V.recordKey(r);
+      S.draft[key] = statement;
       act(async () => {
-        const out = await api("/disputes", "POST", { source: r.source, record_id: r.record_id, statement });
-        S.disputing = null;
-        return T().disputeDone(before, Math.floor(out.score.score));
-      }, () => { const rec = $(`rec-${r.source}-${r.record_id}`); if (rec) rec.scrollIntoView({ block: "center" }); });
+        let out;
+        try {
+          out = await api("/disputes", "POST", { source: r.source, record_id: r.record_id, statement, confirm: Boolean(confirm) });
+        } catch (err) {
+          const warn = err.status === 422 && err.body && err.body.errors && err.body.errors.confirm;
+          if (!warn) throw err;
+          S.confirmNeeded[key] = T().confirmWarning;  // in the page's language, next to the field
+          render();
+          const box = $(`confirm-${r.record_id}`);
+          if (box) box.focus();
+          return null;
+        }
+        S.disputing = null; delete S.confirmNeeded[key]; delete S.draft[key];
+        return T().disputeDone(out.dispute.due_on);
+      }, () => {
+        if (S.disputing) { const box = $(`confirm-${r.record_id}`); if (box) box.focus(); return; }
+        const rec = $(`rec-${r.source}-${r.record_id}`);  // focus moves to the confirmation
+        if (rec) { rec.scrollIntoView({ block: "center" }); rec.setAttribute("tabindex", "-1"); rec.focus(); }
+      });
     },
+    withdrawDispute(id) { act(async () => { await api(`/disputes/${encodeURIComponent(id)}`, "DELETE"); return T().disputeWithdrawn; }); },
+    withdrawReview(id) { act(async () => { await api(`/review/${encodeURIComponent(id)}`, "DELETE"); return T().reviewWithdrawn; }); },
     showMore(source) { S.shown[source] = (S.shown[source] || 8) + 20; render(); },
     toggleSmaller() { S.smallerOpen = !S.smallerOpen; render(); $("smaller-toggle").focus(); },
     showRecord(source, recordId) {
@@ -107,18 +151,25 @@
       const rec = $(`rec-${source}-${recordId}`);
       if (rec) { rec.scrollIntoView({ block: "center" }); rec.setAttribute("tabindex", "-1"); rec.focus(); }
     },
-    askReview(reason) { act(async () => { await api("/review", "POST", { reason }); return T().reviewDone; }); },
-    choosePartner(id) { S.consentPartner = id; render(); $("consent-partner").focus(); },
+    askReview(perk, reason) { act(async () => { await api("/review", "POST", { perk_id: perk, reason }); return T().reviewDone; }); },
+    choosePartner(id) { S.consentPartner = id; S.grantKey = null; render(); $("consent-partner").focus(); },
+    grantChanged() { S.grantKey = null; },
     grant(partner, perks, until) {
+      // one idempotency key per grant: a double click (or a click after the first answer came)
+      // sends the same key and gets the same consent back, never a second one. A new key
+      // comes when the form is changed, a consent is revoked, or the citizen signs out.
+      S.grantKey = S.grantKey || `g-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+      const key = S.grantKey;
       act(async () => {
-        const out = await api("/consents", "POST", { partner_id: partner, perks, until });
+        const out = await api("/consents", "POST", { partner_id: partner, perks, until, idempotency_key: key });
         S.granted = { consent_id: out.consent.consent_id, token: out.token, qr_svg: out.qr_svg };
         return "";
-      }, () => $("consent-qr").scrollIntoView({ block: "center" }));
+      }, () => { const qr = $("consent-qr"); if (qr) { qr.scrollIntoView({ block: "center" }); qr.setAttribute("tabindex", "-1"); qr.focus(); } });
     },
     revoke(consent) {
       act(async () => {
         await api(`/consents/${encodeURIComponent(consent.consent_id)}`, "DELETE");
+        S.grantKey = null;
         if (S.granted && S.granted.consent_id === consent.consent_id) S.granted = null;
         return T().revoked;
       });
@@ -142,7 +193,8 @@
 
   function signOut(keepMessage) {
     sessionStorage.removeItem("osmanthus.token");
-    Object.assign(S, { token: "", score: null, granted: null, disputing: null });
+    Object.assign(S, { token: "", score: null, granted: null, disputing: null, confirmNeeded: {}, draft: {}, grantKey: null });
+    $("token").value = "";  // the next person must not sign in as this one
     $("sign-in").hidden = false; $("signed-in").hidden = true; $("sign-out").hidden = true;
     for (const name of SECTIONS) $(`${name}-body`).replaceChildren();
     if (!keepMessage) say(T().signedOut);

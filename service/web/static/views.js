@@ -32,8 +32,9 @@
   const band = (T, lang, b, bz) => (lang === "zh" ? bz || T.bands[b] : T.bands[b] || b);
   const recordKey = (r) => `${r.source}:${r.record_id}`;
   const day = (d) => String(d).slice(0, 10);
-  const moment = (lang, iso) => new Date(iso).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB",
-    { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+  // one date format on the whole page, in both languages: YYYY-MM-DD (and HH:MM), city time
+  const moment = (lang, iso) => new Date(iso).toLocaleString("sv-SE", { timeZone: "Asia/Shanghai",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
   // a consent "until D" ends at the next midnight in the city (UTC+8): show D, the city's day
   const cityDay = (iso, back) => new Date(Date.parse(iso) - (back ? 1 : 0)).toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });
   const recordDate = (r) => (MONTHLY.has(r.source) ? day(r.date).slice(0, 7) : day(r.date));
@@ -113,14 +114,31 @@
       h("div", { class: "record-head" }, h("strong", { text: recordDate(r) }), status),
       h("p", { class: "record-details", text: recordDetails(T, r) }));
     if (r.dispute) {
+      const resolution = r.dispute.resolution ? ` · ${r.dispute.resolution}` : "";
       item.append(h("p", { class: `badge dispute-${r.dispute.state}` }, h("span", { "aria-hidden": "true", text: "⚑ " }),
-        `${T.disputeState[r.dispute.state] || r.dispute.state} · ${T.due} ${day(r.dispute.due_on)}`));
+        `${T.disputeState[r.dispute.state] || r.dispute.state} · ${T.due} ${day(r.dispute.due_on)}${resolution}`));
+      if (r.dispute.state === "open") {
+        item.append(h("button", { type: "button", class: "withdraw-dispute", onclick: () => actions.withdrawDispute(r.dispute.dispute_id), text: T.withdrawDispute }));
+      }
+    }
+    const rp = r.repair, tip = (S.advice && S.advice.records || []).find((a) => a.record_id === r.record_id && a.source === r.source);
+    if (rp && rp.adverse) {
+      const parts = [];
+      if (tip && tip.points_restored > 0) parts.push(T.restores(Math.round(tip.points_restored)));
+      if (rp.repairable && rp.repairable_from) parts.push(`${T.repairableFrom} ${day(rp.repairable_from)}`);
+      if (rp.expires_on) parts.push(`${T.expiresOn} ${day(rp.expires_on)}`);
+      const obligation = S.lang === "zh" ? rp.obligation_zh : rp.obligation_en;
+      if (obligation) parts.push(obligation);
+      if (rp.application) parts.push(`${T.repairState[rp.application.state] || rp.application.state}${rp.application.resolution ? ` · ${rp.application.resolution}` : ""}`);
+      item.append(h("p", { class: "meta repair-terms", text: parts.join(" · ") }));
     }
     if (S.disputing === key) {
-      const id = `statement-${r.record_id}`;
-      item.append(h("form", { class: "dispute-form", onsubmit: (ev) => { ev.preventDefault(); actions.dispute(r, ev.target.statement.value); } },
+      const id = `statement-${r.record_id}`, warning = S.confirmNeeded[key];
+      item.append(h("form", { class: "dispute-form", onsubmit: (ev) => { ev.preventDefault(); actions.dispute(r, ev.target.statement.value, ev.target.confirm ? ev.target.confirm.checked : false); } },
         h("label", { for: id, text: T.statement }),
-        h("textarea", { id, name: "statement", required: true, maxlength: 2000, rows: 3 }),
+        h("textarea", { id, name: "statement", required: true, maxlength: 2000, rows: 3, text: S.draft[key] || "" }),
+        warning ? h("p", { class: "field-error", id: `confirm-warning-${r.record_id}`, role: "alert", text: warning }) : null,
+        warning ? h("label", { class: "confirm" }, h("input", { type: "checkbox", name: "confirm", id: `confirm-${r.record_id}` }), T.confirmDispute) : null,
         h("div", { class: "row" }, h("button", { type: "submit", class: "primary", text: T.submitDispute }),
           h("button", { type: "button", onclick: () => actions.cancelDispute(), text: T.cancel }))));
     } else if (r.can_dispute) {
@@ -160,6 +178,11 @@
         h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": Math.floor(p.min_score), "aria-valuenow": Math.min(Math.floor(page.score), Math.floor(p.min_score)),
           "aria-label": `${zh ? p.name_zh : p.name_en}: ${Math.floor(page.score)} / ${Math.floor(p.min_score)}` }, fill),
         h("p", { class: "meta", text: p.points_needed > 0 ? `${Math.floor(page.score)} / ${Math.floor(p.min_score)} · ${T.needs(Math.ceil(p.points_needed))}` : `${Math.floor(page.score)} / ${Math.floor(p.min_score)}` }));
+      const tip = (S.advice && S.advice.perks || []).find((a) => a.perk_id === p.perk_id);
+      if (tip) {
+        const when = tip.unlocks_by_itself_on ? ` · ${T.byItself} ${day(tip.unlocks_by_itself_on)}` : "";
+        card.append(h("p", { class: `advice ${tip.reachable_this_year ? "reachable" : "out-of-reach"}`, text: `${zh ? tip.text_zh : tip.text_en}${when}` }));
+      }
       if (p.conditions.length) {
         card.append(h("ul", { class: "conditions" }, p.conditions.map((c) => h("li", { class: c.met ? "met" : "not-met" },
           h("span", { "aria-hidden": "true", text: c.met ? "✓ " : "✗ " }), `${zh ? c.text_zh : c.text_en} — ${c.met ? T.met : T.notMet}`))));
@@ -174,12 +197,24 @@
   }
 
   function review(T, S, actions) {
-    const r = S.review, out = [h("p", { class: "meta", text: T.reviewIntro })];
-    let state = `${T.reviewTitle}${T.colon}${T.reviewState[r.state] || r.state}`;
-    if (r.outcome) state += ` (${T.reviewOutcome[r.outcome] || r.outcome})`;
-    out.push(h("p", { id: "review-state", class: `badge review-${r.state}` }, h("span", { "aria-hidden": "true", text: r.state === "pending" ? "◔ " : "• " }), state));
-    if (r.state !== "pending") {
-      out.push(h("form", { onsubmit: (ev) => { ev.preventDefault(); actions.askReview(ev.target.reason.value); } },
+    // One request per perk (PIPL Art. 24): only that perk waits; a pending one can be withdrawn.
+    const zh = S.lang === "zh", out = [h("p", { class: "meta", text: T.reviewIntro })];
+    const names = Object.fromEntries(S.perks.perks.map((p) => [p.perk_id, zh ? p.name_zh : p.name_en]));
+    const latest = S.review.find((r) => r.state !== "withdrawn");
+    const shown = latest ? latest.state : "none";
+    let state = `${T.reviewTitle}${T.colon}${T.reviewState[shown] || shown}`;
+    if (latest) state += ` · ${names[latest.perk_id] || latest.perk_id}`;
+    if (latest && latest.outcome) state += ` (${T.reviewOutcome[latest.outcome] || latest.outcome})`;
+    out.push(h("p", { id: "review-state", class: `badge review-${shown}` }, h("span", { "aria-hidden": "true", text: shown === "pending" ? "◔ " : "• " }), state));
+    out.push(h("ul", { class: "reviews" }, S.review.map((r) => h("li", { "data-review-id": r.review_id },
+      `${names[r.perk_id] || r.perk_id} · ${T.reviewState[r.state] || r.state}${r.outcome ? ` (${T.reviewOutcome[r.outcome] || r.outcome})` : ""}${r.outcome_reason ? ` · ${r.outcome_reason}` : ""} `,
+      r.state === "pending" ? h("button", { type: "button", class: "withdraw-review", onclick: () => actions.withdrawReview(r.review_id), text: T.withdraw }) : null))));
+    const pending = new Set(S.review.filter((r) => r.state === "pending").map((r) => r.perk_id));
+    const open = S.perks.perks.filter((p) => !pending.has(p.perk_id));
+    if (open.length) {
+      out.push(h("form", { onsubmit: (ev) => { ev.preventDefault(); actions.askReview(ev.target.perk.value, ev.target.reason.value); } },
+        h("label", { for: "review-perk", text: T.reviewPerk }),
+        h("select", { id: "review-perk", name: "perk" }, open.map((p) => h("option", { value: p.perk_id, text: zh ? p.name_zh : p.name_en }))),
         h("label", { for: "review-reason", text: T.reviewReason }),
         h("textarea", { id: "review-reason", name: "reason", required: true, maxlength: 2000, rows: 2 }),
         h("button", { type: "submit", class: "primary", text: T.askReview })));
@@ -191,7 +226,7 @@
     const zh = S.lang === "zh", partners = [...new Set(S.perks.perks.map((p) => p.partner_id))];
     const chosen = S.consentPartner || partners[0];
     const today = new Date(), fmt = (d) => d.toISOString().slice(0, 10), plus = (n) => new Date(today.getTime() + n * 864e5);
-    const form = h("form", { id: "consent-form", onsubmit: (ev) => {
+    const form = h("form", { id: "consent-form", onchange: () => actions.grantChanged(), onsubmit: (ev) => {
       ev.preventDefault();
       const f = ev.target, perks = [...f.querySelectorAll("input[name=perk]:checked")].map((i) => i.value);
       actions.grant(f.partner.value, perks, f.until.value);
