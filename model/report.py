@@ -35,6 +35,7 @@ from model import report_plots as plots
 from model.evaluate import AIR_FLOOR, evaluate, psi
 from model.explain import NO_RECORD
 from model.recalibrate import before_and_after, comparison
+from model.shown import apportion, select
 
 TOP_REASONS = 4  # a citizen is shown up to four lowering reasons (model/explain.py)
 MIN_POINTS = 0.5  # explain()'s smallest reason
@@ -61,21 +62,21 @@ class _Figure:
 
 def reason_frequencies(scorecard: Any, frame: pl.DataFrame, *, top: int = TOP_REASONS,
                        min_points: float = MIN_POINTS, scored: Any = None) -> dict[str, float]:
-    """Share of people for whom each feature is among their `top` lowering reasons, chosen as
-    `model.explain.explain` chooses them (lowest points first, ties by feature order, at most
-    −`min_points`); a person with `records_counted` = 0 has the single reason `no_record`,
+    """Share of people for whom each feature is among their named lowering reasons, chosen as
+    `model.explain.explain` chooses them (`model.shown.select`: the `top` lowest at most
+    −`min_points`, then more until "smaller factors" is no larger than the smallest); a person with `records_counted` = 0 has the single reason `no_record`,
     a lowering one when the empty file scores below the base points."""
     scored = scored if scored is not None else scorecard.score_frame(frame)
     points = np.asarray(scored.points, dtype=np.float64)
     n, k = points.shape
     if n == 0:
         return {}
-    order = np.argsort(points, axis=1, kind="stable")[:, :top]
-    hit = np.take_along_axis(points, order, axis=1) <= -min_points
     no_record = np.zeros(n, dtype=bool)
     if "records_counted" in frame.columns:
         no_record = (frame["records_counted"] == 0).fill_null(False).to_numpy()
-        hit[no_record] = False
+    shown = apportion(points, scored.base_points, scored.raw_score, scored.score)
+    order, low, _, _ = select(points, shown.points, no_record, top, min_points)
+    hit = np.arange(k)[None, :] < low[:, None]  # the named lowering reasons, in `order`
     counts = np.bincount(order[hit], minlength=k)
     shares = {name: float(counts[j]) / n for j, name in enumerate(scorecard.feature_names)}
     if no_record.any():  # their one reason lowers the score when the empty file is below base

@@ -189,7 +189,7 @@ def test_a_perk_nobody_reaches_gets_a_note_not_an_empty_fairness_panel(bundles, 
 
 
 def test_report_against_the_same_model_warns(bundles, tmp_path):
-    from service.cli import main
+    from service.cli.main import main
 
     strong, weak, train, valid, vy = bundles
     features, outcomes = tmp_path / "features.parquet", tmp_path / "outcomes.parquet"

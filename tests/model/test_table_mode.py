@@ -24,7 +24,7 @@ from model.table_mode import (
     useless_columns,
 )
 from model.train import train_scorecard
-from service.cli import main
+from service.cli.main import main
 
 FAST = {"max_rounds": 200, "patience": 20, "params": {"learning_rate": 0.2}}
 
