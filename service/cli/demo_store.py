@@ -14,9 +14,14 @@ import polars as pl
 from sqlalchemy import select
 
 from features.records import Source
+from features.rules import add_months
 from service.base.config import Config
 from service.base.progress import progress_bar, reporter
 from service.scoring.everyone import PARALLEL_FROM
+
+# a resident's trend needs more than one point: the demo also scores the city at the three
+# quarter-starts before its as-of date, from the records known then (features are point in time)
+TREND_MONTHS = (9, 6, 3)
 
 DEMO_PARTNER, DEMO_PERK = "city-bikes", "bike-deposit-free"
 
@@ -64,8 +69,13 @@ def _load_and_score(city_dir: Path, *, workers: int, step: Callable[[str], None]
         ensure_people(connection, keys)
     as_of = today(config)
     workers = workers if len(keys) > PARALLEL_FROM else 1
-    step(f"Score all {len(keys):,} residents as of {as_of} ({workers} "
+    history = [add_months(as_of, -months) for months in TREND_MONTHS]
+    step(f"Score all {len(keys):,} residents as of {as_of}, and as of "
+         f"{', '.join(map(str, history))} for their trend ({workers} "
          f"process{'es' if workers > 1 else ''}, in shards)")
+    for day in history:  # oldest first: the newest date's rows are the person's latest score
+        past = rescore_store(config, engine, None, workers=workers, as_of=day, progress=True)
+        click.echo(f"  scored {past.scored:,} people as of {day} in {past.seconds:.1f} s")
     run = rescore_store(config, engine, None, workers=workers, as_of=as_of, progress=True)
     click.echo(f"  scored {run.scored:,} people with {run.model_version} in {run.seconds:.1f} s "
                f"(run {run.run_id})")

@@ -46,6 +46,12 @@ def test_the_demo_ends_with_a_scored_city_ready_to_serve(tmp_path, monkeypatch):
 
     try:
         assert count(scores, scores.c.as_of == dt.date(2026, 1, 1)) == 1500
+        # and at the three quarter-starts before, so every resident's trend has four points
+        for day in (dt.date(2025, 4, 1), dt.date(2025, 7, 1), dt.date(2025, 10, 1)):
+            assert count(scores, scores.c.as_of == day) == 1500, day
+        newest = select(scores.c.as_of).order_by(scores.c.id.desc()).limit(1)
+        with engine.connect() as connection:  # the latest row (the page's score) is today's
+            assert connection.execute(newest).scalar_one() == dt.date(2026, 1, 1)
         assert count(quarantine) > 0, "the spoiled rows were quarantined by the ingest"
         assert count(partners) == 4 and count(consents) == 1 and count(perks) == 4
     finally:
