@@ -79,7 +79,7 @@ def print_bands_and_perks(engine, as_of: dt.date) -> dict:
     answered). Returns the counts, so a test can hold them."""
     from model.scorecard import BANDS
     from service.rights.perks import load_perks
-    from service.store import scores
+    from service.store.tables import scores
 
     with engine.connect() as connection:
         rows = connection.execute(select(scores.c.score, scores.c.band, scores.c.reasons)
