@@ -65,8 +65,8 @@ FINE_SHOCK = {"general": (0.35, 6), "serious": (1.3, 12)}
 # civilised families) go to people their neighbours vouch for: both lean on reliability and
 # integrity (BLOOD_LINK, HONOUR_LINK per unit of each), so that a donor or an honoured resident
 # is a modest real signal (issue 11: enough of them, about 5% of adults each over their windows,
-# for the evidence rule of model/params.py to let them speak; at 0.4 and 0.5, with a third as
-# many honours, they got no points at all).
+# for the evidence rule of model/params.py to let them speak; at links of 0.4 and 0.5, with
+# honours at 0.0005 a month, they got no points at all).
 VOLUNTEER_LOGIT, VOLUNTEER_RATE = -0.3, 0.25
 BLOOD_RATE, HONOUR_RATE = 0.0012, 0.0008
 VOLUNTEER_RELIABILITY, VOLUNTEER_INTEGRITY, BLOOD_LINK, HONOUR_LINK = 0.4, 0.6, 0.7, 0.6
@@ -75,8 +75,8 @@ VOLUNTEER_RELIABILITY, VOLUNTEER_INTEGRITY, BLOOD_LINK, HONOUR_LINK = 0.4, 0.6, 
 # unpaid in a month, and of missing a month's contribution (formal and flexible workers' own
 # intercepts). Small lapses are common, as in a bureau file where most people have a late
 # payment somewhere: a ride code's failed auto-debit or a bike fee stays on the account until
-# paid, so about 60% of card holders end some month of a year with a small fee unpaid, and a
-# quarter of contributors miss a month in a year (flexible workers, who pay themselves, far
+# paid, so about 60% of card holders end some month of a year with a small fee unpaid, and
+# about 30% of contributors miss a month in a year (flexible workers, who pay themselves, far
 # more often). Issue 11: with lapses rare and steep (logit -5.4, 3.5 per unit of risk) a clean
 # file was 40% of the city at one score; common lapses graded by risk give a clean file real
 # evidence (scores spread over "good" and "fair" by how often one lapses), and the model's
