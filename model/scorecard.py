@@ -51,16 +51,15 @@ def bands_of(scores: np.ndarray) -> list[str]:
 class PointsScale:
     """score = offset + factor · ln(good:bad odds), factor = pdo / ln 2.
 
-    The defaults are the demo city's anchor (README, "Decisions"): 620 points at 30:1 good:bad
-    odds, 55 points to double them. Chosen on the demo city (20,000 people, as of 2026-01-01)
-    so that a clean file sits high in "good" (695), volunteering lifts it into "very good",
-    adverse records spread residents over "fair" and "needs improvement", and each perk
-    threshold approves some residents and refuses others. At PDO 40 no one passed 680; at 65
-    the clean block (40% of the city) crosses 700 into "very good"."""
+    The defaults are the demo city's anchor (README, "Decisions"): 600 points at 30:1 good:bad
+    odds, 42 points to double them. Chosen on the demo city (20,000 people, as of 2026-01-01)
+    by measuring every anchor from PDO 35 to 55 and base 580 to 640: this one leaves the most
+    room inside the issue's ranges for needs improvement, fair, good and very good, keeps each
+    positive-record feature under 30 points, and every adverse record over its promised cost."""
 
-    base_score: float = 620.0
+    base_score: float = 600.0
     base_odds: float = 30.0
-    pdo: float = 55.0
+    pdo: float = 42.0
     min_score: float = 0.0
     max_score: float = 1000.0
 

@@ -24,7 +24,7 @@ from model.scorecard import BAND_ZH
 from service.base.errors import ApiError
 from service.rights.audit import entries_for
 from service.rights.disputes import latest_by_record
-from service.rights.perks import CONDITIONS, Perk
+from service.rights.perks import CONDITIONS, Perk, thin_file_condition
 from service.rights.points_page import explanation_body, whole_score
 from service.rights.repair import latest_by_record as repairs_by_record
 from service.rights.review import answer_for, review_states
@@ -217,6 +217,7 @@ def perks_page(app: Flask, person_key: str) -> dict:
                  "score_without": whole_score(s)} for c, s, f in what_if
                 if s >= perk.min_score and not perk.failed_conditions(f)]
 
+    thin = thin_file_condition(features)
     perks = []
     for perk in config.perks:
         is_locked = perk in locked
@@ -227,7 +228,8 @@ def perks_page(app: Flask, person_key: str) -> dict:
             "status": perk.decide(score, features, *answer_for(asked, perk.perk_id)),
             "review_state": answer_for(asked, perk.perk_id)[0], "locked": is_locked,
             "points_needed": math.ceil(perk.points_needed(score)),  # whole: to the minimum
-            "conditions": [_condition(name, features) for name in perk.conditions],
+            "conditions": [_condition(name, features) for name in perk.conditions]
+            + ([thin] if thin else []),  # the thin-file rule, when it is why: perks.py
             "unlocked_by": unlocked_by(perk) if is_locked else [],
         })
     pending = any(state == "pending" for state, _ in asked.values())

@@ -41,6 +41,25 @@ def thin_file(features: dict[str, float]) -> bool:
     return value is not None and value < 1
 
 
+# How the perks page names the rule when it is what keeps a perk locked: the score alone may
+# pass the minimum (an empty file scores in "good"), so "0 points to go" with every condition
+# met would leave the person guessing. The text says why, and what would lift it.
+THIN_FILE_CONDITION = "record_on_file"
+THIN_FILE_ZH = ("有社保缴费、公共交通出行或守信激励记录（暂无任何记录时，权益不按分数开放；"
+                "任一此类记录入档后即按分数与条件判断）")
+THIN_FILE_EN = ("a record on file of social security, transit use or a positive record (with "
+                "none, no perk is granted on the score alone; any one such record lifts this)")
+
+
+def thin_file_condition(features: dict[str, float]) -> dict | None:
+    """The thin-file rule as an unmet condition of every perk, for a person it applies to
+    (None for everyone else): the perks page lists it beside the perk's own conditions."""
+    if not thin_file(features):
+        return None
+    return {"condition": THIN_FILE_CONDITION, "text_zh": THIN_FILE_ZH, "text_en": THIN_FILE_EN,
+            "met": False}
+
+
 @dataclass(frozen=True)
 class Perk:
     perk_id: str

@@ -33,10 +33,10 @@ def people() -> pl.DataFrame:
 
 def test_scale_defaults_are_the_demo_anchor() -> None:
     scale = PointsScale()
-    assert scale.factor == pytest.approx(55 / math.log(2))
-    # 30:1 good:bad odds is 620 points, and doubling the odds adds PDO points
-    assert scale.offset + scale.factor * math.log(30) == pytest.approx(620)
-    assert scale.factor * math.log(60) - scale.factor * math.log(30) == pytest.approx(55)
+    assert scale.factor == pytest.approx(42 / math.log(2))
+    # 30:1 good:bad odds is 600 points, and doubling the odds adds PDO points
+    assert scale.offset + scale.factor * math.log(30) == pytest.approx(600)
+    assert scale.factor * math.log(60) - scale.factor * math.log(30) == pytest.approx(42)
     assert PointsScale.from_dict(scale.to_dict()) == scale
 
 

@@ -38,11 +38,23 @@ def test_serious_penalties_cost_more_than_general_ones_and_listings_most(costs):
     assert court > general and serious > general
 
 
-@pytest.mark.parametrize("record", ["unpaid transit fees", "missed social-security months"])
-def test_unpaid_fees_and_missed_contributions_cost_points(costs, record):
+@pytest.mark.parametrize("record,count,many", [
+    ("unpaid transit fees", "tr_months_with_unpaid_fees_12m", 6),
+    ("missed social-security months", "ss_months_missed_36m", 12)])
+def test_unpaid_fees_and_missed_contributions_cost_points_more_the_more_there_are(
+        demo_city, costs, record, count, many):
+    """Lapses are common in the demo city (most people have one somewhere), and one or two cost
+    little once the rest of the file is known; many cost tens of points, never a gain."""
     row = costs[record]
-    assert row["holders"] > 0 and row["min"] >= 0
-    assert row["median"] > 5 and row["max"] > 50, row
+    assert row["holders"] > 0 and row["min"] >= 0 and row["max"] > 30, row
+
+    def median_cost(frame: pl.DataFrame) -> float:
+        return next(r for r in record_costs(demo_city.scorecard, frame)
+                    if r["record"] == record)["median"]
+
+    few = median_cost(demo_city.current.filter(pl.col(count).is_between(1, 2)))
+    lots = median_cost(demo_city.current.filter(pl.col(count) >= many))
+    assert lots > 10 and lots > few, (few, lots)
 
 
 def test_no_positive_record_feature_spans_more_than_30_points_and_all_are_monotone(demo_city):
@@ -73,17 +85,30 @@ def test_the_lower_bands_and_good_hold_people_and_a_clean_file_is_good(demo_city
     assert 650 <= float(demo_city.scorecard.score_frame(empty).score[0]) < 700
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11's band ranges are not all met: on the demo city "
-                   "fair holds 4.5% (wanted 10–20%), good 61.9% (40–60%), very good 28.4% "
-                   "(10–25%) and excellent nobody (2–10%): a clean file is one score held by "
-                   "~40% of the city, and positive records lift it by at most ~15 points "
-                   "(README, Decisions)")
-def test_every_band_holds_people_in_the_ranges_of_issue_11(demo_city):
+RANGES = {"needs improvement": (0.03, 0.10), "fair": (0.10, 0.20), "good": (0.40, 0.60),
+          "very good": (0.10, 0.25), "excellent": (0.02, 0.10)}
+
+
+def _shares(demo_city) -> dict[str, float]:
     bands = np.asarray(demo_city.scorecard.score_frame(demo_city.current).bands)
-    share = {name: float((bands == name).mean()) for _, name in BANDS}
-    ranges = {"needs improvement": (0.03, 0.10), "fair": (0.10, 0.20), "good": (0.40, 0.60),
-              "very good": (0.10, 0.25), "excellent": (0.02, 0.10)}
-    assert all(lo <= share[n] <= hi for n, (lo, hi) in ranges.items()), share
+    return {name: float((bands == name).mean()) for _, name in BANDS}
+
+
+@pytest.mark.parametrize("band", [b for b in RANGES if b != "excellent"])
+def test_each_band_below_excellent_holds_the_share_issue_11_asks(demo_city, band):
+    share = _shares(demo_city)
+    low, high = RANGES[band]
+    assert low <= share[band] <= high, share
+
+
+@pytest.mark.xfail(strict=True, reason="excellent (750+) holds nobody on the demo city: the top "
+                   "is a spotless file (681) plus positive records, each kept under 30 points, "
+                   "and all three together give 56, not the 68 that 750 needs (README, "
+                   "Decisions)")
+def test_excellent_holds_the_share_issue_11_asks(demo_city):
+    share = _shares(demo_city)
+    low, high = RANGES["excellent"]
+    assert low <= share["excellent"] <= high, share
 
 
 def test_an_empty_file_scores_in_good_but_gets_no_perk_by_the_thin_file_rule(demo_city):

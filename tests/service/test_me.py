@@ -469,3 +469,31 @@ def test_no_raw_id_or_person_key_in_any_response(served_app, served_client, auth
         assert key not in body
         assert not pattern.search(body)
         assert not any(raw in body for raw in raw_ids)
+
+
+def test_a_thin_file_is_told_the_rule_keeps_its_perks_locked_and_what_would_lift_it(
+        served_app, served_client, auth):
+    from service.rights.perks import THIN_FILE_CONDITION, THIN_FILE_EN, THIN_FILE_ZH
+
+    newcomer = "f" * 64  # never scored, no record: an empty file, scored on the spot
+    perks = _perks(served_client, auth.citizen(newcomer))
+    for perk in served_app.extensions["osmanthus.perks"].perks:
+        mine = perks[perk.perk_id]
+        assert mine["status"] == "no" and mine["locked"]
+        rule = [c for c in mine["conditions"] if c["condition"] == THIN_FILE_CONDITION]
+        assert rule == [{"condition": THIN_FILE_CONDITION, "met": False,
+                         "text_zh": THIN_FILE_ZH, "text_en": THIN_FILE_EN}]
+        assert len(mine["conditions"]) == len(perk.conditions) + 1
+    for word in ("social security", "transit", "positive record"):
+        assert word in THIN_FILE_EN
+
+
+def test_a_person_with_a_record_on_file_is_not_shown_the_thin_file_rule(
+        served_app, served_client, auth, people_keys):
+    from service.rights.perks import THIN_FILE_CONDITION, thin_file
+
+    engine = served_app.extensions["osmanthus.engine"]
+    key = next(k for k in people_keys if not thin_file(latest(engine, k)["reasons"]["features"]))
+    perks = _perks(served_client, auth.citizen(key))
+    assert all(c["condition"] != THIN_FILE_CONDITION
+               for p in perks.values() for c in p["conditions"])

@@ -28,14 +28,18 @@ def _api(live, person_key: str, path: str) -> dict:
 
 def _disputable(live) -> tuple[str, dict, dict]:
     """A resident with a counting record whose clearing alone unlocks a perk (so a dispute
-    visibly raises the score), that record, and their score page."""
+    visibly raises the score) and smaller factors behind one tap (the waterfall's last line),
+    that record, and their score page."""
     for person_key in live.people:
+        if not _api(live, person_key, "/explanation")["smaller_factors"]:
+            continue
         perks = _api(live, person_key, "/perks")
         for perk in perks["perks"]:
             for record in perk["unlocked_by"]:
                 if record["score_without"] >= perks["score"] + 1:
                     return person_key, record, _api(live, person_key, "/score")
-    pytest.fail("no resident of the test world has a record whose dispute would unlock a perk")
+    pytest.fail("no resident of the test world has smaller factors and a record whose dispute "
+                "would unlock a perk")
 
 
 def _whole(text: str) -> int:
