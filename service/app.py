@@ -8,6 +8,7 @@ from flask import Flask
 from flask_smorest import Api
 from sqlalchemy import text
 
+from service import guard
 from service.cache import make_cache
 from service.config import Config
 from service.errors import register_error_handlers
@@ -31,7 +32,12 @@ def create_app(config: Config | None = None) -> Flask:
     """A configured app. Start-up fails loudly on a bad production configuration."""
     config = (config or Config.from_env()).check()
     app = Flask("osmanthus")
+    # `//v1/...` and a missing trailing slash are answered by the route or a 404 envelope,
+    # never werkzeug's own HTML 308 (routing redirects skip the error handlers).
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     app.config.update(
+        MAX_CONTENT_LENGTH=config.max_body_bytes,  # service/guard.py sets it per endpoint
         API_TITLE="Osmanthus (桂花分)",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -46,9 +52,13 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["osmanthus.perks"] = load_perks(config.perks_file)
     app.extensions["osmanthus.model"] = load_serving(config.registry_dir, config.num_threads)
 
+    guard.install(app)  # 413 before anything reads the body
     api = OsmanthusApi(app, spec_kwargs={"extra_plugins": [DocsPlugin()]})
     from service import web
     from service.api import admin, health, me, partner
+
+    app.before_request(partner.authenticate_before_body)  # the key before the body
+    guard.install_value_checks(app)  # then 422 for JSON no schema should see
 
     for module in (health, me, partner, admin):
         api.register_blueprint(module.blp)
@@ -56,6 +66,7 @@ def create_app(config: Config | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(web.blp)  # the citizen page, /app (not in the OpenAPI document)
     init_limiter(app, config)  # rate limits per API key (service/limits.py)
+    app.wsgi_app = guard.SafeHeaders(app.wsgi_app)  # outermost: cached pages too
     return app
 
 

@@ -1,13 +1,22 @@
 """Who is asking: citizens' and admins' tokens, partners' API keys, citizens' consent tokens.
 
-- A token is a JWT (HS256) with `sub`, `role` (citizen | admin), `iss`, `iat`, `exp`. A
-  citizen's subject is their person key, so `/v1/me/...` needs no id in the path.
+- Citizens' and admins' tokens are JWTs (HS256) with `sub`, `role`, `aud`, `iss`, `iat`, `exp`
+  and a `kid` header. Each role has its own key, derived from the configured secret with the
+  role as label (HMAC-SHA256), and its own audience (`osmanthus-citizen`, `osmanthus-admin`):
+  a key or token of one role is worth nothing for another. A citizen's subject is their person
+  key, so `/v1/me/...` needs no id in the path.
+- A consent token (role `consent`) is signed with Ed25519 (EdDSA): partners hold it for months
+  and may check it with the public key (`/.well-known/jwks.json`), which cannot sign one. It
+  names the consent, the partner and the perks, and it is worth nothing once the consent is
+  revoked or expired (checked in the database on every use, not only by the token's expiry).
+- Rotation by `kid`: new tokens are signed by the current key; retired keys listed in the
+  configuration (service/config.py) still verify the tokens they signed until those expire.
+  A token naming an unknown `kid`, or an algorithm other than its role's, is refused.
+- Every subject has a shape (person key, admin name, consent id); any other is a 401 before it
+  can reach a table, a log line or a cache key.
 - A development token (issued by `osmanthus token`) carries `dev: true` and is refused in
-  production, where the signing secret comes from configuration and never defaults.
+  production, where the secrets come from configuration and never default.
 - A partner's API key is random; only its SHA-256 is stored, and it is looked up by that hash.
-- A consent token is a JWT with role `consent`: it names the consent, the partner and the perks,
-  and it is worth nothing once the consent is revoked or expired (checked in the database on
-  every use, not only by the token's own expiry).
 
 Decoding is on every request's path (a partner's batch decodes up to 1,000 consent tokens), and
 PyJWT spends ~60 µs a token. The same tokens come back again and again (a citizen's app, a
@@ -21,10 +30,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 
@@ -33,7 +43,95 @@ from service.errors import ApiError
 
 ROLES = ("citizen", "admin", "consent")
 PERSON_KEY = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex: what a citizen token's `sub` holds
-ALGORITHM = "HS256"
+ALGORITHM = "HS256"  # citizens' and admins' tokens
+CONSENT_ALGORITHM = "EdDSA"  # consent tokens (Ed25519)
+AUDIENCE = {role: f"osmanthus-{role}" for role in ROLES}
+# What each role's subject may look like: anything else is refused before it is used.
+SUBJECT = {
+    "citizen": PERSON_KEY,
+    "admin": re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"),
+    "consent": re.compile(r"[0-9a-f]{32}"),  # a consent id (uuid4 hex)
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Keyring:
+    """The keys that sign and verify, built once per configuration (`keyring_of`)."""
+
+    issuer: str
+    hmac_kid: str
+    hmac_secrets: dict[str, bytes]  # kid -> secret (current and retired)
+    consent_kid: str
+    consent_private: object  # Ed25519PrivateKey
+    consent_public: dict[str, object] = field(default_factory=dict)  # kid -> Ed25519PublicKey
+
+    def role_key(self, role: str, kid: str) -> bytes:
+        """The HS256 key of one role under one secret: HMAC(secret, role label)."""
+        secret = self.hmac_secrets.get(kid)
+        if secret is None:
+            raise jwt.InvalidTokenError("unknown key id")
+        return hmac.new(secret, b"osmanthus-jwt-role:" + role.encode(), hashlib.sha256).digest()
+
+    def verifying_key(self, role: str, kid: str) -> tuple[object, str]:
+        if role == "consent":
+            public = self.consent_public.get(kid)
+            if public is None:
+                raise jwt.InvalidTokenError("unknown key id")
+            return public, CONSENT_ALGORITHM
+        return self.role_key(role, kid), ALGORITHM
+
+    def jwks(self) -> dict:
+        """The consent tokens' public keys as a JWK set (RFC 7517), for partners to verify."""
+        from jwt.algorithms import OKPAlgorithm
+
+        keys = []
+        for kid, public in self.consent_public.items():
+            jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
+            keys.append({**jwk, "kid": kid, "alg": CONSENT_ALGORITHM, "use": "sig"})
+        return {"keys": keys}
+
+
+def _load_private(pem: str):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the consent key must be an Ed25519 private key")
+    return key
+
+
+def _load_public(pem: str):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("a retired consent key must be an Ed25519 public key")
+    return key
+
+
+@functools.lru_cache(maxsize=64)
+def _keyring(issuer: str, jwt_secret: str, jwt_kid: str, jwt_previous: tuple,
+             consent_key: str, consent_kid: str, consent_previous: tuple) -> Keyring:
+    private = _load_private(consent_key)
+    public = {kid: _load_public(pem) for kid, pem in consent_previous}
+    public[consent_kid] = private.public_key()
+    secrets_by_kid = {kid: old.encode() for kid, old in jwt_previous}
+    secrets_by_kid[jwt_kid] = jwt_secret.encode()
+    return Keyring(issuer, jwt_kid, secrets_by_kid, consent_kid, private, public)
+
+
+def keyring_of(config: Config) -> Keyring:
+    """The configuration's keys (ValueError when one cannot be loaded)."""
+    if not config.jwt_secret or not config.consent_key:
+        raise ValueError("no signing secret is configured")
+    try:
+        return _keyring(config.jwt_issuer, config.jwt_secret, config.jwt_kid,
+                        tuple(config.jwt_previous), config.consent_key, config.consent_kid,
+                        tuple(config.consent_previous))
+    except (TypeError, ValueError) as error:
+        raise ValueError(str(error).splitlines()[0][:200]) from None
 
 
 @dataclass(frozen=True)
@@ -54,25 +152,42 @@ def issue_token(config: Config, role: str, subject: str, *, minutes: int | None 
         raise ValueError(f"unknown role {role!r}")
     now = now or dt.datetime.now(dt.UTC)
     payload = {
-        "sub": subject, "role": role, "iss": config.jwt_issuer, "iat": now,
-        "exp": now + dt.timedelta(minutes=minutes or config.token_minutes),
+        "sub": subject, "role": role, "aud": AUDIENCE[role], "iss": config.jwt_issuer,
+        "iat": now, "exp": now + dt.timedelta(minutes=minutes or config.token_minutes),
         **(claims or {}),
     }
     if development:
         payload["dev"] = True
-    return jwt.encode(payload, config.jwt_secret, algorithm=ALGORITHM)
+    keys = keyring_of(config)
+    if role == "consent":
+        return jwt.encode(payload, keys.consent_private, algorithm=CONSENT_ALGORITHM,
+                          headers={"kid": keys.consent_kid})
+    return jwt.encode(payload, keys.role_key(role, keys.hmac_kid), algorithm=ALGORITHM,
+                      headers={"kid": keys.hmac_kid})
 
 
 @functools.lru_cache(maxsize=65_536)
-def _accepted(secret: str, issuer: str, token: str) -> dict:
-    return jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer,
-                      options={"require": ["exp", "sub", "role"]})
+def _accepted(keys: Keyring, token: str) -> dict:
+    """PyJWT's verdict under the key of the role the token claims: that role's algorithm only,
+    its audience, the issuer, and the key its `kid` names."""
+    header = jwt.get_unverified_header(token)
+    role = jwt.decode(token, options={"verify_signature": False}).get("role")
+    kid = header.get("kid")
+    if role not in ROLES or not isinstance(kid, str):
+        raise jwt.InvalidTokenError("no role or key id")
+    key, algorithm = keys.verifying_key(role, kid)
+    return jwt.decode(token, key, algorithms=[algorithm], issuer=keys.issuer,
+                      audience=AUDIENCE[role], options={"require": ["exp", "sub", "role", "aud"]})
 
 
-def verified_claims(secret: str, issuer: str, token: str) -> dict:
+def verified_claims(config: Config, token: str) -> dict:
     """PyJWT's claims for a token (raises its `InvalidTokenError`s); a token it accepted before
     is only checked again for expiry, exactly as PyJWT checks it (no leeway)."""
-    claims = _accepted(secret, issuer, token)
+    try:
+        keys = keyring_of(config)
+    except ValueError:
+        raise jwt.InvalidTokenError("no keys") from None
+    claims = _accepted(keys, token)
     if claims["exp"] <= time.time():
         raise jwt.ExpiredSignatureError("Signature has expired")
     return dict(claims)  # a copy: the remembered claims stay as PyJWT gave them
@@ -81,7 +196,7 @@ def verified_claims(secret: str, issuer: str, token: str) -> dict:
 def decode_token(config: Config, token: str, role: str) -> dict:
     """The token's claims, or a 401 (not valid) / 403 (valid, but not for this)."""
     try:
-        claims = verified_claims(config.jwt_secret, config.jwt_issuer, token)
+        claims = verified_claims(config, token)
     except jwt.ExpiredSignatureError:
         raise ApiError(401, "the token has expired") from None
     except jwt.InvalidTokenError:
@@ -90,6 +205,9 @@ def decode_token(config: Config, token: str, role: str) -> dict:
         raise ApiError(401, "development tokens are not accepted here")
     if claims["role"] != role:
         raise ApiError(403, f"this needs a {role} token")
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not SUBJECT[role].fullmatch(subject):
+        raise ApiError(401, "the token's subject is not valid")
     return claims
 
 
@@ -124,11 +242,8 @@ def citizen_key() -> str:
     `sub`, say) is refused before it can reach a table, a log line or a cache key."""
     from flask import request
 
-    subject = decode_token(_config(), bearer(request.headers.get("Authorization")),
-                           "citizen")["sub"]
-    if not isinstance(subject, str) or not PERSON_KEY.fullmatch(subject):
-        raise ApiError(401, "the token does not name a person key")
-    return subject
+    return decode_token(_config(), bearer(request.headers.get("Authorization")),
+                        "citizen")["sub"]  # its shape checked: a person key
 
 
 def admin_name() -> str:

@@ -90,15 +90,16 @@ def token(role: str, subject: str, minutes: int) -> None:
     SUBJECT is a person key (or an 18-character resident ID, turned into its person key here
     and never stored) for a citizen, or a name for an admin. Partners use API keys instead:
     `osmanthus partners add`."""
-    from service.auth import issue_token
+    from service.auth import SUBJECT, issue_token
 
     config = Config.from_env()
     if config.production:
         raise click.ClickException("development tokens cannot be issued in production")
     if role == "citizen":
         subject = _person_key(subject)
-    elif not subject.strip() or len(subject) > 64:
-        raise click.BadParameter("an admin name of 1 to 64 characters", param_hint="SUBJECT")
+    elif not SUBJECT["admin"].fullmatch(subject):
+        raise click.BadParameter("an admin name of 1 to 64 letters, digits or ._@-",
+                                 param_hint="SUBJECT")
     click.echo(issue_token(config, role, subject, minutes=minutes, development=True))
 
 

@@ -95,7 +95,7 @@ class CachedScorePages:
         extensions = self.app.extensions
         config = extensions["osmanthus.config"]
         try:
-            claims = verified_claims(config.jwt_secret, config.jwt_issuer, header[7:].strip())
+            claims = verified_claims(config, header[7:].strip())
         except jwt.InvalidTokenError:
             return None  # Flask refuses it, and says why
         if (claims["role"] != "citizen" or not PERSON_KEY.fullmatch(str(claims["sub"]))
