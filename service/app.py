@@ -66,7 +66,7 @@ def create_app(config: Config | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(web.blp)  # the citizen page, /app (not in the OpenAPI document)
     init_limiter(app, config)  # rate limits per API key (service/limits.py)
-    app.wsgi_app = guard.SafeHeaders(app.wsgi_app)  # outermost: cached pages too
+    app.wsgi_app = guard.SafeHeaders(app.wsgi_app, app.url_map)  # outermost: cached pages too
     return app
 
 

@@ -201,8 +201,12 @@ def gunicorn_command(host: str, port: int, workers: int | None, threads: int | N
     workers = workers or int(env.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
     if threads is not None:
         env["OSMANTHUS_NUM_THREADS"] = str(threads)
+    from service.http_worker import gunicorn_arguments
+
+    http_threads = int(env.get("OSMANTHUS_HTTP_THREADS") or 4)
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
             str(workers), "--timeout", str(timeout), "--access-logfile", "-",
+            *gunicorn_arguments(http_threads),  # threads that slow clients cannot hold
             "service.wsgi:app"]
     return argv, env
 

@@ -169,13 +169,26 @@ PERSONAL_PREFIXES = ("/v1/",)  # every /v1 answer may carry personal data or a d
 class SafeHeaders:
     """WSGI middleware (outermost, so the cached score pages get it too): `nosniff` on every
     answer, and `Cache-Control: no-store` on every /v1 answer, which may carry a person's
-    score, records or a decision about them: no shared or browser cache may keep one."""
+    score, records or a decision about them: no shared or browser cache may keep one.
 
-    def __init__(self, wrapped) -> None:
-        self.wrapped = wrapped
+    It also names the request's route template in the environ (`osmanthus.route`), for the
+    access log (service/http_worker.py: `RouteLogger`), which never logs the path itself."""
+
+    def __init__(self, wrapped, url_map=None) -> None:
+        self.wrapped, self.url_map = wrapped, url_map
+
+    def _route(self, environ) -> str:
+        if self.url_map is None:
+            return "-"
+        try:
+            rule, _ = self.url_map.bind_to_environ(environ).match(return_rule=True)
+        except Exception:  # noqa: BLE001 - not found, wrong method: no template to name
+            return "(no route)"
+        return rule.rule
 
     def __call__(self, environ, start_response):
         personal = (environ.get("PATH_INFO") or "").startswith(PERSONAL_PREFIXES)
+        environ["osmanthus.route"] = self._route(environ)
 
         def starting(status, headers, exc_info=None):
             names = {name.lower() for name, _ in headers}
