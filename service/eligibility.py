@@ -235,11 +235,17 @@ def _answer(question: _Question, now: dt.datetime) -> dict:
     }
 
 
+UNKNOWN_PERK = "unknown perk"
+
+
 def _audit_entry(partner: str, question: _Question, result: dict | Refusal) -> dict:
     entry = {"actor": f"partner:{partner}", "person_key": question.row["person_key"]}
     if isinstance(result, Refusal):
+        # only what the service chose: a configured perk id, never the caller's own text
+        # (the log is append-only, and a partner could type an ID number into perk_id)
+        perk = question.perk.perk_id if question.perk is not None else UNKNOWN_PERK
         return {**entry, "action": "eligibility_refused",
-                "detail": {"perk": question.perk_id, "refused": result.code,
+                "detail": {"perk": perk, "refused": result.code,
                            "consent_id": question.consent_id}}
     return {**entry, "action": "eligibility",
             "detail": {"perk": question.perk_id, "policy_version": question.perk.policy_version,
