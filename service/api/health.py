@@ -64,3 +64,33 @@ def _redis_ok(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2).ping())
     except redis.RedisError:
         return False
+
+
+class JwkSchema(Schema):
+    """One public key (RFC 7517, OKP/Ed25519)."""
+
+    class Meta:
+        unknown = "include"
+
+    kty = fields.String(required=True, metadata={"example": "OKP"})
+    crv = fields.String(required=True, metadata={"example": "Ed25519"})
+    x = fields.String(required=True)
+    kid = fields.String(required=True)
+    alg = fields.String(required=True, metadata={"example": "EdDSA"})
+    use = fields.String(required=True, metadata={"example": "sig"})
+
+
+class JwksSchema(Schema):
+    """The public keys that verify consent tokens (current and retired, by `kid`). They can
+    verify a token a citizen hands over; they cannot sign one."""
+
+    keys = fields.List(fields.Nested(JwkSchema), required=True)
+
+
+@blp.route("/.well-known/jwks.json")
+@blp.response(200, JwksSchema)
+def jwks():
+    """Consent tokens' public keys, for partners who want to check a token themselves."""
+    from service.auth import keyring_of
+
+    return keyring_of(current_app.extensions["osmanthus.config"]).jwks()

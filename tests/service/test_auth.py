@@ -219,3 +219,14 @@ def test_an_admin_subject_of_the_wrong_shape_is_a_401(subject):
     with pytest.raises(ApiError) as caught:
         decode_token(DEV, issue_token(DEV, "admin", subject), "admin")
     assert caught.value.status == 401
+
+
+def test_the_published_keys_verify_consent_tokens(client, app):
+    """A partner can check a consent token with /.well-known/jwks.json alone."""
+    config = app.extensions["osmanthus.config"]
+    token = issue_token(config, "consent", CONSENT_ID, claims={"partner": "p"})
+    keys = client.get("/.well-known/jwks.json").get_json()["keys"]
+    assert keys and all("d" not in key for key in keys)  # public halves only
+    key = jwt.PyJWKSet.from_dict({"keys": keys})[jwt.get_unverified_header(token)["kid"]]
+    assert jwt.decode(token, key, algorithms=["EdDSA"],
+                      audience=AUDIENCE["consent"])["sub"] == CONSENT_ID
