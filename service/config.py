@@ -62,6 +62,7 @@ class Config:
     jwt_issuer: str = "osmanthus"
     token_minutes: int = 60
     partner_rate_limit: str = "6000/minute"
+    citizen_rate_limit: str = "300/minute"  # per citizen token: a page load is ~6 requests
     # With Redis down, a limiter that fails open keeps partners served (their perks are
     # deposit-free rides and books, not money); failing closed would take the city's
     # bicycles down with Redis. Operators who prefer the opposite set it.
@@ -118,6 +119,7 @@ class Config:
             consent_previous=_previous(env, "OSMANTHUS_CONSENT_PREVIOUS"),
             token_minutes=int(env.get("OSMANTHUS_TOKEN_MINUTES", cls.token_minutes)),
             partner_rate_limit=env.get("OSMANTHUS_PARTNER_RATE_LIMIT", cls.partner_rate_limit),
+            citizen_rate_limit=env.get("OSMANTHUS_CITIZEN_RATE_LIMIT", cls.citizen_rate_limit),
             rate_limit_fail_open=env.get("OSMANTHUS_RATE_LIMIT_FAIL_OPEN", "1") != "0",
             ingest_retry_seconds=float(env.get("OSMANTHUS_INGEST_RETRY_SECONDS",
                                                cls.ingest_retry_seconds)),

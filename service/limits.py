@@ -45,7 +45,11 @@ log = logging.getLogger(__name__)
 # blueprint name → the setting that gives its limit (a Flask-Limiter string, e.g. "6000/minute")
 LIMITED_BLUEPRINTS: dict[str, Callable[[Config], str]] = {
     "partner": lambda config: config.partner_rate_limit,
+    # citizens, per token (a cached /v1/me/score is answered in front of Flask, uncounted:
+    # it costs a dictionary lookup)
+    "me": lambda config: config.citizen_rate_limit,
 }
+OPTIONAL_BLUEPRINTS = frozenset({"me"})  # limited when the app has it (a bare test app may not)
 MAX_COST = 1000  # the largest batch an endpoint accepts
 REDIS_TIMEOUT_SECONDS = 0.25  # a dead Redis must not hold a request for long
 UNAVAILABLE_RETRY_AFTER = "5"
@@ -56,6 +60,9 @@ def rate_key() -> str:
     key = request.headers.get("X-API-Key")
     if key:
         return "key:" + hashlib.sha256(b"osmanthus-rate-limit:" + key.encode()).hexdigest()[:32]
+    token = request.headers.get("Authorization")
+    if token and request.blueprint == "me":
+        return "tok:" + hashlib.sha256(b"osmanthus-rate-limit:" + token.encode()).hexdigest()[:32]
     return f"addr:{request.remote_addr or 'unknown'}"
 
 
@@ -86,6 +93,8 @@ def init_limiter(app: Flask, config: Config) -> Limiter:
     )
     for name, limit_of in LIMITED_BLUEPRINTS.items():
         blueprint = app.blueprints.get(name)
+        if blueprint is None and name in OPTIONAL_BLUEPRINTS:
+            continue
         if blueprint is None:
             raise RuntimeError(f"rate limit for unknown blueprint {name!r}: register it first")
         limiter.shared_limit(limit_of(config), scope=name, cost=request_cost)(blueprint)
