@@ -29,8 +29,11 @@ def test_no_secret_has_a_default_in_the_source():
     import subprocess
     import sys
 
+    import os
+
     code = "from service.config import Config; print(Config().jwt_secret)"
-    first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True,
+    env = {k: v for k, v in os.environ.items() if k != "OSMANTHUS_SECRETS_FILE"}
+    first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True, env=env,
                                     text=True, check=True).stdout for _ in range(2))
     assert first.strip() and first != second
     assert Config(env="production").jwt_secret is None
