@@ -26,10 +26,9 @@ def test_development_needs_nothing_set_and_generates_its_secrets_once(tmp_path):
 
 def test_no_secret_has_a_default_in_the_source():
     """Two configurations built in two processes share no secret: none is written down."""
+    import os
     import subprocess
     import sys
-
-    import os
 
     code = "from service.config import Config; print(Config().jwt_secret)"
     env = {k: v for k, v in os.environ.items() if k != "OSMANTHUS_SECRETS_FILE"}

@@ -37,3 +37,29 @@ def test_citizens_are_rate_limited_per_token(served_apps, people_keys):
     assert statuses[:5] == [200] * 5 and statuses[5:] == [429, 429]
     other = Auth(app).citizen(people_keys[1])
     assert client.get("/v1/me/records", headers=other).status_code == 200
+
+
+def test_the_citizens_access_log_pages_through_everything(served_app, people_keys):
+    """Newest first, `limit` at a time; `X-Next-Before` leads back to the very first entry."""
+    from service import audit
+
+    person = people_keys[5]
+    engine = served_app.extensions["osmanthus.engine"]
+    with engine.begin() as connection:
+        for n in range(7):
+            audit.append(connection, actor="admin:ops", action="record_read",
+                         person_key=person, detail={"n": n})
+    client, headers = served_app.test_client(), Auth(served_app).citizen(person)
+    seen, before = [], None
+    for _ in range(10):
+        query = {"limit": 3, **({"before": before} if before else {})}
+        response = client.get("/v1/me/access-log", headers=headers, query_string=query)
+        assert response.status_code == 200
+        seen += [entry["detail"].get("n") for entry in response.get_json()
+                 if entry["action"] == "record_read"]
+        before = response.headers.get("X-Next-Before")
+        if before is None:
+            break
+    assert seen == list(range(6, -1, -1))  # all seven, newest first, each once
+    bad = client.get("/v1/me/access-log", headers=headers, query_string={"limit": 0})
+    assert bad.status_code == 422
