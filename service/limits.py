@@ -45,11 +45,7 @@ log = logging.getLogger(__name__)
 # blueprint name → the setting that gives its limit (a Flask-Limiter string, e.g. "6000/minute")
 LIMITED_BLUEPRINTS: dict[str, Callable[[Config], str]] = {
     "partner": lambda config: config.partner_rate_limit,
-    # citizens, per token (a cached /v1/me/score is answered in front of Flask, uncounted:
-    # it costs a dictionary lookup)
-    "me": lambda config: config.citizen_rate_limit,
 }
-OPTIONAL_BLUEPRINTS = frozenset({"me"})  # limited when the app has it (a bare test app may not)
 MAX_COST = 1000  # the largest batch an endpoint accepts
 REDIS_TIMEOUT_SECONDS = 0.25  # a dead Redis must not hold a request for long
 UNAVAILABLE_RETRY_AFTER = "5"
@@ -60,9 +56,6 @@ def rate_key() -> str:
     key = request.headers.get("X-API-Key")
     if key:
         return "key:" + hashlib.sha256(b"osmanthus-rate-limit:" + key.encode()).hexdigest()[:32]
-    token = request.headers.get("Authorization")
-    if token and request.blueprint == "me":
-        return "tok:" + hashlib.sha256(b"osmanthus-rate-limit:" + token.encode()).hexdigest()[:32]
     return f"addr:{request.remote_addr or 'unknown'}"
 
 
@@ -93,8 +86,6 @@ def init_limiter(app: Flask, config: Config) -> Limiter:
     )
     for name, limit_of in LIMITED_BLUEPRINTS.items():
         blueprint = app.blueprints.get(name)
-        if blueprint is None and name in OPTIONAL_BLUEPRINTS:
-            continue
         if blueprint is None:
             raise RuntimeError(f"rate limit for unknown blueprint {name!r}: register it first")
         limiter.shared_limit(limit_of(config), scope=name, cost=request_cost)(blueprint)
@@ -114,7 +105,34 @@ def init_limiter(app: Flask, config: Config) -> Limiter:
         return response, status
 
     app.extensions["osmanthus.limiter"] = limiter
+    _limit_citizens(app, config)
     return limiter
+
+
+def _limit_citizens(app: Flask, config: Config) -> None:
+    """Citizens' requests, per token, counted in this process only: citizens' pages must never
+    depend on Redis (above), so their limit is per worker (`citizen_rate_limit` each). A
+    cached /v1/me/score is answered in front of Flask, uncounted (it costs a dict lookup)."""
+    from limits import parse
+    from limits.storage import MemoryStorage
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    from service.errors import ApiError
+
+    item = parse(config.citizen_rate_limit)
+    counter = SlidingWindowCounterRateLimiter(MemoryStorage())
+
+    @app.before_request
+    def _citizen_limit() -> None:
+        token = request.headers.get("Authorization")
+        if request.blueprint != "me" or not token:
+            return
+        bucket = hashlib.sha256(b"osmanthus-citizen:" + token.encode()).hexdigest()[:32]
+        if not counter.hit(item, "citizen", bucket):
+            reset = counter.get_window_stats(item, "citizen", bucket).reset_time
+            raise ApiError(429, f"rate limit exceeded ({config.citizen_rate_limit}); retry "
+                                "after the time in Retry-After",
+                           headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))})
 
 
 def _retry_after(limiter: Limiter) -> int:
