@@ -49,9 +49,9 @@ PROBLEMS = "__problems"
 # Bounds every column keeps, whatever its own rule: a value outside them is a typing accident
 # or an attack, and stored it poisons every later job (a sum of 1e308 is inf; year 1 breaks
 # month arithmetic). No record of the city's data is dated before 1990, and no amount, count
-# or base comes near a trillion.
+# or base comes near a quadrillion (1e15; a float holds whole yuan exactly up to 9e15).
 EARLIEST_RECORD_DATE = dt.date(1990, 1, 1)
-MAX_ABS_NUMBER = 1e12
+MAX_ABS_NUMBER = 1e15
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(), "row_number": pl.Int64(), "field": pl.String(),
     "reason": pl.String(), "problems": pl.String(),

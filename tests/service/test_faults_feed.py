@@ -175,7 +175,7 @@ def _column_spoilers(col: Column) -> list[Spoiler]:
                            _set(name, "1980-01" if col.month else "1980-01-01")))
     elif col.dtype in (pl.Int64, pl.Float64) and col.maximum is None:
         out.append(Spoiler(f"{name}:beyond_bound", name, f"beyond ±{validate.MAX_ABS_NUMBER:g}",
-                           _set(name, "10000000000000")))
+                           _set(name, "10000000000000000")))
     return out
 
 
