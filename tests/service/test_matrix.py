@@ -41,6 +41,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     #                                                    anon cit  oth  p_ok p_no p_oth adm exp
     ("get", "/healthz"):                                 (200, 200, 200, 200, 200, 200, 200, 200),
+    ("get", "/.well-known/jwks.json"):                   (200, 200, 200, 200, 200, 200, 200, 200),
     ("get", "/readyz"):                                  (200, 200, 200, 200, 200, 200, 200, 200),
     ("get", "/v1/me/score"):                             (401, 200, 200, 401, 401, 401, 403, 401),
     ("get", "/v1/me/explanation"):                       (401, 200, 200, 401, 401, 401, 403, 401),
