@@ -1,11 +1,13 @@
 # Osmanthus API: gunicorn serving service.wsgi:app (through `osmanthus serve`).
 #
 #   docker build -t osmanthus .
-#   docker run -p 8000:8000 -e OSMANTHUS_ENV=production -e DATABASE_URL=... \
-#     -e REDIS_URL=... -e OSMANTHUS_PERSON_KEY=... -e OSMANTHUS_JWT_SECRET=... \
+#   docker run -p 8000:8000 -e DATABASE_URL=... -e REDIS_URL=... \
+#     -e OSMANTHUS_PERSON_KEY=... -e OSMANTHUS_JWT_SECRET=... -e OSMANTHUS_CONSENT_KEY=... \
 #     -v osmanthus-registry:/data/registry osmanthus
 #
-# No secret is baked in: every key and URL comes from the environment at run time.
+# No secret is baked in: every key and URL comes from the environment at run time. The image
+# runs in production mode unless told otherwise, so a container started without its secrets
+# refuses to start (it never falls back to generated development secrets).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -39,7 +41,8 @@ USER osmanthus
 
 # Not secrets: how many gunicorn workers, LightGBM threads per worker, where the model
 # registry is mounted (a volume shared with the modellers' `osmanthus models promote`).
-ENV WEB_CONCURRENCY=2 \
+ENV OSMANTHUS_ENV=production \
+    WEB_CONCURRENCY=2 \
     OSMANTHUS_NUM_THREADS=1 \
     OSMANTHUS_REGISTRY=/data/registry \
     GUNICORN_CMD_ARGS="--worker-tmp-dir /dev/shm"

@@ -10,22 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import logging
 import os
 import re
 
 import polars as pl
 
 KEY_ENV = "OSMANTHUS_PERSON_KEY"
-# Only for a machine that has never been configured: a demo city and its tests. A production
-# deployment sets OSMANTHUS_ENV=production, and then a missing key is an error at start-up.
-DEVELOPMENT_KEY = b"osmanthus-development-key-not-for-production"
+# There is no default key: a known one would let anyone link a person key to an ID number.
+# Development generates a random one (service/config.py: `development_secrets`).
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"  # indexed by (Σ digit × weight) mod 11
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
-
-log = logging.getLogger(__name__)
 
 
 class InvalidResidentId(ValueError):
@@ -72,14 +68,13 @@ def validate_resident_id(resident_id: str, today: dt.date | None = None) -> str:
 
 
 def person_key_secret() -> bytes:
-    """The HMAC key from the environment; fails loudly in production when it is missing."""
+    """The HMAC key from the environment; fails loudly when it is missing (the `osmanthus`
+    commands fill it in development from a generated secrets file)."""
     value = os.environ.get(KEY_ENV)
     if value:
         return value.encode()
-    if os.environ.get("OSMANTHUS_ENV") == "production":
-        raise RuntimeError(f"{KEY_ENV} must be set in production")
-    log.warning("%s is not set: using the development key (never do this in production)", KEY_ENV)
-    return DEVELOPMENT_KEY
+    raise RuntimeError(f"{KEY_ENV} is not set (the osmanthus commands generate one in "
+                       "development; production must set it)")
 
 
 def person_key(resident_id: str, secret: bytes | None = None) -> str:
@@ -132,11 +127,22 @@ def make_resident_id(region: int, born: dt.date, sequence: int) -> str:
     return first17 + check_digit(first17)
 
 
-ID_SHAPE = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+# A digit of any script (full-width ０-９ too), and what people type between digit groups:
+# spaces of any kind, hyphens and dashes (ASCII, Unicode, full-width), dots, slashes.
+_DIGIT = r"\d"
+_SEPARATOR = r"[\s\-\u2010-\u2015\u2212\uFF0D\u30FC.\uFF0E\u00B7\u30FB_/\uFF0F]{0,3}"
+_CHECK = r"[\dXx\uFF38\uFF58]"
+_ALNUM = r"0-9A-Za-z\uFF10-\uFF19\uFF21-\uFF3A\uFF41-\uFF5A"  # Latin letters, digits, wide too
+ID_SHAPE = re.compile(rf"(?<![{_ALNUM}])(?<!\d){_DIGIT}(?:{_SEPARATOR}{_DIGIT}){{16}}"
+                      rf"{_SEPARATOR}{_CHECK}(?![{_ALNUM}])(?!\d)")
 REDACTED = "[身份证号已隐去 ID number removed]"
 
 
 def redact_ids(text: str) -> str:
     """Free text (a dispute statement, a reviewer's note) with anything shaped like a resident
-    ID number replaced, so that what a person types can be kept without keeping their number."""
+    ID number replaced, so that what a person types can be kept without keeping their number.
+
+    The shape is generous on purpose: digits of any script (full-width ones too) with
+    separators between groups, since "１１０１０１－１９９０…" is the same number to a reader. An
+    18-digit account number is removed as well; keeping one ID is the worse mistake."""
     return ID_SHAPE.sub(REDACTED, text)

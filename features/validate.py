@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 
 ROW = "__row"
 PROBLEMS = "__problems"
+# Bounds every column keeps, whatever its own rule: a value outside them is a typing accident
+# or an attack, and stored it poisons every later job (a sum of 1e308 is inf; year 1 breaks
+# month arithmetic). No record of the city's data is dated before 1990, and no amount, count
+# or base comes near a quadrillion (1e15; a float holds whole yuan exactly up to 9e15).
+EARLIEST_RECORD_DATE = dt.date(1990, 1, 1)
+MAX_ABS_NUMBER = 1e15
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(), "row_number": pl.Int64(), "field": pl.String(),
     "reason": pl.String(), "problems": pl.String(),
@@ -206,6 +212,12 @@ def _rules(col: Column, today: dt.date) -> pl.Expr:
         reason = reason.when(value > col.maximum).then(pl.lit(f"must be ≤ {_number(col.maximum)}"))
     if col.not_in_future:  # a month is in the future when it has not begun
         reason = reason.when(value > pl.lit(today, pl.Date)).then(pl.lit("in the future"))
+    if col.dtype in (pl.Date, pl.Date()):
+        reason = reason.when(value < pl.lit(EARLIEST_RECORD_DATE, pl.Date)).then(
+            pl.lit(f"before {EARLIEST_RECORD_DATE.year}"))
+    elif col.dtype in (pl.Float64, pl.Float64(), pl.Int64, pl.Int64()):
+        reason = reason.when(value.abs() > MAX_ABS_NUMBER).then(
+            pl.lit(f"beyond ±{_number(MAX_ABS_NUMBER)}"))
     return reason.otherwise(pl.lit(None, pl.String))
 
 

@@ -7,6 +7,7 @@ import logging
 from flask import Flask
 from flask_smorest import Api
 
+from service.api import guard
 from service.api.limits import init_limiter
 from service.api.schemas import DocsPlugin, ErrorEnvelopeSchema
 from service.base.cache import make_cache
@@ -30,7 +31,12 @@ def create_app(config: Config | None = None) -> Flask:
     """A configured app. Start-up fails loudly on a bad production configuration."""
     config = (config or Config.from_env()).check()
     app = Flask("osmanthus")
+    # `//v1/...` and a missing trailing slash are answered by the route or a 404 envelope,
+    # never werkzeug's own HTML 308 (routing redirects skip the error handlers).
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     app.config.update(
+        MAX_CONTENT_LENGTH=config.max_body_bytes,  # service/api/guard.py sets it per endpoint
         API_TITLE="Osmanthus (桂花分)",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -45,6 +51,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["osmanthus.perks"] = load_perks(config.perks_file)
     app.extensions["osmanthus.model"] = load_serving(config.registry_dir, config.num_threads)
 
+    guard.install(app)  # 413 before anything reads the body
     api = OsmanthusApi(app, spec_kwargs={"extra_plugins": [DocsPlugin()]})
     from service import web
     from service.api import (
@@ -56,11 +63,15 @@ def create_app(config: Config | None = None) -> Flask:
         partner,
     )
 
+    app.before_request(partner.authenticate_before_body)  # the key before the body
+    guard.install_value_checks(app)  # then 422 for JSON no schema should see
+
     for module in (health, me, partner, admin):  # admin_models, admin_repairs: on admin's
         api.register_blueprint(module.blp)
     admin_models.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
     register_error_handlers(app)
     app.register_blueprint(web.blp)  # the citizen page, /app (not in the OpenAPI document)
     init_limiter(app, config)  # rate limits per API key (service/api/limits.py)
+    app.wsgi_app = guard.SafeHeaders(app.wsgi_app, app.url_map)  # outermost: cached pages too
     return app
 

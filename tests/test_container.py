@@ -251,8 +251,13 @@ def test_no_secret_is_baked_into_the_image():
             assert not URL_WITH_PASSWORD.search(value or ""), f"{keyword} {name} holds a password"
     baked = assignments("ENV")
     for name in ("DATABASE_URL", "REDIS_URL", "OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET",
-                 "OSMANTHUS_ENV"):
+                 "OSMANTHUS_CONSENT_KEY", "OSMANTHUS_SECRETS_FILE"):
         assert name not in baked, f"{name} belongs to the deployment, not the image"
+
+
+def test_the_image_defaults_to_production():
+    """A container started without its secrets must refuse to start, not invent some."""
+    assert assignments("ENV").get("OSMANTHUS_ENV") == "production"
 
 
 def test_dockerignore_keeps_out_the_venv_var_git_and_caches():
@@ -333,6 +338,11 @@ def test_the_entry_point_serves_what_the_healthcheck_asks(tmp_path):
     env.update({"WEB_CONCURRENCY": "1", "OSMANTHUS_REGISTRY": str(tmp_path / "registry"),
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'osmanthus.db'}",
                 "OSMANTHUS_PERSON_KEY": "container-test-key"})
+    # The image's production default needs PostgreSQL and real secrets (refusing to start
+    # without them is tested above); this run is about the entry point and health check, so it
+    # overrides the mode the way a developer running the image locally would.
+    env.update({"OSMANTHUS_ENV": "development",
+                "OSMANTHUS_SECRETS_FILE": str(tmp_path / "secrets.json")})
     check = healthcheck_argv()
     check = [sys.executable, *check[1:-1], check[-1].replace(_health_url(),
                                                               f"http://127.0.0.1:{port}/healthz")]

@@ -77,3 +77,33 @@ def database_ready(app: Flask) -> bool:
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         log.warning("database not reachable", exc_info=True)
         return False
+
+
+class JwkSchema(Schema):
+    """One public key (RFC 7517, OKP/Ed25519)."""
+
+    class Meta:
+        unknown = "include"
+
+    kty = fields.String(required=True, metadata={"example": "OKP"})
+    crv = fields.String(required=True, metadata={"example": "Ed25519"})
+    x = fields.String(required=True)
+    kid = fields.String(required=True)
+    alg = fields.String(required=True, metadata={"example": "EdDSA"})
+    use = fields.String(required=True, metadata={"example": "sig"})
+
+
+class JwksSchema(Schema):
+    """The public keys that verify consent tokens (current and retired, by `kid`). They can
+    verify a token a citizen hands over; they cannot sign one."""
+
+    keys = fields.List(fields.Nested(JwkSchema), required=True)
+
+
+@blp.route("/.well-known/jwks.json")
+@blp.response(200, JwksSchema)
+def jwks():
+    """Consent tokens' public keys, for partners who want to check a token themselves."""
+    from service.rights.auth import keyring_of
+
+    return keyring_of(current_app.extensions["osmanthus.config"]).jwks()

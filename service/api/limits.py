@@ -105,7 +105,34 @@ def init_limiter(app: Flask, config: Config) -> Limiter:
         return response, status
 
     app.extensions["osmanthus.limiter"] = limiter
+    _limit_citizens(app, config)
     return limiter
+
+
+def _limit_citizens(app: Flask, config: Config) -> None:
+    """Citizens' requests, per token, counted in this process only: citizens' pages must never
+    depend on Redis (above), so their limit is per worker (`citizen_rate_limit` each). A
+    cached /v1/me/score is answered in front of Flask, uncounted (it costs a dict lookup)."""
+    from limits import parse
+    from limits.storage import MemoryStorage
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    from service.base.errors import ApiError
+
+    item = parse(config.citizen_rate_limit)
+    counter = SlidingWindowCounterRateLimiter(MemoryStorage())
+
+    @app.before_request
+    def _citizen_limit() -> None:
+        token = request.headers.get("Authorization")
+        if request.blueprint != "me" or not token:
+            return
+        bucket = hashlib.sha256(b"osmanthus-citizen:" + token.encode()).hexdigest()[:32]
+        if not counter.hit(item, "citizen", bucket):
+            reset = counter.get_window_stats(item, "citizen", bucket).reset_time
+            raise ApiError(429, f"rate limit exceeded ({config.citizen_rate_limit}); retry "
+                                "after the time in Retry-After",
+                           headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))})
 
 
 def _retry_after(limiter: Limiter) -> int:

@@ -27,6 +27,7 @@ from flask_smorest import Blueprint
 from service.api.me_advice_schemas import AdvicePageSchema
 from service.api.me_schemas import (
     AccessEntrySchema,
+    AccessLogQuerySchema,
     ConsentGrantedSchema,
     ConsentInSchema,
     ConsentSchema,
@@ -337,8 +338,16 @@ class ConsentById(MethodView):
 
 
 @blp.route("/access-log")
-@blp.response(200, AccessEntrySchema(many=True))
+@blp.arguments(AccessLogQuerySchema, location="query")
+@blp.response(200, AccessEntrySchema(many=True), headers={"X-Next-Before": {
+    "description": "present when older entries remain: pass it as `before`",
+    "schema": {"type": "integer"}}})
 @_errors()
-def get_access_log():
-    """Who asked about you or acted on your file, when, for which perk, and the answer."""
-    return pages.access_log(_app(), me())
+def get_access_log(query: dict):
+    """Who asked about you or acted on your file, when, for which perk, and the answer, newest
+    first, 200 at a time; `X-Next-Before` pages back through all of it."""
+    entries = pages.access_log(_app(), me(), before=query["before"], limit=query["limit"])
+    headers = {}
+    if len(entries) == query["limit"]:
+        headers["X-Next-Before"] = str(entries[-1]["seq"])
+    return entries, 200, headers

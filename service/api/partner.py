@@ -7,7 +7,7 @@ the audit log, which the citizen can read. Rate-limited per key (service/api/lim
 
 from __future__ import annotations
 
-from flask import current_app, g
+from flask import current_app, g, request
 from flask_smorest import Blueprint
 
 from service.api.partner_schemas import (
@@ -42,6 +42,13 @@ def _authenticate() -> None:
     if engine.dialect.name == "postgresql":
         g.partner_connection = audit.autocommit(engine).connect()
     g.partner_id = partner_id(g.get("partner_connection"))
+
+
+def authenticate_before_body() -> None:
+    """The app-wide hook (service/app.py) that checks a partner's key before anything reads
+    the body: the rate limiter counts a batch's questions, which means parsing it."""
+    if request.blueprint == blp.name:
+        _authenticate()
 
 
 @blp.teardown_request

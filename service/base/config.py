@@ -1,20 +1,43 @@
 """Configuration, read from the environment in this one place.
 
 Development (the default) runs with nothing set: a SQLite file under `var/`, no Redis, and
-development signing keys. Production (`OSMANTHUS_ENV=production`) refuses to start unless every
-secret is given, and never accepts development tokens.
+secrets that are random, never known in advance: `from_env` generates them once into a file
+(`OSMANTHUS_SECRETS_FILE`, default `var/secrets.json`; the demo's is `var/demo/secrets.json`),
+mode 0600, and says so; a `Config` built in code without secrets (tests) gets random secrets
+for its process. There is no usable default anywhere. Production (`OSMANTHUS_ENV=production`,
+the container's default) refuses to start unless every secret is given, and never accepts
+development tokens.
+
+Secrets (see service/rights/auth.py and service/base/keys.py for how they sign):
+- `OSMANTHUS_JWT_SECRET` (≥ 32 bytes), id `OSMANTHUS_JWT_KID`: citizens' and admins' tokens,
+  each role under its own key derived from it (HMAC, label = role) and its own audience.
+  `OSMANTHUS_JWT_PREVIOUS` (JSON `{kid: secret}`) keeps retired secrets verifying while the
+  tokens they signed run out: rotation by `kid`.
+- `OSMANTHUS_CONSENT_KEY` (an Ed25519 private key, PEM), id `OSMANTHUS_CONSENT_KID`: consent
+  tokens, which partners hold for months and may verify with the public key (EdDSA), so a
+  verifier can never mint one. `OSMANTHUS_CONSENT_PREVIOUS` (JSON `{kid: public PEM}`) keeps
+  retired keys verifying.
+- `OSMANTHUS_PERSON_KEY`: the HMAC key of person keys (features/identity.py reads it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import os
+import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-DEVELOPMENT_JWT_SECRET = "osmanthus-development-jwt-secret-not-for-production"
-PRODUCTION_SECRETS = ("OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET", "DATABASE_URL")
+PRODUCTION_SECRETS = ("OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET", "OSMANTHUS_CONSENT_KEY",
+                      "DATABASE_URL")
+DEFAULT_SECRETS_FILE = Path("var/secrets.json")
+MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -29,10 +52,17 @@ class Config:
     registry_dir: Path = Path("var/registry")
     perks_file: Path | None = None  # None: the demo perks shipped in service/rights/perks.json
     as_of: dt.date | None = None  # online scoring's as-of date; None: today (see scoring.today)
-    jwt_secret: str = DEVELOPMENT_JWT_SECRET
+    # None: random for this process (development and tests); production refuses None.
+    jwt_secret: str | None = None
+    jwt_kid: str = "1"
+    jwt_previous: tuple[tuple[str, str], ...] = ()  # (kid, secret): retired, still verifying
+    consent_key: str | None = None  # Ed25519 private key, PEM
+    consent_kid: str = "1"
+    consent_previous: tuple[tuple[str, str], ...] = ()  # (kid, public key PEM)
     jwt_issuer: str = "osmanthus"
     token_minutes: int = 60
     partner_rate_limit: str = "6000/minute"
+    citizen_rate_limit: str = "300/minute"  # per citizen token: a page load is ~6 requests
     # With Redis down, a limiter that fails open keeps partners served (their perks are
     # deposit-free rides and books, not money); failing closed would take the city's
     # bicycles down with Redis. Operators who prefer the opposite set it.
@@ -47,12 +77,25 @@ class Config:
     # Days a dispute has to be answered (征信业管理条例 Art. 25: 20); fixed on each dispute when
     # it is received. Unanswered past it, the record stops counting until answered.
     dispute_due_days: int = 20
+    # Request bodies (service/api/guard.py): JSON endpoints, and the feed upload (a file).
+    max_body_bytes: int = 1 << 20
+    max_feed_bytes: int = 512 << 20
     # The validation snapshot that `POST /v1/admin/models/<v>/promote` runs the gates on.
     validation_features: Path | None = None
     validation_outcomes: Path | None = None
     validation_people: Path | None = None
     validation_as_of: dt.date | None = None
     extra: dict = field(default_factory=dict)  # tests' and extensions' own settings
+
+    def __post_init__(self) -> None:
+        # Outside production a Config built without secrets gets this process's random ones:
+        # usable by the process itself, known to nobody else. Production never: check() fails.
+        if not self.production:
+            ephemeral = _process_secrets()
+            if self.jwt_secret is None:
+                object.__setattr__(self, "jwt_secret", ephemeral["jwt_secret"])
+            if self.consent_key is None:
+                object.__setattr__(self, "consent_key", ephemeral["consent_key"])
 
     @property
     def production(self) -> bool:
@@ -61,6 +104,8 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
         env = os.environ if environ is None else environ
+        if env.get("OSMANTHUS_ENV", "development") != "production":
+            env = development_environment(env, write_back=environ is None)
         config = cls(
             env=env.get("OSMANTHUS_ENV", "development"),
             database_url=env.get("DATABASE_URL", cls.database_url),
@@ -69,9 +114,15 @@ class Config:
             perks_file=Path(env["OSMANTHUS_PERKS"]) if env.get("OSMANTHUS_PERKS") else None,
             as_of=dt.date.fromisoformat(env["OSMANTHUS_AS_OF"]) if env.get("OSMANTHUS_AS_OF")
             else None,
-            jwt_secret=env.get("OSMANTHUS_JWT_SECRET", DEVELOPMENT_JWT_SECRET),
+            jwt_secret=env.get("OSMANTHUS_JWT_SECRET") or None,
+            jwt_kid=env.get("OSMANTHUS_JWT_KID") or cls.jwt_kid,
+            jwt_previous=_previous(env, "OSMANTHUS_JWT_PREVIOUS"),
+            consent_key=env.get("OSMANTHUS_CONSENT_KEY") or None,
+            consent_kid=env.get("OSMANTHUS_CONSENT_KID") or cls.consent_kid,
+            consent_previous=_previous(env, "OSMANTHUS_CONSENT_PREVIOUS"),
             token_minutes=int(env.get("OSMANTHUS_TOKEN_MINUTES", cls.token_minutes)),
             partner_rate_limit=env.get("OSMANTHUS_PARTNER_RATE_LIMIT", cls.partner_rate_limit),
+            citizen_rate_limit=env.get("OSMANTHUS_CITIZEN_RATE_LIMIT", cls.citizen_rate_limit),
             rate_limit_fail_open=env.get("OSMANTHUS_RATE_LIMIT_FAIL_OPEN", "1") != "0",
             ingest_retry_seconds=float(env.get("OSMANTHUS_INGEST_RETRY_SECONDS",
                                                cls.ingest_retry_seconds)),
@@ -79,6 +130,8 @@ class Config:
                                                 cls.api_key_cache_seconds)),
             num_threads=int(env.get("OSMANTHUS_NUM_THREADS", "1")),
             dispute_due_days=int(env.get("OSMANTHUS_DISPUTE_DUE_DAYS", cls.dispute_due_days)),
+            max_body_bytes=int(env.get("OSMANTHUS_MAX_BODY_BYTES", cls.max_body_bytes)),
+            max_feed_bytes=int(env.get("OSMANTHUS_MAX_FEED_BYTES", cls.max_feed_bytes)),
             validation_features=_path(env, "OSMANTHUS_VALIDATION_FEATURES"),
             validation_outcomes=_path(env, "OSMANTHUS_VALIDATION_OUTCOMES"),
             validation_people=_path(env, "OSMANTHUS_VALIDATION_PEOPLE"),
@@ -92,11 +145,24 @@ class Config:
         return config
 
     def check(self) -> Config:
-        """Refuse a production configuration that still uses a development secret."""
-        if self.production and self.jwt_secret == DEVELOPMENT_JWT_SECRET:
-            raise ConfigError("production must not use the development JWT secret")
-        if self.production and len(self.jwt_secret.encode()) < 32:
-            raise ConfigError("OSMANTHUS_JWT_SECRET must be at least 32 bytes (RFC 7518 §3.2)")
+        """Refuse a production configuration without its secrets, or with weak ones."""
+        if self.production and not self.jwt_secret:
+            raise ConfigError("production needs OSMANTHUS_JWT_SECRET to be set")
+        if self.production and not self.consent_key:
+            raise ConfigError("production needs OSMANTHUS_CONSENT_KEY (an Ed25519 private key, "
+                              "PEM) to be set")
+        for name, secret in (("OSMANTHUS_JWT_SECRET", self.jwt_secret),
+                             *((f"OSMANTHUS_JWT_PREVIOUS[{kid}]", old)
+                               for kid, old in self.jwt_previous)):
+            if self.production and len(secret.encode()) < MIN_SECRET_BYTES:
+                raise ConfigError(f"{name} must be at least {MIN_SECRET_BYTES} bytes "
+                                  "(RFC 7518 §3.2)")
+        try:
+            from service.base.keys import keyring_of
+
+            keyring_of(self)
+        except ValueError as error:
+            raise ConfigError(f"a signing key is not usable: {error}") from None
         if not 1 <= self.dispute_due_days <= 60:
             raise ConfigError("OSMANTHUS_DISPUTE_DUE_DAYS must be 1 to 60 days")
         if self.production and self.database_url.startswith("sqlite"):
@@ -109,3 +175,108 @@ class Config:
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(env[name]) if env.get(name) else None
+
+
+def _previous(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """Retired keys, `{kid: key}` as JSON, in a stable order."""
+    text = env.get(name)
+    if not text:
+        return ()
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a JSON object {{kid: key}}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in value.items()):
+        raise ConfigError(f"{name} must be a JSON object {{kid: key}}")
+    return tuple(sorted(value.items()))
+
+
+def new_consent_key() -> str:
+    """A fresh Ed25519 private key, PEM (what `OSMANTHUS_CONSENT_KEY` holds)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+
+
+def _new_secrets() -> dict[str, str]:
+    return {"OSMANTHUS_PERSON_KEY": secrets.token_urlsafe(32),
+            "OSMANTHUS_JWT_SECRET": secrets.token_urlsafe(48),
+            "OSMANTHUS_CONSENT_KEY": new_consent_key()}
+
+
+_PROCESS_SECRETS: dict[str, str] = {}
+
+
+def _process_secrets() -> dict[str, str]:
+    """The secrets of a Config built in code without any (tests): the development secrets
+    file's when `OSMANTHUS_SECRETS_FILE` names one (so the CLI and the app agree), else
+    random ones for this process."""
+    if not _PROCESS_SECRETS:
+        named = os.environ.get("OSMANTHUS_SECRETS_FILE")
+        fresh = development_secrets(Path(named)) if named else _new_secrets()
+        _PROCESS_SECRETS.update(jwt_secret=fresh["OSMANTHUS_JWT_SECRET"],
+                                consent_key=fresh["OSMANTHUS_CONSENT_KEY"])
+    return _PROCESS_SECRETS
+
+
+def development_secrets(path: Path) -> dict[str, str]:
+    """The development secrets in `path`, generated there once (mode 0600) if absent.
+
+    Every process of one development set-up (the demo's CLI steps, each gunicorn worker)
+    reads the same file, so a token one signs another accepts; nobody else knows them."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        raise ConfigError(f"{path} is not the JSON this file holds; remove it to start "
+                          "afresh") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = _new_secrets()
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(fresh, out, indent=1)
+    try:
+        os.link(partial, path)  # whole or not at all; never over another process's file
+    except FileExistsError:  # another process made it first: use theirs
+        return json.loads(path.read_text())
+    finally:
+        partial.unlink()
+    print(f"osmanthus: generated random development secrets into {path} (mode 0600); "
+          "production must set its own (OSMANTHUS_ENV=production)", file=sys.stderr)
+    return fresh
+
+
+def development_environment(env: Mapping[str, str], *, write_back: bool = False
+                            ) -> Mapping[str, str]:
+    """`env` with any missing secret filled from the development secrets file. With
+    `write_back` (the process's own environment) the filled values are exported too, so that
+    code reading the environment directly (features/identity.py's person key) sees them."""
+    missing = [name for name in ("OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET",
+                                 "OSMANTHUS_CONSENT_KEY") if not env.get(name)]
+    if not missing:
+        return env
+    path = Path(env.get("OSMANTHUS_SECRETS_FILE") or DEFAULT_SECRETS_FILE)
+    stored = development_secrets(path)
+    filled = {**env, **{name: stored[name] for name in missing if stored.get(name)}}
+    if write_back:
+        for name in missing:
+            if stored.get(name):
+                os.environ[name] = stored[name]
+    return filled
+
+
+def export_development_secrets() -> None:
+    """Outside production, put the development secrets the process lacks into its environment
+    (generating the file once): for commands that hash ID numbers without building a Config.
+    A production process that lacks one fails where it is read."""
+    if os.environ.get("OSMANTHUS_ENV", "development") != "production":
+        try:
+            development_environment(os.environ, write_back=True)
+        except OSError as error:
+            raise ConfigError(f"cannot keep development secrets: {error.strerror}") from None

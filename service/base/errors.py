@@ -67,6 +67,9 @@ def register_error_handlers(app: Flask) -> None:
                 errors.update(fields if isinstance(fields, dict) else {"_": fields})
         message = "some fields are invalid" if errors else (error.description or error.name)
         response, status = envelope(status, message, None, errors)
+        valid_methods = getattr(error, "valid_methods", None)
+        if status == 405 and valid_methods:  # RFC 9110 §15.5.6: a 405 names what is allowed
+            response.headers["Allow"] = ", ".join(valid_methods)
         for name, value in (data.get("headers") or {}).items():
             response.headers[name] = value
         if status == 429 and "Retry-After" not in response.headers:

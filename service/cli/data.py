@@ -22,7 +22,9 @@ def city(people: int, seed: int, out: str, corrupt_rate: float, quiet: bool) -> 
     from pathlib import Path
 
     from features.city import generate_city
+    from service.base.config import export_development_secrets
 
+    export_development_secrets()  # the person key: random, generated once in development
     started = time.perf_counter()
     try:
         manifest = generate_city(people, seed, Path(out), corrupt_rate=corrupt_rate,
@@ -57,6 +59,10 @@ def validate(feed: str, source: str | None, out: str, today) -> None:
     a non-zero exit status; no raw ID number is ever written or printed.
     """
     from pathlib import Path
+
+    from service.base.config import export_development_secrets
+
+    export_development_secrets()  # the person key: random, generated once in development
 
     from features.validate import FeedError, validate_feed
 

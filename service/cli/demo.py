@@ -128,9 +128,14 @@ def _serving_environment(root: Path, city_dir: Path, feature_dir: Path) -> None:
         "OSMANTHUS_VALIDATION_OUTCOMES": str((city_dir / "outcomes.parquet").resolve()),
         "OSMANTHUS_VALIDATION_PEOPLE": str((city_dir / "people.parquet").resolve()),
         "OSMANTHUS_VALIDATION_AS_OF": VALID_AS_OF,
+        # random secrets, generated once into the demo's own folder (mode 0600)
+        "OSMANTHUS_SECRETS_FILE": str((root / "secrets.json").resolve()),
     }
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
+    from service.base.config import export_development_secrets
+
+    export_development_secrets()
     os.environ["OSMANTHUS_REGISTRY"] = str(Path(os.environ["OSMANTHUS_REGISTRY"]).resolve())
 
 

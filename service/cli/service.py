@@ -90,15 +90,16 @@ def token(role: str, subject: str, minutes: int) -> None:
     SUBJECT is a person key (or an 18-character resident ID, turned into its person key here
     and never stored) for a citizen, or a name for an admin. Partners use API keys instead:
     `osmanthus partners add`."""
-    from service.rights.auth import issue_token
+    from service.rights.auth import SUBJECT, issue_token
 
     config = Config.from_env()
     if config.production:
         raise click.ClickException("development tokens cannot be issued in production")
     if role == "citizen":
         subject = _person_key(subject)
-    elif not subject.strip() or len(subject) > 64:
-        raise click.BadParameter("an admin name of 1 to 64 characters", param_hint="SUBJECT")
+    elif not SUBJECT["admin"].fullmatch(subject):
+        raise click.BadParameter("an admin name of 1 to 64 letters, digits or ._@-",
+                                 param_hint="SUBJECT")
     click.echo(issue_token(config, role, subject, minutes=minutes, development=True))
 
 
@@ -200,8 +201,12 @@ def gunicorn_command(host: str, port: int, workers: int | None, threads: int | N
     workers = workers or int(env.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
     if threads is not None:
         env["OSMANTHUS_NUM_THREADS"] = str(threads)
+    from service.http_worker import gunicorn_arguments
+
+    http_threads = int(env.get("OSMANTHUS_HTTP_THREADS") or 4)
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
             str(workers), "--timeout", str(timeout), "--access-logfile", "-",
+            *gunicorn_arguments(http_threads),  # threads that slow clients cannot hold
             "service.wsgi:app"]
     return argv, env
 

@@ -214,13 +214,15 @@ def verify(engine: Engine, batch: int = 10_000) -> Verdict:
     return Verdict(rows)
 
 
-def entries_for(engine: Engine, person_key: str, limit: int = 200) -> list[dict]:
-    """A person's own access log: who asked about them, when, and the answer."""
+def entries_for(engine: Engine, person_key: str, limit: int = 200, *,
+                before: int | None = None) -> list[dict]:
+    """A person's own access log: who asked about them, when, and the answer, newest first
+    (`before`: only entries older than that seq, to page back through all of it)."""
+    query = (select(audit_log.c.seq, audit_log.c.at, audit_log.c.actor, audit_log.c.action,
+                    audit_log.c.detail)
+             .where(audit_log.c.person_key == person_key))
+    if before is not None:
+        query = query.where(audit_log.c.seq < before)
     with engine.connect() as connection:
-        rows = connection.execute(
-            select(audit_log.c.seq, audit_log.c.at, audit_log.c.actor, audit_log.c.action,
-                   audit_log.c.detail)
-            .where(audit_log.c.person_key == person_key)
-            .order_by(audit_log.c.seq.desc()).limit(limit)
-        )
+        rows = connection.execute(query.order_by(audit_log.c.seq.desc()).limit(limit))
         return [dict(row._mapping) for row in rows]

@@ -1,13 +1,22 @@
 """Who is asking: citizens' and admins' tokens, partners' API keys, citizens' consent tokens.
 
-- A token is a JWT (HS256) with `sub`, `role` (citizen | admin), `iss`, `iat`, `exp`. A
-  citizen's subject is their person key, so `/v1/me/...` needs no id in the path.
+- Citizens' and admins' tokens are JWTs (HS256) with `sub`, `role`, `aud`, `iss`, `iat`, `exp`
+  and a `kid` header. Each role has its own key, derived from the configured secret with the
+  role as label (HMAC-SHA256), and its own audience (`osmanthus-citizen`, `osmanthus-admin`):
+  a key or token of one role is worth nothing for another. A citizen's subject is their person
+  key, so `/v1/me/...` needs no id in the path.
+- A consent token (role `consent`) is signed with Ed25519 (EdDSA): partners hold it for months
+  and may check it with the public key (`/.well-known/jwks.json`), which cannot sign one. It
+  names the consent, the partner and the perks, and it is worth nothing once the consent is
+  revoked or expired (checked in the database on every use, not only by the token's expiry).
+- Rotation by `kid`: new tokens are signed by the current key; retired keys listed in the
+  configuration (service/base/config.py) still verify the tokens they signed until those expire.
+  A token naming an unknown `kid`, or an algorithm other than its role's, is refused.
+- Every subject has a shape (person key, admin name, consent id); any other is a 401 before it
+  can reach a table, a log line or a cache key.
 - A development token (issued by `osmanthus token`) carries `dev: true` and is refused in
-  production, where the signing secret comes from configuration and never defaults.
+  production, where the secrets come from configuration and never default.
 - A partner's API key is random; only its SHA-256 is stored, and it is looked up by that hash.
-- A consent token is a JWT with role `consent`: it names the consent, the partner and the perks,
-  and it is worth nothing once the consent is revoked or expired (checked in the database on
-  every use, not only by the token's own expiry).
 
 Decoding is on every request's path (a partner's batch decodes up to 1,000 consent tokens), and
 PyJWT spends ~60 µs a token. The same tokens come back again and again (a citizen's app, a
@@ -30,10 +39,17 @@ import jwt
 
 from service.base.config import Config
 from service.base.errors import ApiError
+from service.base.keys import ALGORITHM, CONSENT_ALGORITHM, Keyring, keyring_of
 
 ROLES = ("citizen", "admin", "consent")
 PERSON_KEY = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex: what a citizen token's `sub` holds
-ALGORITHM = "HS256"
+AUDIENCE = {role: f"osmanthus-{role}" for role in ROLES}
+# What each role's subject may look like: anything else is refused before it is used.
+SUBJECT = {
+    "citizen": PERSON_KEY,
+    "admin": re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"),
+    "consent": re.compile(r"[0-9a-f]{32}"),  # a consent id (uuid4 hex)
+}
 
 
 @dataclass(frozen=True)
@@ -54,25 +70,42 @@ def issue_token(config: Config, role: str, subject: str, *, minutes: int | None 
         raise ValueError(f"unknown role {role!r}")
     now = now or dt.datetime.now(dt.UTC)
     payload = {
-        "sub": subject, "role": role, "iss": config.jwt_issuer, "iat": now,
-        "exp": now + dt.timedelta(minutes=minutes or config.token_minutes),
+        "sub": subject, "role": role, "aud": AUDIENCE[role], "iss": config.jwt_issuer,
+        "iat": now, "exp": now + dt.timedelta(minutes=minutes or config.token_minutes),
         **(claims or {}),
     }
     if development:
         payload["dev"] = True
-    return jwt.encode(payload, config.jwt_secret, algorithm=ALGORITHM)
+    keys = keyring_of(config)
+    if role == "consent":
+        return jwt.encode(payload, keys.consent_private, algorithm=CONSENT_ALGORITHM,
+                          headers={"kid": keys.consent_kid})
+    return jwt.encode(payload, keys.role_key(role, keys.hmac_kid), algorithm=ALGORITHM,
+                      headers={"kid": keys.hmac_kid})
 
 
 @functools.lru_cache(maxsize=65_536)
-def _accepted(secret: str, issuer: str, token: str) -> dict:
-    return jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer,
-                      options={"require": ["exp", "sub", "role"]})
+def _accepted(keys: Keyring, token: str) -> dict:
+    """PyJWT's verdict under the key of the role the token claims: that role's algorithm only,
+    its audience, the issuer, and the key its `kid` names."""
+    header = jwt.get_unverified_header(token)
+    role = jwt.decode(token, options={"verify_signature": False}).get("role")
+    kid = header.get("kid")
+    if role not in ROLES or not isinstance(kid, str):
+        raise jwt.InvalidTokenError("no role or key id")
+    key, algorithm = keys.verifying_key(role, kid)
+    return jwt.decode(token, key, algorithms=[algorithm], issuer=keys.issuer,
+                      audience=AUDIENCE[role], options={"require": ["exp", "sub", "role", "aud"]})
 
 
-def verified_claims(secret: str, issuer: str, token: str) -> dict:
+def verified_claims(config: Config, token: str) -> dict:
     """PyJWT's claims for a token (raises its `InvalidTokenError`s); a token it accepted before
     is only checked again for expiry, exactly as PyJWT checks it (no leeway)."""
-    claims = _accepted(secret, issuer, token)
+    try:
+        keys = keyring_of(config)
+    except ValueError:
+        raise jwt.InvalidTokenError("no keys") from None
+    claims = _accepted(keys, token)
     if claims["exp"] <= time.time():
         raise jwt.ExpiredSignatureError("Signature has expired")
     return dict(claims)  # a copy: the remembered claims stay as PyJWT gave them
@@ -81,7 +114,7 @@ def verified_claims(secret: str, issuer: str, token: str) -> dict:
 def decode_token(config: Config, token: str, role: str) -> dict:
     """The token's claims, or a 401 (not valid) / 403 (valid, but not for this)."""
     try:
-        claims = verified_claims(config.jwt_secret, config.jwt_issuer, token)
+        claims = verified_claims(config, token)
     except jwt.ExpiredSignatureError:
         raise ApiError(401, "the token has expired") from None
     except jwt.InvalidTokenError:
@@ -90,6 +123,9 @@ def decode_token(config: Config, token: str, role: str) -> dict:
         raise ApiError(401, "development tokens are not accepted here")
     if claims["role"] != role:
         raise ApiError(403, f"this needs a {role} token")
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not SUBJECT[role].fullmatch(subject):
+        raise ApiError(401, "the token's subject is not valid")
     return claims
 
 
@@ -124,10 +160,7 @@ def citizen_of(config: Config, authorization: str | None) -> str:
 
     A subject that is not a person key (an identity provider that puts the raw ID number in
     `sub`, say) is refused before it can reach a table, a log line or a cache key."""
-    subject = decode_token(config, bearer(authorization), "citizen")["sub"]
-    if not isinstance(subject, str) or not PERSON_KEY.fullmatch(subject):
-        raise ApiError(401, "the token does not name a person key")
-    return subject
+    return decode_token(config, bearer(authorization), "citizen")["sub"]  # its shape checked
 
 
 def citizen_key() -> str:

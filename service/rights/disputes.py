@@ -27,6 +27,7 @@ so ids never reveal whether someone else has a dispute.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from typing import Any
 
@@ -213,6 +214,24 @@ def latest_by_record(engine: Engine, person_key: str) -> dict[tuple[str, str], d
     return {(row.source, row.record_id): dict(row._mapping) for row in rows}
 
 
+def _out_of_bounds(value: object) -> str | None:
+    """The bounds every stored record keeps (features/validate.py): a correction of "nan",
+    "inf", 1e308 or year 1 would be committed and then fail every later re-score."""
+    from features.validate import EARLIEST_RECORD_DATE, MAX_ABS_NUMBER
+
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if isinstance(value, int | float) and abs(value) > MAX_ABS_NUMBER:
+        return f"must be within ±{MAX_ABS_NUMBER:,.0f}"
+    if isinstance(value, dt.date) and not EARLIEST_RECORD_DATE <= value <= dt.date(2100, 1, 1):
+        return f"must be a date from {EARLIEST_RECORD_DATE.year} on"
+    if isinstance(value, str) and ("\x00" in value or len(value) > 200):
+        return "must be text of at most 200 characters, without NUL"
+    return None
+
+
 def _coerce(source: str, correction: dict) -> dict:
     """Correction columns typed as the record table holds them (422 names each bad one)."""
     schema, spec = record_schema(source), SCHEMAS[Source(source)]
@@ -237,8 +256,12 @@ def _coerce(source: str, correction: dict) -> dict:
                 out[name] = int(value)
             else:
                 out[name] = str(value)
-        except (TypeError, ValueError) as error:
-            errors[field] = [f"not a valid {dtype.lower()} value: {error}"]
+        except (TypeError, ValueError, OverflowError):
+            errors[field] = [f"not a valid {dtype.lower()} value"]  # never echo the value
+            continue
+        problem = _out_of_bounds(out[name])
+        if problem:
+            errors[field] = [problem]
             continue
         if name in spec.column_names:
             allowed = spec.column(name).allowed

@@ -20,6 +20,7 @@ BEGIN/ROLLBACK round trips; the append still commits its rows and the chain's he
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -47,7 +48,8 @@ class Refusal:
     status: int = 403
 
     def as_error(self) -> ApiError:
-        return ApiError(self.status, self.message, code=self.code)
+        headers = {"Retry-After": "3600"} if self.status == 429 else None
+        return ApiError(self.status, self.message, code=self.code, headers=headers)
 
 
 @dataclass
@@ -81,11 +83,51 @@ def decide(app: Flask, partner: str, questions: list[tuple[str, str]],
     entries = []
     for question in asked:
         result = question.refusal or _answer(question, now)
+        if question.row is not None and isinstance(result, Refusal) \
+                and question.row["partner_id"] != partner:  # another partner's consent
+            result, entry = _limit_refusal(app, partner, question, result)
+            results.append(result)
+            if entry is not None:
+                entries.append(entry)
+            continue
         results.append(result)
         if question.row is not None:
             entries.append(_audit_entry(partner, question, result))
     audit.append_committed(engine, entries, at=now, connection=connection, head=head)
     return results
+
+
+# Refusals of a partner asking with another partner's consent token (it holds no consent of
+# this person): each is logged for the citizen, so replaying a token could flood their access
+# log. The first REFUSALS_PER_HOUR per (partner, person) are logged one by one; then one
+# summary entry says further ones are not, and the partner gets 429 for that person until the
+# hour is over.
+REFUSALS_PER_HOUR = 3
+LIMITED = Refusal("rate_limited", "too many questions about this person without their "
+                  "consent; ask again later", status=429)
+
+
+def _limit_refusal(app: Flask, partner: str, question: _Question,
+                   refusal: Refusal) -> tuple[Refusal, dict | None]:
+    """(what the partner is told, the audit entry or None) for a no-consent refusal."""
+    from limits import RateLimitItemPerHour
+
+    limiter = app.extensions.get("osmanthus.limiter")
+    person = question.row["person_key"]
+    bucket = hashlib.sha256(f"{partner}\x00{person}".encode()).hexdigest()[:32]
+    try:
+        strategy = limiter.limiter
+        if strategy.hit(RateLimitItemPerHour(REFUSALS_PER_HOUR), "refusal", bucket):
+            return refusal, _audit_entry(partner, question, refusal)
+        first_over = strategy.hit(RateLimitItemPerHour(1), "refusal-summary", bucket)
+    except Exception:  # noqa: BLE001 - no limiter or its storage is down: log every one
+        return refusal, _audit_entry(partner, question, refusal)
+    if not first_over:
+        return LIMITED, None
+    return LIMITED, {"actor": f"partner:{partner}", "person_key": person,
+                     "action": "eligibility_refusals_limited",
+                     "detail": {"refused": refusal.code, "limit": f"{REFUSALS_PER_HOUR} per hour",
+                                "note": "further refusals this hour are not logged one by one"}}
 
 
 def _precheck(app: Flask, partner: str, token: str, perk_id: str) -> _Question:
@@ -255,11 +297,17 @@ def _answer(question: _Question, now: dt.datetime) -> dict:
     }
 
 
+UNKNOWN_PERK = "unknown perk"
+
+
 def _audit_entry(partner: str, question: _Question, result: dict | Refusal) -> dict:
     entry = {"actor": f"partner:{partner}", "person_key": question.row["person_key"]}
     if isinstance(result, Refusal):
+        # only what the service chose: a configured perk id, never the caller's own text
+        # (the log is append-only, and a partner could type an ID number into perk_id)
+        perk = question.perk.perk_id if question.perk is not None else UNKNOWN_PERK
         return {**entry, "action": "eligibility_refused",
-                "detail": {"perk": question.perk_id, "refused": result.code,
+                "detail": {"perk": perk, "refused": result.code,
                            "consent_id": question.consent_id}}
     return {**entry, "action": "eligibility",
             "detail": {"perk": question.perk_id, "policy_version": question.perk.policy_version,

@@ -237,15 +237,17 @@ def perks_page(app: Flask, person_key: str) -> dict:
             "perks": perks}
 
 
-def access_log(app: Flask, person_key: str) -> list[dict]:
+def access_log(app: Flask, person_key: str, *, before: int | None = None,
+               limit: int = 200) -> list[dict]:
     """Who asked about the person or acted on their file, newest first. A partner's question
     is shown with its perk and answer (`detail.perk_id`, `detail.eligible`)."""
     out = []
-    for entry in entries_for(_engine(app), person_key):
+    for entry in entries_for(_engine(app), person_key, limit, before=before):
         actor, detail = entry["actor"], entry["detail"] or {}
         role, _, name = actor.partition(":")
         at = entry["at"]
         out.append({
+            "seq": entry["seq"],
             "at": at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at,
             "actor": actor, "action": entry["action"],
             "partner_id": name if role == "partner" else None,

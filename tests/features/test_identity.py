@@ -131,11 +131,13 @@ def test_production_without_a_key_refuses(monkeypatch):
         person_key(VALID)
 
 
-def test_development_key_warns_outside_production(monkeypatch, caplog):
+def test_no_default_key_even_outside_production(monkeypatch):
+    """No usable default anywhere: without the key set, development refuses too (the CLI fills
+    it from a generated secrets file, service/config.py)."""
     monkeypatch.delenv(identity.KEY_ENV, raising=False)
     monkeypatch.delenv("OSMANTHUS_ENV", raising=False)
-    assert identity.person_key_secret() == identity.DEVELOPMENT_KEY
-    assert "development key" in caplog.text
+    with pytest.raises(RuntimeError, match=identity.KEY_ENV):
+        identity.person_key_secret()
 
 
 def _expr_problem(values: list[str | None]) -> list[str | None]:
@@ -182,3 +184,23 @@ def test_id_numbers_in_free_text_are_redacted_and_nothing_else_is():
     assert number not in redacted and redacted.count(REDACTED) == 1
     assert "12345678901234567890" in redacted and "13800138000" in redacted
     assert redact_ids(number[:17] + "x") == REDACTED
+
+
+WIDE = str.maketrans("0123456789X-", "０１２３４５６７８９Ｘ－")
+
+
+@pytest.mark.parametrize("write", [
+    lambda n: n.translate(WIDE),  # full-width digits
+    lambda n: f"{n[:6]}-{n[6:14]}-{n[14:]}",  # ASCII hyphens between groups
+    lambda n: f"{n[:6]} {n[6:14]} {n[14:]}",  # spaces
+    lambda n: f"{n[:6]}－{n[6:14]}－{n[14:]}".translate(WIDE),  # full-width hyphens and digits
+    lambda n: f"{n[:3]}.{n[3:6]}.{n[6:10]}\u3000{n[10:14]}/{n[14:]}",  # dots, ideographic space
+    lambda n: f"{n[:6]}\u2013{n[6:]}",  # an en dash
+])
+def test_ids_written_wide_or_with_separators_are_redacted(write):
+    from features.identity import REDACTED, redact_ids
+
+    number = make_resident_id(110101, dt.date(1990, 5, 17), 123)
+    redacted = redact_ids(f"身份证号{write(number)}，请删除")
+    assert redacted == f"身份证号{REDACTED}，请删除"
+    assert not any(ch.isdigit() for ch in redacted)

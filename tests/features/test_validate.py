@@ -100,6 +100,10 @@ MATRIX = [
     (Source.POSITIVE, "kind", "gift", "must be one of: volunteering, blood_donation, honour"),
     (Source.POSITIVE, "hours", "1001", "must be ≤ 1000"),
     (Source.POSITIVE, "hours", "-1", "must be ≥ 0"),
+    # the bounds every column keeps (a sum of 1e308 is inf; year 1 breaks month arithmetic)
+    (Source.TRANSIT, "unpaid_fees", "1e308", "beyond ±1e+15"),
+    (Source.SOCIAL_SECURITY, "month", "0001-01", "before 1990"),
+    (Source.COURT, "filed_on", "1899-12-31", "before 1990"),
 ]
 
 

@@ -5,33 +5,66 @@ from __future__ import annotations
 import pytest
 
 from service.app import create_app
-from service.base.config import DEVELOPMENT_JWT_SECRET, Config, ConfigError
+from service.base.config import Config, ConfigError, new_consent_key
 
 ENVELOPE_KEYS = {"code", "status", "message", "errors"}
 
 
-def test_development_needs_nothing_set():
-    config = Config.from_env({})
+def test_development_needs_nothing_set_and_generates_its_secrets_once(tmp_path):
+    import stat
+
+    secrets_file = tmp_path / "demo" / "secrets.json"
+    config = Config.from_env({"OSMANTHUS_SECRETS_FILE": str(secrets_file)})
     assert config.env == "development" and config.database_url.startswith("sqlite")
     assert config.redis_url is None
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    again = Config.from_env({"OSMANTHUS_SECRETS_FILE": str(secrets_file)})
+    assert (again.jwt_secret, again.consent_key) == (config.jwt_secret, config.consent_key)
+    elsewhere = Config.from_env({"OSMANTHUS_SECRETS_FILE": str(tmp_path / "other.json")})
+    assert elsewhere.jwt_secret != config.jwt_secret  # random, not a default
 
 
-@pytest.mark.parametrize("missing", ["OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET", "DATABASE_URL"])
-def test_production_refuses_to_start_without_each_secret(missing):
-    environ = {
-        "OSMANTHUS_ENV": "production", "OSMANTHUS_PERSON_KEY": "k",
-        "OSMANTHUS_JWT_SECRET": "s", "DATABASE_URL": "postgresql+psycopg://db/osmanthus",
-    }
+def test_no_secret_has_a_default_in_the_source():
+    """Two configurations built in two processes share no secret: none is written down."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from service.base.config import Config; print(Config().jwt_secret)"
+    env = {k: v for k, v in os.environ.items() if k != "OSMANTHUS_SECRETS_FILE"}
+    first, second = (subprocess.run([sys.executable, "-c", code], capture_output=True, env=env,
+                                    text=True, check=True).stdout for _ in range(2))
+    assert first.strip() and first != second
+    assert Config(env="production").jwt_secret is None
+
+
+PRODUCTION = {
+    "OSMANTHUS_ENV": "production", "OSMANTHUS_PERSON_KEY": "k" * 32,
+    "OSMANTHUS_JWT_SECRET": "s" * 32, "OSMANTHUS_CONSENT_KEY": "pem",
+    "DATABASE_URL": "postgresql+psycopg://db/osmanthus",
+}
+
+
+@pytest.mark.parametrize("missing", ["OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET",
+                                     "OSMANTHUS_CONSENT_KEY", "DATABASE_URL"])
+def test_production_refuses_to_start_without_each_secret(missing, tmp_path):
+    environ = {**PRODUCTION, "OSMANTHUS_SECRETS_FILE": str(tmp_path / "secrets.json")}
     del environ[missing]
     with pytest.raises(ConfigError, match=missing):
         Config.from_env(environ)
+    assert not (tmp_path / "secrets.json").exists()  # production never generates one
 
 
-def test_production_refuses_development_secret_and_sqlite():
-    with pytest.raises(ConfigError, match="development JWT"):
-        create_app(Config(env="production", jwt_secret=DEVELOPMENT_JWT_SECRET))
+def test_production_refuses_weak_or_unusable_secrets_and_sqlite():
+    key = new_consent_key()
+    with pytest.raises(ConfigError, match="32 bytes"):
+        create_app(Config(env="production", jwt_secret="short", consent_key=key))
+    with pytest.raises(ConfigError, match="not usable"):
+        create_app(Config(env="production", jwt_secret="r" * 32, consent_key="not a key",
+                          database_url="postgresql+psycopg://db/x"))
     with pytest.raises(ConfigError, match="PostgreSQL"):
-        create_app(Config(env="production", jwt_secret="r" * 32, database_url="sqlite:///x.db"))
+        create_app(Config(env="production", jwt_secret="r" * 32, consent_key=key,
+                          database_url="sqlite:///x.db"))
 
 
 def test_healthz(client):

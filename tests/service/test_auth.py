@@ -7,25 +7,36 @@ import datetime as dt
 import jwt
 import pytest
 
-from service.base.config import Config
+from service.base.config import Config, new_consent_key
 from service.base.errors import ApiError
-from service.rights.auth import bearer, decode_token, hash_api_key, issue_token, new_api_key
+from service.rights.auth import (
+    AUDIENCE,
+    bearer,
+    decode_token,
+    hash_api_key,
+    issue_token,
+    keyring_of,
+    new_api_key,
+)
 
 DEV = Config()
-PROD = Config(env="production", jwt_secret="production-secret-of-at-least-32-bytes!")
+PROD = Config(env="production", jwt_secret="production-secret-of-at-least-32-bytes!",
+              consent_key=new_consent_key())
+PK, PK2 = "a" * 64, "b" * 64  # person keys (a citizen token's subject must be one)
 
 
 def test_a_token_round_trips_with_its_role_and_subject():
-    claims = decode_token(DEV, issue_token(DEV, "citizen", "pk1"), "citizen")
-    assert claims["sub"] == "pk1" and claims["role"] == "citizen"
+    claims = decode_token(DEV, issue_token(DEV, "citizen", PK), "citizen")
+    assert claims["sub"] == PK and claims["role"] == "citizen"
+    assert claims["aud"] == AUDIENCE["citizen"]
 
 
 @pytest.mark.parametrize("make,status", [
     (lambda: issue_token(DEV, "admin", "ops"), 403),  # right signature, wrong role
-    (lambda: issue_token(DEV, "citizen", "pk", now=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)), 401),
-    (lambda: issue_token(Config(jwt_secret="another-secret-of-at-least-32-bytes!!"), "citizen", "pk"), 401),
+    (lambda: issue_token(DEV, "citizen", PK, now=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)), 401),
+    (lambda: issue_token(Config(jwt_secret="another-secret-of-at-least-32-bytes!!"), "citizen", PK), 401),
     (lambda: "not.a.token", 401),
-    (lambda: jwt.encode({"sub": "pk", "role": "citizen"}, DEV.jwt_secret, "HS256"), 401),
+    (lambda: jwt.encode({"sub": PK, "role": "citizen"}, DEV.jwt_secret, "HS256"), 401),
 ])
 def test_bad_tokens_are_refused_with_the_right_status(make, status):
     with pytest.raises(ApiError) as caught:
@@ -34,15 +45,15 @@ def test_bad_tokens_are_refused_with_the_right_status(make, status):
 
 
 def test_development_tokens_are_refused_in_production_even_when_signed_right():
-    token = issue_token(PROD, "citizen", "pk", development=True)
+    token = issue_token(PROD, "citizen", PK, development=True)
     with pytest.raises(ApiError, match="development"):
         decode_token(PROD, token, "citizen")
-    assert decode_token(PROD, issue_token(PROD, "citizen", "pk"), "citizen")["sub"] == "pk"
+    assert decode_token(PROD, issue_token(PROD, "citizen", PK), "citizen")["sub"] == PK
 
 
-def test_a_development_token_from_the_default_key_fails_in_production():
+def test_a_development_token_from_the_development_keys_fails_in_production():
     with pytest.raises(ApiError):
-        decode_token(PROD, issue_token(DEV, "citizen", "pk", development=True), "citizen")
+        decode_token(PROD, issue_token(DEV, "citizen", PK, development=True), "citizen")
 
 
 @pytest.mark.parametrize("header", [None, "", "Basic abc", "Token abc"])
@@ -59,13 +70,18 @@ def test_api_keys_are_random_and_only_their_hash_is_kept():
 
 
 # --- remembered verdicts (`verified_claims`): PyJWT stays the only verifier ---------------
-def _signed(payload: dict, headers: dict | None = None, secret: str = DEV.jwt_secret,
+CITIZEN_KEY = keyring_of(DEV).role_key("citizen", DEV.jwt_kid)
+
+
+def _signed(payload: dict, headers: dict | None = None, secret: str | bytes = CITIZEN_KEY,
             algorithm: str = "HS256") -> str:
-    return jwt.encode(payload, secret, algorithm=algorithm, headers=headers)
+    return jwt.encode(payload, secret, algorithm=algorithm,
+                      headers={"kid": DEV.jwt_kid, **(headers or {})})
 
 
 NOW = int(dt.datetime.now(dt.UTC).timestamp())
-GOOD = {"sub": "pk", "role": "citizen", "iss": DEV.jwt_issuer, "iat": NOW, "exp": NOW + 600}
+GOOD = {"sub": PK, "role": "citizen", "aud": AUDIENCE["citizen"], "iss": DEV.jwt_issuer,
+        "iat": NOW, "exp": NOW + 600}
 REFUSED = {
     "expired": lambda: _signed({**GOOD, "exp": NOW - 1}),
     "not yet valid": lambda: _signed({**GOOD, "nbf": NOW + 600}),
@@ -73,9 +89,16 @@ REFUSED = {
     "no role": lambda: _signed({k: v for k, v in GOOD.items() if k != "role"}),
     "another secret": lambda: _signed(GOOD, secret="another-secret-of-at-least-32-bytes!!"),
     "HS384": lambda: _signed(GOOD, algorithm="HS384"),
+    "the master secret itself": lambda: _signed(GOOD, secret=DEV.jwt_secret),
+    "the admin key": lambda: _signed(GOOD, secret=keyring_of(DEV).role_key("admin", "1")),
+    "no audience": lambda: _signed({k: v for k, v in GOOD.items() if k != "aud"}),
+    "the admin audience": lambda: _signed({**GOOD, "aud": AUDIENCE["admin"]}),
+    "an unknown kid": lambda: _signed(GOOD, headers={"kid": "nope"}),
+    "a subject not a person key": lambda: _signed({**GOOD, "sub": "x" * 97}),
+    "a subject with a surrogate": lambda: _signed({**GOOD, "sub": "\ud800" + "a" * 63}),
     "alg none": lambda: jwt.encode(GOOD, None, algorithm="none"),
     "payload swapped": lambda: ".".join([_signed(GOOD).split(".")[0],
-                                         _signed({**GOOD, "sub": "other"}).split(".")[1],
+                                         _signed({**GOOD, "sub": PK2}).split(".")[1],
                                          _signed(GOOD).split(".")[2]]),
 }
 
@@ -94,8 +117,8 @@ def test_a_remembered_token_still_expires(monkeypatch):
 
     now = int(dt.datetime.now(dt.UTC).timestamp())  # not the module's NOW: collection was earlier
     token = _signed({**GOOD, "iat": now, "exp": now + 60})
-    assert decode_token(DEV, token, "citizen")["sub"] == "pk"
-    assert decode_token(DEV, token, "citizen")["sub"] == "pk"  # the second time, remembered
+    assert decode_token(DEV, token, "citizen")["sub"] == PK
+    assert decode_token(DEV, token, "citizen")["sub"] == PK  # the second time, remembered
     assert auth_module._accepted.cache_info().hits >= 1
     monkeypatch.setattr(auth_module.time, "time", lambda: now + 61)
     with pytest.raises(ApiError) as caught:
@@ -104,6 +127,106 @@ def test_a_remembered_token_still_expires(monkeypatch):
 
 
 def test_remembered_claims_are_copies():
-    token = issue_token(DEV, "citizen", "pk1")
+    token = issue_token(DEV, "citizen", PK)
     decode_token(DEV, token, "citizen")["sub"] = "someone else"
-    assert decode_token(DEV, token, "citizen")["sub"] == "pk1"
+    assert decode_token(DEV, token, "citizen")["sub"] == PK
+
+
+# --- separate keys, asymmetric consent tokens, rotation by kid ------------------------------
+CONSENT_ID = "c" * 32
+
+
+def test_consent_tokens_are_ed25519_and_verify_with_the_public_key_alone():
+    token = issue_token(DEV, "consent", CONSENT_ID, claims={"partner": "p", "perks": ["x"]})
+    assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
+    public = keyring_of(DEV).consent_public[DEV.consent_kid]
+    claims = jwt.decode(token, public, algorithms=["EdDSA"], audience=AUDIENCE["consent"])
+    assert claims["sub"] == CONSENT_ID
+    assert decode_token(DEV, token, "consent")["partner"] == "p"
+
+
+def test_a_verifier_cannot_mint_a_consent_token():
+    """What a partner holds (the public key, the JWKS) signs nothing the service accepts:
+    neither as an HMAC secret (the classic alg confusion) nor under any other algorithm."""
+    from cryptography.hazmat.primitives import serialization
+
+    public = keyring_of(DEV).consent_public[DEV.consent_kid]
+    pem = public.public_bytes(serialization.Encoding.PEM,
+                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    payload = {"sub": CONSENT_ID, "role": "consent", "aud": AUDIENCE["consent"],
+               "iss": DEV.jwt_issuer, "exp": NOW + 600, "partner": "p", "perks": ["x"]}
+    import hashlib
+    import hmac as hmac_module
+
+    for forged in (
+        _hs256_with_raw_key(payload, pem),
+        _hs256_with_raw_key(payload, hmac_module.new(pem, b"", hashlib.sha256).digest()),
+        _signed(payload),  # the citizen key
+        jwt.encode(payload, new_consent_key(), algorithm="EdDSA", headers={"kid": "1"}),
+    ):
+        with pytest.raises(ApiError) as caught:
+            decode_token(DEV, forged, "consent")
+        assert caught.value.status == 401
+
+
+def _hs256_with_raw_key(payload: dict, key: bytes) -> str:
+    """HS256 over raw bytes (PyJWT itself refuses a PEM as an HMAC key, so sign by hand)."""
+    import base64
+    import hashlib
+    import hmac as hmac_module
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "1"}).encode())
+    body = b64(json.dumps(payload).encode())
+    mac = hmac_module.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(mac)}"
+
+
+def test_each_role_has_its_own_key_and_audience():
+    keys = keyring_of(DEV)
+    assert keys.role_key("citizen", "1") != keys.role_key("admin", "1")
+    assert len({AUDIENCE[role] for role in ("citizen", "admin", "consent")}) == 3
+
+
+def test_rotation_by_kid_keeps_old_tokens_until_the_old_key_is_dropped():
+    old = Config(jwt_secret="o" * 40, jwt_kid="2025", consent_key=new_consent_key(),
+                 consent_kid="2025")
+    citizen, consent = (issue_token(old, "citizen", PK),
+                        issue_token(old, "consent", CONSENT_ID, claims={"partner": "p"}))
+    from cryptography.hazmat.primitives import serialization
+
+    old_public = keyring_of(old).consent_public["2025"].public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    rotated = Config(jwt_secret="n" * 40, jwt_kid="2026", jwt_previous=(("2025", "o" * 40),),
+                     consent_key=new_consent_key(), consent_kid="2026",
+                     consent_previous=(("2025", old_public),))
+    assert decode_token(rotated, citizen, "citizen")["sub"] == PK
+    assert decode_token(rotated, consent, "consent")["sub"] == CONSENT_ID
+    fresh = issue_token(rotated, "citizen", PK)
+    assert jwt.get_unverified_header(fresh)["kid"] == "2026"
+    dropped = rotated.with_(jwt_previous=(), consent_previous=())
+    for token, role in ((citizen, "citizen"), (consent, "consent")):
+        with pytest.raises(ApiError) as caught:
+            decode_token(dropped, token, role)
+        assert caught.value.status == 401
+
+
+@pytest.mark.parametrize("subject", ["x" * 97, "ops\x00", "ops\ud800", "", "a b"])
+def test_an_admin_subject_of_the_wrong_shape_is_a_401(subject):
+    with pytest.raises(ApiError) as caught:
+        decode_token(DEV, issue_token(DEV, "admin", subject), "admin")
+    assert caught.value.status == 401
+
+
+def test_the_published_keys_verify_consent_tokens(client, app):
+    """A partner can check a consent token with /.well-known/jwks.json alone."""
+    config = app.extensions["osmanthus.config"]
+    token = issue_token(config, "consent", CONSENT_ID, claims={"partner": "p"})
+    keys = client.get("/.well-known/jwks.json").get_json()["keys"]
+    assert keys and all("d" not in key for key in keys)  # public halves only
+    key = jwt.PyJWKSet.from_dict({"keys": keys})[jwt.get_unverified_header(token)["kid"]]
+    assert jwt.decode(token, key, algorithms=["EdDSA"],
+                      audience=AUDIENCE["consent"])["sub"] == CONSENT_ID

@@ -398,6 +398,12 @@ def test_an_upheld_dispute_can_correct_the_record(served_app, served_client, aut
     ("upheld", "", {"closed_on": "not a date"}, "correction.closed_on"),
     ("upheld", "", {"person_key": "someone-else"}, "correction.person_key"),
     ("upheld", "", {"amount": None}, "correction.amount"),
+    # values that would be committed and then fail every later re-score of the city
+    ("upheld", "", {"amount": "nan"}, "correction.amount"),
+    ("upheld", "", {"amount": "inf"}, "correction.amount"),
+    ("upheld", "", {"amount": 1e308}, "correction.amount"),
+    ("upheld", "", {"amount": "110101199003077777x"}, "correction.amount"),  # never echoed
+    ("upheld", "", {"filed_on": "0001-01-01"}, "correction.filed_on"),
 ])
 def test_a_bad_resolution_changes_nothing(served_app, served_client, auth, people_keys, outcome,
                                           note, correction, field):
@@ -408,6 +414,7 @@ def test_a_bad_resolution_changes_nothing(served_app, served_client, auth, peopl
         resolve_dispute(engine, served_app, dispute_id, outcome, note, by="admin:ops",
                         correction=correction)
     assert error.value.status == 422 and field in error.value.errors
+    assert "110101199003077777" not in str(error.value.errors)
     with engine.connect() as connection:
         assert connection.execute(select(disputes.c.state)).scalar_one() == "open"
     assert latest(engine, key)["score"] == pytest.approx(scored)

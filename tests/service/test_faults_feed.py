@@ -168,6 +168,14 @@ def _column_spoilers(col: Column) -> list[Spoiler]:
     if col.not_in_future:
         out.append(Spoiler(f"{name}:future", name, "in the future",
                            _set(name, "2099-01" if col.month else "2099-01-01")))
+    # the bounds every column keeps (features/validate.py)
+    if col.dtype == pl.Date:
+        out.append(Spoiler(f"{name}:before_the_data", name,
+                           f"before {validate.EARLIEST_RECORD_DATE.year}",
+                           _set(name, "1980-01" if col.month else "1980-01-01")))
+    elif col.dtype in (pl.Int64, pl.Float64) and col.maximum is None:
+        out.append(Spoiler(f"{name}:beyond_bound", name, f"beyond ±{validate.MAX_ABS_NUMBER:g}",
+                           _set(name, "10000000000000000")))
     return out
 
 

@@ -44,6 +44,7 @@ RUN_ID = "20260101T000000Z-0123abcd"  # a run id of the right shape (no such run
 EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     #                                                    anon cit  oth  p_ok p_no p_oth adm exp
     ("get", "/healthz"):                                 (200, 200, 200, 200, 200, 200, 200, 200),
+    ("get", "/.well-known/jwks.json"):                   (200, 200, 200, 200, 200, 200, 200, 200),
     ("get", "/readyz"):                                  (200, 200, 200, 200, 200, 200, 200, 200),
     ("get", "/v1/me/score"):                             (401, 200, 200, 401, 401, 401, 403, 401),
     ("get", "/v1/me/explanation"):                       (401, 200, 200, 401, 401, 401, 403, 401),

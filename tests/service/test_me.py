@@ -104,7 +104,10 @@ def test_a_cached_score_page_is_answered_in_front_of_flask_exactly_as_flask_woul
     from service.api.me import CachedScorePages
 
     key, headers = people_keys[0], auth.citizen(people_keys[0])
-    fast = served_app.wsgi_app
+    from service.api.guard import SafeHeaders
+
+    assert isinstance(served_app.wsgi_app, SafeHeaders)  # outermost: headers on every answer
+    fast = served_app.wsgi_app.wrapped
     assert isinstance(fast, CachedScorePages)
     first = served_client.get("/v1/me/score", headers=headers)  # computed by the route, cached
     flask_only = Client(fast.wrapped).get("/v1/me/score", headers=headers)

@@ -199,7 +199,9 @@ def _token(app, person, case: str) -> tuple[str, str]:
     if case == "garbage":
         return "not-a-token", BIKES
     if case == "wrong-signature":
-        return issue_token(config.with_(jwt_secret="x" * 40), "consent", uuid.uuid4().hex,
+        from service.base.config import new_consent_key
+
+        return issue_token(config.with_(consent_key=new_consent_key()), "consent", uuid.uuid4().hex,
                            claims={"partner": "city-bikes", "perks": [BIKES]}), BIKES
     if case == "expired-token":
         token = issue_token(config, "consent", uuid.uuid4().hex, minutes=5,

@@ -1,0 +1,99 @@
+"""The keys that sign and verify tokens, loaded once per configuration.
+
+Lives in `base` (beneath everything) because two rooms need it: `Config.check` refuses to start
+with a key that cannot be loaded, and `service.rights.auth` signs and verifies with it.
+`service.rights.auth` says what each key is for.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+ALGORITHM = "HS256"  # citizens' and admins' tokens
+CONSENT_ALGORITHM = "EdDSA"  # consent tokens (Ed25519)
+
+
+@dataclass(frozen=True, eq=False)
+class Keyring:
+    """The keys that sign and verify, built once per configuration (`keyring_of`)."""
+
+    issuer: str
+    hmac_kid: str
+    hmac_secrets: dict[str, bytes]  # kid -> secret (current and retired)
+    consent_kid: str
+    consent_private: object  # Ed25519PrivateKey
+    consent_public: dict[str, object] = field(default_factory=dict)  # kid -> Ed25519PublicKey
+
+    def role_key(self, role: str, kid: str) -> bytes:
+        """The HS256 key of one role under one secret: HMAC(secret, role label)."""
+        secret = self.hmac_secrets.get(kid)
+        if secret is None:
+            raise jwt.InvalidTokenError("unknown key id")
+        return hmac.new(secret, b"osmanthus-jwt-role:" + role.encode(), hashlib.sha256).digest()
+
+    def verifying_key(self, role: str, kid: str) -> tuple[object, str]:
+        if role == "consent":
+            public = self.consent_public.get(kid)
+            if public is None:
+                raise jwt.InvalidTokenError("unknown key id")
+            return public, CONSENT_ALGORITHM
+        return self.role_key(role, kid), ALGORITHM
+
+    def jwks(self) -> dict:
+        """The consent tokens' public keys as a JWK set (RFC 7517), for partners to verify."""
+        from jwt.algorithms import OKPAlgorithm
+
+        keys = []
+        for kid, public in self.consent_public.items():
+            jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
+            keys.append({**jwk, "kid": kid, "alg": CONSENT_ALGORITHM, "use": "sig"})
+        return {"keys": keys}
+
+
+def _load_private(pem: str):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the consent key must be an Ed25519 private key")
+    return key
+
+
+def _load_public(pem: str):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("a retired consent key must be an Ed25519 public key")
+    return key
+
+
+@functools.lru_cache(maxsize=64)
+def _keyring(issuer: str, jwt_secret: str, jwt_kid: str, jwt_previous: tuple,
+             consent_key: str, consent_kid: str, consent_previous: tuple) -> Keyring:
+    private = _load_private(consent_key)
+    public = {kid: _load_public(pem) for kid, pem in consent_previous}
+    public[consent_kid] = private.public_key()
+    secrets_by_kid = {kid: old.encode() for kid, old in jwt_previous}
+    secrets_by_kid[jwt_kid] = jwt_secret.encode()
+    return Keyring(issuer, jwt_kid, secrets_by_kid, consent_kid, private, public)
+
+
+def keyring_of(config: Any) -> Keyring:
+    """The keys of a `service.base.config.Config` (ValueError when one cannot be loaded)."""
+    if not config.jwt_secret or not config.consent_key:
+        raise ValueError("no signing secret is configured")
+    try:
+        return _keyring(config.jwt_issuer, config.jwt_secret, config.jwt_kid,
+                        tuple(config.jwt_previous), config.consent_key, config.consent_kid,
+                        tuple(config.consent_previous))
+    except (TypeError, ValueError) as error:
+        raise ValueError(str(error).splitlines()[0][:200]) from None
