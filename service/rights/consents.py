@@ -27,17 +27,11 @@ from service.rights.auth import issue_token
 from service.rights.disputes import is_id
 from service.rights.perks import PerkConfig
 from service.scoring.score import ensure_people
-from service.store.tables import consents, partners
+from service.store.tables import as_utc, consents, partners
 
 CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 MAX_MONTHS = 12
 
-
-def _utc(moment: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones: make both aware."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def city_today(now: dt.datetime | None = None) -> dt.date:
@@ -52,7 +46,7 @@ def expiry_of(until: dt.date) -> dt.datetime:
 def state_of(row: dict, now: dt.datetime) -> str:
     if row["revoked_at"] is not None:
         return "revoked"
-    return "active" if _utc(row["expires_at"]) > now else "expired"
+    return "active" if as_utc(row["expires_at"]) > now else "expired"
 
 
 def public(row: Any, now: dt.datetime | None = None) -> dict:
@@ -60,7 +54,7 @@ def public(row: Any, now: dt.datetime | None = None) -> dict:
     data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     data.pop("person_key", None)
     for name in ("granted_at", "expires_at", "revoked_at"):
-        data[name] = _utc(data[name])
+        data[name] = as_utc(data[name])
     data["state"] = state_of(data, now or dt.datetime.now(dt.UTC))
     return data
 
@@ -93,7 +87,7 @@ def _check(engine: Engine, perk_config: PerkConfig, partner_id: str, perk_ids: l
 
 
 def _token_for(config: Config, row: dict, now: dt.datetime) -> dict:
-    minutes = max(1, math.ceil((_utc(row["expires_at"]) - now).total_seconds() / 60))
+    minutes = max(1, math.ceil((as_utc(row["expires_at"]) - now).total_seconds() / 60))
     token = issue_token(config, "consent", row["consent_id"], minutes=minutes,
                         claims={"partner": row["partner_id"], "perks": list(row["perks"])})
     return {"consent": public(row, now), "token": token, "qr_svg": qr_svg(token)}

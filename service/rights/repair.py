@@ -25,15 +25,10 @@ from features.rules import reason as record_reason
 from service.base.errors import ApiError
 from service.rights import audit
 from service.scoring.score import ensure_people, rescore, today
-from service.store.tables import RECORD_TABLES, is_hex_id, repairs
+from service.store.tables import RECORD_TABLES, as_utc, is_hex_id, repairs
 
 OUTCOMES = ("approved", "refused")
 
-
-def _utc(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def public(row: Any, *, with_person: bool = False) -> dict:
@@ -41,7 +36,7 @@ def public(row: Any, *, with_person: bool = False) -> dict:
     if not with_person:
         data.pop("person_key", None)
         data.pop("resolved_by", None)
-    data["resolved_at"] = _utc(data.get("resolved_at"))
+    data["resolved_at"] = as_utc(data.get("resolved_at"))
     return data
 
 

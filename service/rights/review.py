@@ -25,16 +25,11 @@ from features.identity import redact_ids
 from service.base.errors import ApiError
 from service.rights import audit
 from service.scoring.score import ensure_people
-from service.store.tables import is_hex_id, reviews
+from service.store.tables import as_utc, is_hex_id, reviews
 
 OUTCOMES = ("eligible", "not_eligible")
 DECISION_STANDS = dt.timedelta(days=365)
 
-
-def _utc(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def public(row: Any, *, with_person: bool = False) -> dict:
@@ -43,7 +38,7 @@ def public(row: Any, *, with_person: bool = False) -> dict:
         data.pop("person_key", None)
     data.pop("decided_by", None) if not with_person else None
     for name in ("requested_at", "decided_at"):
-        data[name] = _utc(data.get(name))
+        data[name] = as_utc(data.get(name))
     return data
 
 
@@ -64,12 +59,12 @@ def states_from_rows(rows: Iterable[Any], now: dt.datetime | None = None
             continue
         key = (row.person_key, row.perk_id)
         seen = latest.get(key)
-        if seen is None or _utc(row.requested_at) > _utc(seen.requested_at):
+        if seen is None or as_utc(row.requested_at) > as_utc(seen.requested_at):
             latest[key] = row
     out: dict[str, dict[str, tuple[str, str | None]]] = {}
     for (person, perk), row in latest.items():
         if row.state == "decided" and (row.decided_at is None
-                                       or _utc(row.decided_at) + DECISION_STANDS <= now):
+                                       or as_utc(row.decided_at) + DECISION_STANDS <= now):
             continue
         out.setdefault(person, {})[perk] = (row.state, row.outcome)
     return out

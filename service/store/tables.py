@@ -16,6 +16,7 @@ exceptions), not SQLAlchemy's wrappers.
 
 from __future__ import annotations
 
+import datetime as dt
 import weakref
 from pathlib import Path
 from select import POLLERR, POLLHUP, POLLIN, poll
@@ -110,6 +111,13 @@ def insert_for(bind: Engine | Connection, table: Table):
     from sqlalchemy.dialects import postgresql, sqlite
 
     return (postgresql if bind.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones: make both aware (UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def make_engine(url: str) -> Engine:
