@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import delete
 
@@ -46,10 +48,17 @@ def test_each_adverse_record_gets_the_exact_points_its_clearing_restores(
 
 
 def test_a_perk_out_of_reach_this_year_is_said_to_be(served_app, served_client, auth,
-                                                     people_keys):
-    perk_config = served_app.extensions["osmanthus.perks"]
+                                                     people_keys, monkeypatch):
+    shipped = served_app.extensions["osmanthus.perks"]
+    # beside the shipped perks (whether one of them is out of someone's reach depends on the
+    # city), one that no clearing reaches, so both kinds of advice are seen
+    beyond = dataclasses.replace(shipped.perks[-1], perk_id="beyond-reach", min_score=999)
+    perk_config = dataclasses.replace(shipped, perks=(*shipped.perks, beyond))
+    monkeypatch.setitem(served_app.extensions, "osmanthus.perks", perk_config)
     seen = set()
-    for key in people_keys[:12]:
+    for key in people_keys:  # until both kinds are seen: which people are which is the city's
+        if len(seen) == 2:
+            break
         page = advice(served_client, auth.citizen(key))
         for perk in page["perks"]:
             minimum = perk_config.perk(perk["perk_id"]).min_score
