@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from model.bundle import load_model
 from model.report import Model, build_report
 from tests.model.test_bundle import people_for
 from tests.model.test_report import AS_OF, PERKS, bundles  # noqa: F401 - the fixture
 from tests.web.test_page import PHONE, _screenshot
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]  # a real browser
 
 
 def test_the_report_fits_a_phone(bundles, browser, artifacts, tmp_path):  # noqa: F811
