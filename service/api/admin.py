@@ -177,20 +177,26 @@ def _dispute_row(row, as_of) -> dict:
     return data
 
 
+def _queue(table, names, order, query: dict) -> list:
+    """One page of a queue (disputes, reviews, repair applications): these columns, in this
+    order, in the state asked for (`all`: every state), `limit` rows from `offset`."""
+    statement = select(*[table.c[name] for name in names])
+    if query["state"] != "all":
+        statement = statement.where(table.c.state == query["state"])
+    statement = statement.order_by(*order).limit(query["limit"]).offset(query["offset"])
+    with _engine().connect() as connection:
+        return connection.execute(statement).all()
+
+
 @blp.route("/disputes")
 @blp.arguments(DisputeQuerySchema, location="query")
 @blp.response(200, AdminDisputeListSchema)
 @errors(422)
 def list_disputes(query: dict):
     """The dispute queue, oldest due first (the statements are in each dispute's detail)."""
-    columns = [disputes.c[name] for name in ("dispute_id", "person_key", "source", "record_id",
-                                             "state", "received_on", "due_on", "resolved_at")]
-    statement = select(*columns)
-    if query["state"] != "all":
-        statement = statement.where(disputes.c.state == query["state"])
-    statement = statement.order_by(disputes.c.due_on, disputes.c.dispute_id)
-    with _engine().connect() as connection:
-        rows = connection.execute(statement.limit(query["limit"]).offset(query["offset"])).all()
+    rows = _queue(disputes, ("dispute_id", "person_key", "source", "record_id", "state",
+                             "received_on", "due_on", "resolved_at"),
+                  (disputes.c.due_on, disputes.c.dispute_id), query)
     as_of = today(current_app.extensions["osmanthus.config"])
     return {"disputes": [_dispute_row(row, as_of) for row in rows]}
 
@@ -241,14 +247,9 @@ def resolve(body: dict, dispute_id: str):
 def list_reviews(query: dict):
     """Requests for human review of one perk's decision (PIPL Art. 24), oldest first; pending
     ones by default (the citizens' reasons are in each request's detail)."""
-    statement = select(*[reviews.c[name] for name in (
-        "review_id", "person_key", "perk_id", "decision_id", "state", "requested_at", "outcome",
-        "outcome_reason", "decided_at")])
-    if query["state"] != "all":
-        statement = statement.where(reviews.c.state == query["state"])
-    statement = statement.order_by(reviews.c.requested_at, reviews.c.review_id)
-    with _engine().connect() as connection:
-        rows = connection.execute(statement.limit(query["limit"]).offset(query["offset"])).all()
+    rows = _queue(reviews, ("review_id", "person_key", "perk_id", "decision_id", "state",
+                            "requested_at", "outcome", "outcome_reason", "decided_at"),
+                  (reviews.c.requested_at, reviews.c.review_id), query)
     return {"reviews": [utc(row) for row in rows]}
 
 

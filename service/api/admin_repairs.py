@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from flask import current_app, g
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
 
-from service.api.admin import _audit_read, _brief, _engine, _known_shape, blp, errors, utc
+from service.api.admin import (
+    _audit_read,
+    _brief,
+    _engine,
+    _known_shape,
+    _queue,
+    blp,
+    errors,
+    utc,
+)
 from service.api.admin_schemas import AdminScoreSchema, PageArgsSchema
 from service.rights.repair import decide_repair, get_repair
 from service.store.tables import repairs
@@ -70,13 +78,8 @@ class RepairDecidedSchema(Schema):
 @errors(422)
 def list_repairs(query: dict):
     """Credit-repair applications, oldest first; open ones by default."""
-    columns = [repairs.c[name] for name in AdminRepairSchema().fields]
-    statement = select(*columns)
-    if query["state"] != "all":
-        statement = statement.where(repairs.c.state == query["state"])
-    statement = statement.order_by(repairs.c.received_on, repairs.c.repair_id)
-    with _engine().connect() as connection:
-        rows = connection.execute(statement.limit(query["limit"]).offset(query["offset"])).all()
+    rows = _queue(repairs, AdminRepairSchema().fields,
+                  (repairs.c.received_on, repairs.c.repair_id), query)
     return {"repairs": [utc(row) for row in rows]}
 
 

@@ -24,6 +24,7 @@ from features.repair import terms
 from features.rules import reason as record_reason
 from service.base.errors import ApiError
 from service.rights import audit
+from service.rights.review import checked_decision
 from service.scoring.score import ensure_people, rescore, today
 from service.store.tables import RECORD_TABLES, as_utc, is_hex_id, repairs
 
@@ -126,14 +127,7 @@ def decide_repair(app: Flask, repair_id: str, outcome: str, reason: str, *, by: 
     """An admin (for the source) approves or refuses, with a reason the citizen reads; approval
     sets `repaired_on` to today and re-scores. Returns {"repair", "score"}. 422 bad outcome or
     no reason, 404 unknown, 409 already decided."""
-    errors = {}
-    if outcome not in OUTCOMES:
-        errors["outcome"] = [f"must be one of {', '.join(OUTCOMES)}"]
-    reason = redact_ids((reason or "").strip())
-    if not reason:
-        errors["reason"] = ["a decision needs a reason the citizen can read"]
-    if errors:
-        raise ApiError(422, "some fields are invalid", errors=errors)
+    reason = checked_decision(outcome, reason, OUTCOMES)
     if not is_hex_id(repair_id, 32):
         raise ApiError(404, "no such repair application")
     engine: Engine = app.extensions["osmanthus.engine"]

@@ -160,17 +160,25 @@ def withdraw_review(engine: Engine, person_key: str, review_id: str) -> dict:
     return public({**row._mapping, "state": "withdrawn"})
 
 
-def decide_review(engine: Engine, review_id: str, outcome: str, reason: str, *, by: str) -> dict:
-    """A reviewer's decision with its reason (the admin side): 422 bad outcome or no reason,
-    404 unknown review, 409 when it is not pending."""
+def checked_decision(outcome: str, reason: str | None, outcomes: tuple[str, ...]) -> str:
+    """A person's request decided by a human (a review, a repair application) needs a known
+    outcome and a reason the citizen can read: 422 naming each bad field; returns the reason,
+    ID numbers redacted."""
     errors = {}
-    if outcome not in OUTCOMES:
-        errors["outcome"] = [f"must be one of {', '.join(OUTCOMES)}"]
+    if outcome not in outcomes:
+        errors["outcome"] = [f"must be one of {', '.join(outcomes)}"]
     reason = redact_ids((reason or "").strip())
     if not reason:
         errors["reason"] = ["a decision needs a reason the citizen can read"]
     if errors:
         raise ApiError(422, "some fields are invalid", errors=errors)
+    return reason
+
+
+def decide_review(engine: Engine, review_id: str, outcome: str, reason: str, *, by: str) -> dict:
+    """A reviewer's decision with its reason (the admin side): 422 bad outcome or no reason,
+    404 unknown review, 409 when it is not pending."""
+    reason = checked_decision(outcome, reason, OUTCOMES)
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as connection:
         row = _one(connection, review_id)
