@@ -24,6 +24,7 @@ import hashlib
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from flask import Flask
 from sqlalchemy import Connection, bindparam, func, select
@@ -34,7 +35,7 @@ from service.rights.auth import decode_token
 from service.rights.perks import CONDITIONS, Perk, PerkConfig
 from service.rights.review import answer_for, states_for, states_from_rows
 from service.scoring.score import score_people, today
-from service.store.tables import consents, people, scores
+from service.store.tables import as_utc, consents, people, scores
 
 DECISION_TTL = dt.timedelta(hours=24)  # a partner asks again after this
 
@@ -227,20 +228,21 @@ def _load(connection: Connection,
     return found, None
 
 
+class _ReviewRow(NamedTuple):
+    person_key: str
+    perk_id: str
+    state: str
+    outcome: str | None
+    requested_at: dt.datetime
+    decided_at: dt.datetime | None
+
+
 def _review_states(person_key: str, rows: list) -> dict:
     """PostgreSQL's json_agg of review rows → perk → (state, outcome), as `states_for` gives."""
-    class _Row:
-        def __init__(self, perk_id, state, outcome, requested_at, decided_at):
-            self.person_key, self.perk_id, self.state, self.outcome = (
-                person_key, perk_id, state, outcome)
-            self.requested_at = dt.datetime.fromisoformat(requested_at)
-            self.decided_at = dt.datetime.fromisoformat(decided_at) if decided_at else None
-
-    return states_from_rows([_Row(*row) for row in rows]).get(person_key, {})
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)  # SQLite drops the zone
+    return states_from_rows([
+        _ReviewRow(person_key, perk_id, state, outcome, dt.datetime.fromisoformat(requested),
+                   dt.datetime.fromisoformat(decided) if decided else None)
+        for perk_id, state, outcome, requested, decided in rows]).get(person_key, {})
 
 
 def _consent_refusal(question: _Question, partner: str, now: dt.datetime) -> Refusal | None:
@@ -251,7 +253,7 @@ def _consent_refusal(question: _Question, partner: str, now: dt.datetime) -> Ref
         return Refusal("consent_other_partner", "this consent was given to another partner")
     if row["revoked_at"] is not None:
         return Refusal("consent_revoked", "the citizen has revoked this consent")
-    if _utc(row["expires_at"]) <= now:
+    if as_utc(row["expires_at"]) <= now:
         return Refusal("consent_expired", "this consent has expired")
     if question.perk_id not in (row["perks"] or []):
         return Refusal("perk_not_consented",
@@ -293,7 +295,7 @@ def _answer(question: _Question, now: dt.datetime) -> dict:
     return {
         "eligible": perk.decide(row["score"], features, state, outcome),
         "decision_id": uuid.uuid4().hex,
-        "expires_at": min(now + DECISION_TTL, _utc(row["expires_at"])),
+        "expires_at": min(now + DECISION_TTL, as_utc(row["expires_at"])),
     }
 
 
