@@ -12,9 +12,10 @@ not). So the page shows integers chosen to add up exactly:
   (Hamilton's method): every feature gets `floor(points)`, and the few units still missing
   to reach `floor(raw) − base shown` go to the features with the largest fractional parts.
   So every shown number is within 1 of its exact value, and the shown numbers differ from
-  plain rounding in as few features as possible (those nearest a half). Equal fractions go
-  to the later feature in catalog order first, so shown points never run against the exact
-  ones: sorting by (exact points, catalog order) also sorts the shown points;
+  plain rounding in as few features as possible (those nearest a half). Equal fractions
+  (also those float rounding makes equal) go to the larger exact point first, then to the
+  later feature in catalog order, so shown points never run against the exact ones: sorting
+  by (exact points, catalog order) also sorts the shown points;
 - clipping to the scale's limits (0–1000) is a line of its own, `clip`: the shown score
   minus `floor(raw)`, zero unless the raw score left the scale. So
   `base + Σ shown points + clip = shown score`, always.
