@@ -1,4 +1,9 @@
-"""What every benchmark prints: the machine it ran on, timings, and peak memory."""
+"""What every benchmark prints: the machine it ran on, timings, and peak memory.
+
+Importing it also gives the benchmark the development secrets the `osmanthus` commands use
+(the person key that hashes ID numbers, the token keys), generated once into
+`var/secrets.json`: there is no default secret anywhere (issue 14), so a benchmark that builds
+a city or signs a token needs them as the demo does."""
 
 from __future__ import annotations
 
@@ -7,6 +12,10 @@ import platform
 import resource
 import time
 from contextlib import contextmanager
+
+from service.base.config import export_development_secrets
+
+export_development_secrets()
 
 
 def machine() -> str:
