@@ -18,6 +18,21 @@ Secrets (see service/rights/auth.py and service/base/keys.py for how they sign):
   verifier can never mint one. `OSMANTHUS_CONSENT_PREVIOUS` (JSON `{kid: public PEM}`) keeps
   retired keys verifying.
 - `OSMANTHUS_PERSON_KEY`: the HMAC key of person keys (features/identity.py reads it).
+
+OpenID Connect (service/rights/oidc.py), off unless `OSMANTHUS_OIDC_ISSUER` is set: the city's
+provider signs citizens and admins in beside the service's own tokens.
+- `OSMANTHUS_OIDC_ISSUER` (https in production; must equal the `issuer` of its discovery
+  document) and `OSMANTHUS_OIDC_AUDIENCE` (this service's client id, required with it).
+- `OSMANTHUS_OIDC_CITIZEN_CLAIM` (default `resident_id`) names the claim saying who a citizen is;
+  `OSMANTHUS_OIDC_CITIZEN_CLAIM_HOLDS` says what it holds: `id_number` (default; hashed into
+  the person key at sign-in, never kept) or `person_key` (a provider that already issues the
+  pseudonymous key).
+- `OSMANTHUS_OIDC_ADMIN_CLAIM` (default `groups`, a list or a space-separated string) must hold
+  `OSMANTHUS_OIDC_ADMIN_ROLE` (default `osmanthus-admin`) for admin endpoints; the admin's name
+  in the audit log is the claim `OSMANTHUS_OIDC_ADMIN_NAME_CLAIM` (default `sub`).
+- `OSMANTHUS_OIDC_TIMEOUT` (seconds per fetch, default 3), `OSMANTHUS_OIDC_JWKS_LIFESPAN`
+  (seconds the provider's keys are cached, default 600), `OSMANTHUS_OIDC_LEEWAY` (clock skew
+  allowed on `exp`/`iat`/`nbf`, default 30 s, at most 120).
 """
 
 from __future__ import annotations
@@ -85,6 +100,17 @@ class Config:
     validation_outcomes: Path | None = None
     validation_people: Path | None = None
     validation_as_of: dt.date | None = None
+    # OpenID Connect (service/rights/oidc.py; the module docstring above says what each is).
+    oidc_issuer: str | None = None  # None: signing in through a provider is off
+    oidc_audience: str | None = None
+    oidc_citizen_claim: str = "resident_id"
+    oidc_citizen_claim_holds: str = "id_number"  # or "person_key"
+    oidc_admin_claim: str = "groups"
+    oidc_admin_role: str = "osmanthus-admin"
+    oidc_admin_name_claim: str = "sub"
+    oidc_timeout: float = 3.0
+    oidc_jwks_lifespan: float = 600.0
+    oidc_leeway: float = 30.0
     extra: dict = field(default_factory=dict)  # tests' and extensions' own settings
 
     def __post_init__(self) -> None:
@@ -137,6 +163,19 @@ class Config:
             validation_people=_path(env, "OSMANTHUS_VALIDATION_PEOPLE"),
             validation_as_of=dt.date.fromisoformat(env["OSMANTHUS_VALIDATION_AS_OF"])
             if env.get("OSMANTHUS_VALIDATION_AS_OF") else None,
+            oidc_issuer=env.get("OSMANTHUS_OIDC_ISSUER") or None,
+            oidc_audience=env.get("OSMANTHUS_OIDC_AUDIENCE") or None,
+            oidc_citizen_claim=env.get("OSMANTHUS_OIDC_CITIZEN_CLAIM") or cls.oidc_citizen_claim,
+            oidc_citizen_claim_holds=env.get("OSMANTHUS_OIDC_CITIZEN_CLAIM_HOLDS")
+            or cls.oidc_citizen_claim_holds,
+            oidc_admin_claim=env.get("OSMANTHUS_OIDC_ADMIN_CLAIM") or cls.oidc_admin_claim,
+            oidc_admin_role=env.get("OSMANTHUS_OIDC_ADMIN_ROLE") or cls.oidc_admin_role,
+            oidc_admin_name_claim=env.get("OSMANTHUS_OIDC_ADMIN_NAME_CLAIM")
+            or cls.oidc_admin_name_claim,
+            oidc_timeout=float(env.get("OSMANTHUS_OIDC_TIMEOUT", cls.oidc_timeout)),
+            oidc_jwks_lifespan=float(env.get("OSMANTHUS_OIDC_JWKS_LIFESPAN",
+                                             cls.oidc_jwks_lifespan)),
+            oidc_leeway=float(env.get("OSMANTHUS_OIDC_LEEWAY", cls.oidc_leeway)),
         )
         if config.production:
             missing = [name for name in PRODUCTION_SECRETS if not env.get(name)]
@@ -165,9 +204,31 @@ class Config:
             raise ConfigError(f"a signing key is not usable: {error}") from None
         if not 1 <= self.dispute_due_days <= 60:
             raise ConfigError("OSMANTHUS_DISPUTE_DUE_DAYS must be 1 to 60 days")
+        self._check_oidc()
         if self.production and self.database_url.startswith("sqlite"):
             raise ConfigError("production needs a PostgreSQL DATABASE_URL, not SQLite")
         return self
+
+    def _check_oidc(self) -> None:
+        """An identity provider's settings that cannot work are refused at start-up."""
+        if not self.oidc_issuer:
+            return
+        if not self.oidc_audience:
+            raise ConfigError("OSMANTHUS_OIDC_ISSUER needs OSMANTHUS_OIDC_AUDIENCE (the client id)")
+        if not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ConfigError("OSMANTHUS_OIDC_ISSUER must be an https URL")
+        if self.production and not self.oidc_issuer.startswith("https://"):
+            raise ConfigError("production needs an https OSMANTHUS_OIDC_ISSUER")
+        if self.oidc_issuer == self.jwt_issuer:
+            raise ConfigError("OSMANTHUS_OIDC_ISSUER must differ from the service's own issuer")
+        if self.oidc_citizen_claim_holds not in ("id_number", "person_key"):
+            raise ConfigError("OSMANTHUS_OIDC_CITIZEN_CLAIM_HOLDS must be id_number or person_key")
+        if not 0 < self.oidc_timeout <= 30:
+            raise ConfigError("OSMANTHUS_OIDC_TIMEOUT must be over 0 and at most 30 seconds")
+        if not 0 <= self.oidc_leeway <= 120:
+            raise ConfigError("OSMANTHUS_OIDC_LEEWAY must be 0 to 120 seconds")
+        if self.oidc_jwks_lifespan <= 0:
+            raise ConfigError("OSMANTHUS_OIDC_JWKS_LIFESPAN must be over 0 seconds")
 
     def with_(self, **changes) -> Config:
         return replace(self, **changes)

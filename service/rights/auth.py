@@ -40,6 +40,7 @@ import jwt
 from service.base.config import Config
 from service.base.errors import ApiError
 from service.base.keys import ALGORITHM, CONSENT_ALGORITHM, Keyring, keyring_of
+from service.rights import oidc
 
 ROLES = ("citizen", "admin", "consent")
 PERSON_KEY = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex: what a citizen token's `sub` holds
@@ -112,7 +113,13 @@ def verified_claims(config: Config, token: str) -> dict:
 
 
 def decode_token(config: Config, token: str, role: str) -> dict:
-    """The token's claims, or a 401 (not valid) / 403 (valid, but not for this)."""
+    """The token's claims, or a 401 (not valid) / 403 (valid, but not for this).
+
+    A citizen's or admin's token issued by the city's OpenID Connect provider (its `iss` is the
+    configured `oidc_issuer`) is checked by `service.rights.oidc` instead, and answers the same
+    `sub` (person key, admin name) and `role`; the two kinds work side by side."""
+    if role in ("citizen", "admin") and oidc.is_provider_token(config, token):
+        return oidc.provider_principal(config, token, role, SUBJECT[role])
     try:
         claims = verified_claims(config, token)
     except jwt.ExpiredSignatureError:
@@ -159,7 +166,9 @@ def citizen_of(config: Config, authorization: str | None) -> str:
     of Flask (`api.me.CachedScorePages`), so the two can never disagree on who may read.
 
     A subject that is not a person key (an identity provider that puts the raw ID number in
-    `sub`, say) is refused before it can reach a table, a log line or a cache key."""
+    `sub`, say) is refused before it can reach a table, a log line or a cache key. A token of
+    the city's OpenID Connect provider names the person by the HMAC of its ID-number claim
+    (`service.rights.oidc`), so the person key is the same whichever way the citizen signs in."""
     return decode_token(config, bearer(authorization), "citizen")["sub"]  # its shape checked
 
 
