@@ -5,7 +5,9 @@
 Starts `osmanthus serve`'s gunicorn set-up (one worker, 4 threads: the smallest deployment)
 on a free loopback port, in development mode on a private SQLite file with its own generated
 secrets, registers two partners and a citizen through the CLI, then probes it from outside.
-Some probes also read the server's database and log afterwards (caller text kept out).
+Some probes also read the server's database and log afterwards (caller text kept out). A small
+OpenID Connect provider (tests/service/oidc_provider.py) runs beside it, and the server signs
+citizens and admins in through it too: the OIDC probes come last.
 Exit status 1 if any probe failed.
 """
 
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.identity import make_resident_id  # noqa: E402
 from service.cli.service import gunicorn_command  # noqa: E402
+from tests.service.oidc_provider import AUDIENCE, Provider  # noqa: E402
 
 ID = make_resident_id(110101, __import__("datetime").date(1990, 3, 7), 777)
 WIDE_ID = ID.translate(str.maketrans("0123456789X", "０１２３４５６７８９Ｘ"))
@@ -49,14 +52,15 @@ def probe(name: str):
 
 
 class Server:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, settings: dict[str, str] | None = None) -> None:
         self.root, self.port = root, _free_port()
         argv, env = gunicorn_command("127.0.0.1", self.port, 1, None, 30)
         env = {k: v for k, v in env.items() if not k.startswith(("OSMANTHUS_", "DATABASE_"))}
         self.env = {**env, "DATABASE_URL": f"sqlite:///{root / 'osmanthus.db'}",
                     "OSMANTHUS_REGISTRY": str(root / "registry"),
                     "OSMANTHUS_SECRETS_FILE": str(root / "secrets.json"),
-                    "OSMANTHUS_HTTP_THREADS": "4", "OSMANTHUS_READ_TIMEOUT": "3"}
+                    "OSMANTHUS_HTTP_THREADS": "4", "OSMANTHUS_READ_TIMEOUT": "3",
+                    **(settings or {})}
         self.log = root / "server.log"
         self.process = subprocess.Popen(argv, env=self.env, cwd=root, stdout=self.log.open("wb"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
@@ -145,11 +149,15 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the server's folder")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="osmanthus-attack-"))
-    server = Server(root)
+    provider = Provider()
+    server = Server(root, {"OSMANTHUS_OIDC_ISSUER": provider.issuer,
+                           "OSMANTHUS_OIDC_AUDIENCE": AUDIENCE})
     try:
         attack(server)
+        attack_oidc(server, provider)
     finally:
         server.stop()
+        provider.stop()
     failed = [name for name, held, _ in results if not held]
     print(f"\n{len(results) - len(failed)} of {len(results)} probes held"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
@@ -351,6 +359,120 @@ def attack(s: Server) -> None:  # noqa: C901 - one probe after another, in the i
         text = s.log.read_text(errors="replace")
         found = [where for where, content in (("database", dump), ("log", text))
                  if ID in content or WIDE_ID in content]
+        return not found, "found in " + ", ".join(found) if found else "none found"
+
+
+
+def _hs256(payload: dict, header: dict, key: bytes) -> str:
+    """A token signed HS256 by hand (PyJWT refuses a PEM as an HMAC key, attackers do not)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    return f"{signing_input}.{b64(hmac.new(key, signing_input.encode(), hashlib.sha256).digest())}"
+
+
+def attack_oidc(s: Server, p: Provider) -> None:
+    """The city's OpenID Connect provider: what it signs works, nothing else does."""
+    import jwt
+
+    from service.rights.oidc import REFETCH_COOLDOWN
+
+    def bearer(token: str) -> dict:
+        return {"Authorization": f"Bearer {token}"}
+
+    def claims(**changes) -> dict:
+        now = int(time.time())
+        return {"iss": p.issuer, "aud": AUDIENCE, "sub": "u1", "iat": now, "exp": now + 300,
+                "resident_id": ID, **changes}
+
+    @probe("OIDC: the provider's citizen reads their page, its admin reaches admin endpoints")
+    def _():
+        citizen = s.request("GET", "/v1/me/records", headers=bearer(p.token(resident_id=ID)))[0]
+        admin = s.request("GET", "/v1/admin/models", headers=bearer(p.token(
+            "RS256", sub="ops.lin", groups=["osmanthus-admin"])))[0]
+        return (citizen, admin) == (200, 200), f"citizen → {citizen}, admin → {admin}"
+
+    @probe("OIDC: forged, expired, misdirected and malformed provider tokens are 401")
+    def _():
+        header, _, signature = p.token(resident_id=ID).split(".")
+        import base64
+
+        tampered = ".".join([header, base64.urlsafe_b64encode(json.dumps(claims(
+            resident_id=make_resident_id(110101, __import__("datetime").date(1970, 1, 1), 5)
+        )).encode()).rstrip(b"=").decode(), signature])
+        unknown = p.add_key("ES256")
+        unknown_token = p.token(kid=unknown, resident_id=ID)
+        del p.keys[unknown]
+        rsa = p.kid("RS256")
+        cases = {
+            "wrong issuer": p.token(resident_id=ID, iss="https://evil.example"),
+            "wrong audience": p.token(resident_id=ID, aud="someone-else"),
+            "expired": p.token(resident_id=ID, exp=int(time.time()) - 120),
+            "not yet valid": p.token(resident_id=ID, nbf=int(time.time()) + 600),
+            "alg none": jwt.encode(claims(), None, algorithm="none", headers={"kid": rsa}),
+            "HS256 with the public key": _hs256(claims(), {"alg": "HS256", "kid": rsa},
+                                                p.public_pem(rsa)),
+            "unknown kid": unknown_token,
+            "tampered payload": tampered,
+            "missing sub": p.token(resident_id=ID, drop=("sub",)),
+            "invalid ID number": p.token(resident_id=ID[:-1] + ("1" if ID[-1] != "1" else "2")),
+        }
+        wrong = {}
+        for name, token in cases.items():
+            status, body, _ = s.request("GET", "/v1/me/records", headers=bearer(token))
+            if status != 401 or not _enveloped(401, body):
+                wrong[name] = status
+        return not wrong, f"{len(cases) - len(wrong)} of {len(cases)} → 401 in the envelope" + (
+            f"; not: {wrong}" if wrong else "")
+
+    @probe("OIDC: a provider token without the admin role is 403 on admin endpoints")
+    def _():
+        status, body, _ = s.request("GET", "/v1/admin/models", headers=bearer(p.token(
+            resident_id=ID, groups=["staff"])))
+        return status == 403 and _enveloped(403, body), f"→ {status}"
+
+    @probe("OIDC: the provider rotating its key (new kid) is picked up")
+    def _():
+        time.sleep(REFETCH_COOLDOWN + 0.5)  # an unknown kid refetches at most this often
+        before = p.jwks_fetches
+        new = p.rotate("ES256")
+        status = s.request("GET", "/v1/me/records", headers=bearer(p.token(
+            kid=new, resident_id=ID)))[0]
+        return status == 200 and p.jwks_fetches == before + 1, \
+            f"new kid → {status} after {p.jwks_fetches - before} refetch"
+
+    @probe("OIDC: a provider that hangs is a 503 within the timeout, then at once; no hang")
+    def _():
+        time.sleep(REFETCH_COOLDOWN + 0.5)
+        unknown = p.token(kid=p.add_key("ES256"), resident_id=ID)  # forces a fetch
+        p.hang = True
+        try:
+            started = time.monotonic()
+            first, body, headers = s.request("GET", "/v1/me/records", headers=bearer(unknown))
+            waited = time.monotonic() - started
+            started = time.monotonic()
+            again = s.request("GET", "/v1/me/records", headers=bearer(unknown))[0]
+            at_once = time.monotonic() - started
+            health = s.request("GET", "/healthz", timeout=1)[0]
+        finally:
+            p.hang = False
+        held = (first == again == 503 and _enveloped(503, body) and "Retry-After" in headers
+                and health == 200)
+        return held, f"{first} in {waited:.2f} s (timeout 3 s), then {again} in {at_once:.3f} s;" \
+                     f" /healthz {health}"
+
+    @probe("OIDC: no ID number from a provider's token in the database or the server's log")
+    def _():
+        time.sleep(0.5)
+        with sqlite3.connect(s.root / "osmanthus.db") as db:
+            dump = "\n".join(db.iterdump())
+        text = s.log.read_text(errors="replace")
+        found = [where for where, content in (("database", dump), ("log", text)) if ID in content]
         return not found, "found in " + ", ".join(found) if found else "none found"
 
 
