@@ -16,13 +16,17 @@ front (README, "Security"), which is the sound answer to slowloris at any scale.
 
 gunicorn answers requests it cannot parse (400), over-long request lines (414) and header
 fields (431) itself, as HTML naming what it read; here they are the envelope, and say nothing
-of what was sent. `RouteLogger` logs the route template (`/v1/admin/reviews/<person_key>`),
-never the path or query string, which may carry an ID typed into a URL.
+of what was sent. gunicorn's error log names such a request by the kind of error only
+(`Worker.handle_error`): its own line quotes what it read ("Invalid request from ip=…: Invalid
+HTTP Version: 'HTTP/9.1101…'"), which may carry an ID number. `RouteLogger` logs the route
+template (`/v1/admin/reviews/<person_key>`), never the path or query string, which may carry an
+ID typed into a URL.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import selectors
@@ -77,6 +81,29 @@ class Worker(gthread.ThreadWorker):
         self.pending_conns.append(conn)  # closed by murder_pending if it never speaks
         self.poller.register(conn.sock, selectors.EVENT_READ,
                              partial(self.on_pending_socket_readable, conn))
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        """gunicorn's handling (status, access log, error page), with nothing the client sent
+        in its log lines: the error reads as its kind, the request's URI as `-`."""
+        if req is not None and hasattr(req, "uri"):
+            req.uri = "-"
+        super().handle_error(req, client, addr, _unquoted(exc))
+
+
+@functools.cache
+def _unquoting(kind: type) -> type:
+    """`kind`, with a text that is its name only (isinstance checks still see `kind`)."""
+    return type(kind.__name__, (kind,), {"__str__": lambda self: f"{kind.__name__} (what was "
+                                                                 "sent is not logged)"})
+
+
+def _unquoted(error: BaseException) -> BaseException:
+    try:
+        error.__class__ = _unquoting(type(error))
+    except TypeError:  # a built-in exception whose layout forbids it: say its kind alone
+        return type(error)(type(error).__name__) if isinstance(error, OSError) else error
+    error.args = ()
+    return error
 
 
 def write_error(sock, status_int: int, reason: str, _mesg: str) -> None:

@@ -133,3 +133,24 @@ def test_the_access_log_names_the_route_not_the_path(server):
     text = Path(log).read_text()
     assert "/v1/admin/reviews/<string:review_id>" in text
     assert review not in text and ID_IN_URL not in text
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /" + ID_IN_URL.encode() + b" HTTP/1.1 extra\r\nHost: x\r\n\r\n",  # request line
+    b"GET /" + ID_IN_URL.encode() + b"\r\n\r\n",
+    b"GET /" + ID_IN_URL.encode() + b" HTTP/9." + ID_IN_URL.encode() + b"\r\n\r\n",  # version
+    b"G\x01T /" + ID_IN_URL.encode() + b" HTTP/1.1\r\n\r\n",  # method
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-" + ID_IN_URL.encode() + b"(: v\r\n\r\n",  # name
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Id: " + ID_IN_URL.encode() + b"\x00\r\n\r\n",
+])
+def test_the_servers_error_log_never_quotes_what_was_sent(server, request_bytes):
+    """gunicorn logs a request it cannot parse as "Invalid request from ip=…: <what it read>";
+    here the line names the kind of error only (what was sent may hold an ID number)."""
+    port, log = server
+    before = Path(log).read_text()
+    answered, _, body = _raw(port, request_bytes)
+    assert 400 <= answered < 500 and ID_IN_URL.encode() not in body
+    time.sleep(0.3)
+    added = Path(log).read_text()[len(before):]
+    assert "Invalid request from ip=" in added  # the refusal is still logged
+    assert ID_IN_URL not in added
