@@ -109,10 +109,14 @@ def init_limiter(app: Flask, config: Config) -> Limiter:
     return limiter
 
 
+CITIZEN_COUNTED = "osmanthus.citizen_counted"  # environ: this request's verdict, once counted
+
+
 def _limit_citizens(app: Flask, config: Config) -> None:
     """Citizens' requests, per token, counted in this process only: citizens' pages must never
     depend on Redis (above), so their limit is per worker (`citizen_rate_limit` each). A
-    cached /v1/me/score is answered in front of Flask, uncounted (it costs a dict lookup)."""
+    cached /v1/me/score, answered in front of Flask (`api.me.CachedScorePages`), is counted
+    there with the same counter (`osmanthus.citizen_limit`), and refused by Flask past it."""
     from limits import parse
     from limits.storage import MemoryStorage
     from limits.strategies import SlidingWindowCounterRateLimiter
@@ -122,17 +126,28 @@ def _limit_citizens(app: Flask, config: Config) -> None:
     item = parse(config.citizen_rate_limit)
     counter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
+    def count(token: str) -> int:
+        """Count one request of this token: 0 when allowed, else whole seconds to wait."""
+        bucket = hashlib.sha256(b"osmanthus-citizen:" + token.encode()).hexdigest()[:32]
+        if counter.hit(item, "citizen", bucket):
+            return 0
+        reset = counter.get_window_stats(item, "citizen", bucket).reset_time
+        return max(1, math.ceil(reset - time.time()))
+
+    app.extensions["osmanthus.citizen_limit"] = count
+
     @app.before_request
     def _citizen_limit() -> None:
         token = request.headers.get("Authorization")
         if request.blueprint != "me" or not token:
             return
-        bucket = hashlib.sha256(b"osmanthus-citizen:" + token.encode()).hexdigest()[:32]
-        if not counter.hit(item, "citizen", bucket):
-            reset = counter.get_window_stats(item, "citizen", bucket).reset_time
+        wait = request.environ.get(CITIZEN_COUNTED)
+        if wait is None:  # not counted in front of Flask
+            wait = count(token)
+        if wait:
             raise ApiError(429, f"rate limit exceeded ({config.citizen_rate_limit}); retry "
                                 "after the time in Retry-After",
-                           headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))})
+                           headers={"Retry-After": str(wait)})
 
 
 def _retry_after(limiter: Limiter) -> int:

@@ -24,6 +24,7 @@ from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from service.api.limits import CITIZEN_COUNTED
 from service.api.me_advice_schemas import AdvicePageSchema
 from service.api.me_schemas import (
     AccessEntrySchema,
@@ -101,6 +102,11 @@ class CachedScorePages:
             person_key = citizen_of(extensions["osmanthus.config"], header)
         except ApiError:
             return None  # Flask refuses it, and says why
+        count = extensions.get("osmanthus.citizen_limit")
+        if count is not None:
+            wait = environ[CITIZEN_COUNTED] = count(header)  # Flask does not count it again
+            if wait:
+                return None  # Flask answers the 429
         cache = extensions["osmanthus.cache"]
         if not cache.healthy:
             return None  # Redis in trouble: let the route alone wait on it, not twice

@@ -63,3 +63,28 @@ def test_the_citizens_access_log_pages_through_everything(served_app, people_key
     assert seen == list(range(6, -1, -1))  # all seven, newest first, each once
     bad = client.get("/v1/me/access-log", headers=headers, query_string={"limit": 0})
     assert bad.status_code == 422
+
+
+def test_cached_score_pages_count_toward_the_citizens_limit(served_apps, people_keys,
+                                                           monkeypatch):
+    """`/v1/me/score` answered from the page cache in front of Flask is counted like any
+    other citizen request; the answer past the limit is the 429 envelope."""
+    from service.api.me import CachedScorePages
+
+    app = served_apps(citizen_rate_limit="5/minute")
+    client, headers = app.test_client(), Auth(app).citizen(people_keys[0])
+    served = []
+    original = CachedScorePages._cached
+
+    def watched(self, environ):
+        body = original(self, environ)
+        served.append(body is not None)
+        return body
+
+    monkeypatch.setattr(CachedScorePages, "_cached", watched)
+    statuses = [client.get("/v1/me/score", headers=headers).status_code for _ in range(7)]
+    assert served[1:5] == [True] * 4  # the first fills the cache; the next four are cached
+    assert statuses == [200] * 5 + [429, 429]
+    limited = client.get("/v1/me/score", headers=headers)
+    assert limited.get_json()["code"] == "rate_limited" and limited.headers["Retry-After"]
+    assert client.get("/v1/me/records", headers=headers).status_code == 429  # one bucket
