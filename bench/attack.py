@@ -188,6 +188,35 @@ def attack(s: Server) -> None:  # noqa: C901 - one probe after another, in the i
             for client in idle + half:
                 client.close()
 
+    @probe("clients trickling their headers (more than the threads) do not stop the API")
+    def _():
+        import threading
+
+        stop = threading.Event()
+
+        def trickle() -> None:
+            try:
+                with socket.create_connection(("127.0.0.1", s.port), timeout=30) as client:
+                    client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    while not stop.wait(0.5):
+                        client.sendall(b"a")
+            except OSError:
+                pass
+
+        clients = [threading.Thread(target=trickle, daemon=True) for _ in range(12)]
+        for client in clients:
+            client.start()
+        try:
+            time.sleep(1.2)  # each has sent a byte since connecting
+            started = time.monotonic()
+            status = s.request("GET", "/healthz", timeout=1)[0]
+            return status == 200, f"/healthz {status} in {time.monotonic() - started:.3f} s " \
+                                  "with 12 clients sending a header byte every 0.5 s"
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(timeout=5)
+
     @probe("the old public development secret signs nothing")
     def _():
         import jwt

@@ -154,3 +154,74 @@ def test_the_servers_error_log_never_quotes_what_was_sent(server, request_bytes)
     added = Path(log).read_text()[len(before):]
     assert "Invalid request from ip=" in added  # the refusal is still logged
     assert ID_IN_URL not in added
+
+
+def _trickle(port: int, stop, every: float = 0.2) -> None:
+    """A client that sends its headers a byte at a time, never finishing them."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            while not stop.wait(every):
+                client.sendall(b"a")
+    except OSError:
+        pass
+
+
+def test_clients_trickling_their_headers_hold_no_thread(server):
+    """Six clients sending a header byte every 0.2 s (more than the worker's 4 threads, each
+    byte well inside the read timeout): /healthz still answers, each time within a second."""
+    import threading
+
+    port, _ = server
+    stop = threading.Event()
+    clients = [threading.Thread(target=_trickle, args=(port, stop), daemon=True)
+               for _ in range(6)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(0.5)  # each has sent bytes since: gthread alone gave each a thread
+        for _ in range(3):
+            status, _, _ = _get(port, "/healthz", timeout=1.0)  # a timeout fails the test
+            assert status == 200
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=5)
+
+
+def test_a_head_still_trickling_after_the_read_timeout_is_closed(server):
+    port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        client.settimeout(0.3)
+        closed = False
+        for _ in range(100):  # 30 s at most; the server's read timeout is 2 s
+            try:
+                client.sendall(b"X")
+                closed = client.recv(65536) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+        assert closed
+
+
+def test_kept_alive_connections_and_bodies_still_work(server):
+    """The head is read by the poller, the body by the thread: both for a new connection and
+    for the next requests on a kept-alive one."""
+    port, _ = server
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        for _ in range(3):
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            assert response.status == 200 and json.loads(response.read()) == {"status": "ok"}
+        body = json.dumps({"partner_id": "x", "perks": ["y"]}).encode()
+        connection.request("POST", "/v1/me/consents", body=body,
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 401 and json.loads(response.read())["status"] == 401
+    finally:
+        connection.close()
