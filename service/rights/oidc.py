@@ -64,6 +64,7 @@ REFETCH_COOLDOWN = 10.0  # seconds between refetches caused by an unknown kid
 DOWN_SECONDS = 5.0  # after a failed fetch, answer 503 at once for this long
 MAX_DOCUMENT_BYTES = 256 << 10  # a discovery document is a few kB
 RETRY_AFTER = "5"
+ENDPOINTS = ("authorization_endpoint", "token_endpoint")  # what the citizen page signs in with
 _clock = time.monotonic  # tests move it
 
 
@@ -83,6 +84,7 @@ class Provider:
         self.issuer, self.timeout, self.lifespan = issuer, timeout, lifespan
         self.algorithms: list[str] = []
         self.keys: jwt.PyJWKClient | None = None
+        self.endpoints: dict[str, str] = {}  # authorization_endpoint, token_endpoint
         self._lock = threading.Lock()
         self._down_until = 0.0
 
@@ -108,6 +110,22 @@ class Provider:
         except jwt.PyJWKClientError:
             raise ProviderDown("the jwks_uri is not an http(s) URL") from None
         self.algorithms, self.keys = algorithms, keys
+        self.endpoints = {name: document[name] for name in ENDPOINTS
+                          if isinstance(document.get(name), str)
+                          and document[name].startswith(("https://", "http://"))}
+
+    def discovered(self) -> Provider:
+        """This provider, discovered (ProviderDown when it cannot be)."""
+        with self._lock:
+            if self.keys is None:
+                if _clock() < self._down_until:
+                    raise ProviderDown("marked down after a failed fetch")
+                try:
+                    self._discover()
+                except ProviderDown:
+                    self._down_until = _clock() + DOWN_SECONDS
+                    raise
+        return self
 
     def signing_key(self, kid: str) -> jwt.PyJWK:
         """The provider's key named `kid` (InvalidTokenError when it has none, ProviderDown
@@ -121,8 +139,7 @@ class Provider:
                 return self.keys.get_signing_key(kid)
             except (ProviderDown, jwt.PyJWKClientConnectionError, jwt.PyJWKSetError) as error:
                 self._down_until = _clock() + DOWN_SECONDS
-                log.warning("identity provider %s unavailable: %s", self.issuer,
-                            str(error).split(",")[0][:200])
+                log.warning("identity provider %s unavailable: %s", self.issuer, str(error)[:200])
                 raise ProviderDown(str(error)) from None
             except jwt.PyJWKClientError:  # reached, but no key of that kid
                 raise jwt.InvalidTokenError("unknown key id") from None
@@ -201,6 +218,21 @@ def provider_principal(config: Config, token: str, role: str, subject_shape: re.
     if not isinstance(subject, str) or not subject_shape.fullmatch(subject):
         raise ApiError(401, "the token's subject is not valid")
     return {"sub": subject, "role": role, "exp": claims["exp"], "oidc": True}
+
+
+def sign_in_settings(config: Config) -> dict[str, str] | None:
+    """What the citizen page needs to sign in with the provider (authorization code + PKCE, in
+    the browser: service/web/static/signin.js), or None when there is no provider or it cannot
+    be reached now. Public values only: the issuer, the client id and two endpoints."""
+    if not config.oidc_issuer:
+        return None
+    try:
+        endpoints = provider_of(config).discovered().endpoints
+    except ProviderDown:
+        return None
+    if len(endpoints) < len(ENDPOINTS):
+        return None
+    return {"issuer": config.oidc_issuer, "client_id": config.oidc_audience, **endpoints}
 
 
 def _values(claim: object) -> list[str]:

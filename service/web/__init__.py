@@ -6,14 +6,21 @@ the citizen's token in the Authorization header of each `fetch()` to `/v1/me/...
 side of this blueprint reads no token and no data.
 
 Every answer carries a strict Content-Security-Policy: scripts, styles, images and API calls
-from this origin only, no inline script, no framing, no referrer.
+from this origin only, no inline script, no framing, no referrer. With the city's OpenID
+Connect provider configured, the page can also sign in through it (authorization code with
+PKCE, in the browser: `static/signin.js`); `/app/sign-in.json` gives the page the provider's
+public settings, and the policy lets the page call the provider's token endpoint, nothing else.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, send_from_directory
+
+from service.rights.oidc import sign_in_settings
 
 STATIC = Path(__file__).parent / "static"
 
@@ -25,6 +32,26 @@ POLICY = "; ".join([
 ])
 
 
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?")  # nothing that could end a directive
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return origin if ORIGIN.fullmatch(origin) else None
+
+
+def _policy() -> str:
+    """POLICY, with the provider's token endpoint (if any) added to `connect-src`."""
+    settings = sign_in_settings(current_app.extensions["osmanthus.config"])
+    if settings is None:
+        return POLICY
+    origin = _origin(settings["token_endpoint"])
+    if origin is None:
+        return POLICY
+    return POLICY.replace("connect-src 'self'", f"connect-src 'self' {origin}")
+
+
 @blp.route("/app", strict_slashes=False)
 def page() -> Response:
     """The page itself (it signs in with a pasted citizen token)."""
@@ -33,9 +60,18 @@ def page() -> Response:
     return response
 
 
+@blp.route("/app/sign-in.json")
+def sign_in() -> Response:
+    """The provider the page may sign in with: `{"provider": null}` when none is configured or
+    it cannot be reached now (the page then offers the pasted token alone)."""
+    response = jsonify({"provider": sign_in_settings(current_app.extensions["osmanthus.config"])})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @blp.after_request
 def _headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = POLICY
+    response.headers["Content-Security-Policy"] = _policy()
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

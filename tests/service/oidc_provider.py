@@ -3,15 +3,21 @@
 A WSGI app served in a thread on a free port of 127.0.0.1. It makes its own keys (ES256 and
 RS256), signs whatever claims a test asks for, rotates its key (a new `kid`), counts the fetches
 of its key set, and can be stopped (refusing connections) or made to hang (never answering).
+For the browser it also signs `user` in by authorization code with PKCE (S256 only): `/authorize`
+approves at once and sends the browser back with a one-time code, `/token` trades the code and
+its verifier for an ID token (and lets any page's script read the answer, as CORS allows).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import socket
 import threading
 import time
 import uuid
+from urllib.parse import parse_qs, urlencode
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import jwt
@@ -48,6 +54,8 @@ class Provider:
         self.jwks_fetches = 0
         self.hang = False  # answer nothing (until stopped) instead of answering
         self.discovery_issuer: str | None = None  # a lying discovery document, when set
+        self.user: dict = {}  # the claims of whoever signs in at /authorize
+        self.codes: dict[str, dict] = {}  # one-time authorization codes
         self.add_key("ES256")
         self.add_key("RS256")
         self._server = make_server("127.0.0.1", 0, self._app, server_class=_Threaded,
@@ -118,11 +126,53 @@ class Provider:
         elif path == "/jwks":
             self.jwks_fetches += 1
             body = self.jwks()
+        elif path == "/authorize":
+            return self._authorize(environ, start_response)
+        elif path == "/token":
+            return self._token(environ, start_response)
         else:
             start_response("404 Not Found", [("Content-Type", "application/json")])
             return [b"{}"]
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(body).encode()]
+
+    def _authorize(self, environ, start_response):
+        """Approve `user` at once; back to the client with a code bound to its challenge."""
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        if (query.get("response_type") != "code" or query.get("code_challenge_method") != "S256"
+                or not query.get("code_challenge") or not query.get("redirect_uri")):
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"bad authorization request"]
+        code = uuid.uuid4().hex
+        self.codes[code] = query
+        back = query["redirect_uri"] + "?" + urlencode({"code": code,
+                                                        "state": query.get("state", "")})
+        start_response("302 Found", [("Location", back)])
+        return [b""]
+
+    def _token(self, environ, start_response):
+        cors = [("Access-Control-Allow-Origin", "*"), ("Content-Type", "application/json")]
+        if environ["REQUEST_METHOD"] == "OPTIONS":
+            start_response("204 No Content", [*cors, ("Access-Control-Allow-Headers",
+                                                      "Content-Type")])
+            return [b""]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        form = {k: v[0] for k, v in parse_qs(environ["wsgi.input"].read(length).decode()).items()}
+        asked = self.codes.pop(form.get("code", ""), None)  # one use only
+        verifier = form.get("code_verifier", "").encode()
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
+        if (asked is None or form.get("grant_type") != "authorization_code"
+                or form.get("redirect_uri") != asked["redirect_uri"]
+                or form.get("client_id") != asked.get("client_id")
+                or challenge.decode() != asked["code_challenge"]):
+            start_response("400 Bad Request", cors)
+            return [b'{"error": "invalid_grant"}']
+        claims = {**self.user, "aud": asked["client_id"]}
+        if asked.get("nonce"):
+            claims["nonce"] = asked["nonce"]
+        start_response("200 OK", cors)
+        return [json.dumps({"id_token": self.token(**claims), "token_type": "Bearer",
+                            "expires_in": 300}).encode()]
 
     def stop(self) -> None:
         self.hang = False

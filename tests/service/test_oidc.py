@@ -322,3 +322,43 @@ def test_a_provider_citizen_reads_their_own_score(served_apps, world, people_key
     assert theirs.get_json() == own.get_json() and theirs.get_json()["score"]
     other = client.get("/v1/me/score", headers=bearer(provider.token(resident_id=RESIDENT)))
     assert other.status_code == 404 or other.get_json() != own.get_json()
+
+
+def test_the_page_learns_the_provider_and_may_call_its_token_endpoint_only(app, provider):
+    client = app.test_client()
+    settings = client.get("/app/sign-in.json").get_json()["provider"]
+    assert settings == {"issuer": provider.issuer, "client_id": AUDIENCE,
+                        "authorization_endpoint": f"{provider.issuer}/authorize",
+                        "token_endpoint": f"{provider.issuer}/token"}
+    policy = client.get("/app").headers["Content-Security-Policy"]
+    assert f"connect-src 'self' {provider.issuer};" in policy
+    assert policy.count(provider.issuer) == 1  # scripts, styles, frames: still this origin only
+
+
+def test_without_a_provider_the_page_offers_the_pasted_token_alone(config):
+    from service.app import create_app
+    from service.web import POLICY
+
+    plain = create_app(config)  # this module's `app` has a provider
+    client = plain.test_client()
+    assert client.get("/app/sign-in.json").get_json() == {"provider": None}
+    assert client.get("/app").headers["Content-Security-Policy"] == POLICY
+    plain.extensions["osmanthus.engine"].dispose()
+
+
+def test_a_provider_that_is_down_is_not_offered(app, provider):
+    provider.stop()
+    client = app.test_client()
+    assert client.get("/app/sign-in.json").get_json() == {"provider": None}
+    from service.web import POLICY
+
+    assert client.get("/app").headers["Content-Security-Policy"] == POLICY
+
+
+def test_a_discovery_document_cannot_write_into_the_policy(app, provider, monkeypatch):
+    from service.web import POLICY
+
+    monkeypatch.setattr(oidc.provider_of(app.extensions["osmanthus.config"]).discovered(),
+                        "endpoints", {"authorization_endpoint": f"{provider.issuer}/authorize",
+                                      "token_endpoint": "https://x.example; script-src *"})
+    assert app.test_client().get("/app").headers["Content-Security-Policy"] == POLICY

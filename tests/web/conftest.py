@@ -75,7 +75,13 @@ class Live:
 
 
 @pytest.fixture
-def live_app(browser_ready, world, tmp_path):
+def live_settings() -> dict:
+    """Settings of the live app beyond the test's own (a test module may override it)."""
+    return {}
+
+
+@pytest.fixture
+def live_app(browser_ready, world, tmp_path, live_settings):
     """The app on a free port of 127.0.0.1, with 40 residents stored and scored three times."""
     from werkzeug.serving import make_server
 
@@ -86,7 +92,7 @@ def live_app(browser_ready, world, tmp_path):
     from service.store.bulk import write_records
 
     config = Config(env="test", database_url=f"sqlite:///{tmp_path / 'osmanthus.db'}",
-                    registry_dir=world.registry, as_of=DEMO_TODAY)
+                    registry_dir=world.registry, as_of=DEMO_TODAY, **live_settings)
     app = create_app(config)
     engine, serving = app.extensions["osmanthus.engine"], app.extensions["osmanthus.model"]
     people = world.people()["person_key"].head(40).to_list()

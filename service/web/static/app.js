@@ -210,6 +210,23 @@
     $("sign-out").addEventListener("click", () => signOut(false));
     $("sign-in-form").addEventListener("submit", (ev) => { ev.preventDefault(); signIn($("token").value); });
     renderStatic();
-    if (S.token) signIn(S.token);
+    cityReturn().then((came) => { if (!came && S.token) signIn(S.token); });
+    OsmanthusSignIn.settings().then((provider) => {
+      if (!provider) return;
+      $("city-sign-in").hidden = false;
+      $("city-sign-in-button").addEventListener("click", () => OsmanthusSignIn.go(provider));
+    });
   });
+
+  /* Back from the city's sign-in (signin.js): sign in with its token, or say what failed. */
+  async function cityReturn() {
+    try {
+      const token = await OsmanthusSignIn.returned();
+      if (!token) return false;
+      await signIn(token);
+    } catch (err) {
+      say(T().cityFailed[err.code] || T().cityFailed.provider, true);
+    }
+    return true;
+  }
 })();
