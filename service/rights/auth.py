@@ -17,6 +17,10 @@
 - A development token (issued by `osmanthus token`) carries `dev: true` and is refused in
   production, where the secrets come from configuration and never default.
 - A partner's API key is random; only its SHA-256 is stored, and it is looked up by that hash.
+- Citizens and admins may also come with a token of the city's OpenID Connect provider (when
+  one is configured): `decode_token` hands a token whose `iss` is the provider's to
+  `service.rights.oidc`, which verifies it and answers the same `sub` and `role` (a citizen's
+  person key is the HMAC of the ID number the provider vouches for).
 
 Decoding is on every request's path (a partner's batch decodes up to 1,000 consent tokens), and
 PyJWT spends ~60 µs a token. The same tokens come back again and again (a citizen's app, a
