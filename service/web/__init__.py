@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 
 from service.rights.oidc import sign_in_settings
 
@@ -71,7 +71,10 @@ def sign_in() -> Response:
 
 @blp.after_request
 def _headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = _policy()
+    # Only the page's own policy governs its fetch()es; scripts and styles keep the fixed one
+    # (and never wait on the provider's discovery).
+    page_itself = request.endpoint == "web.page"
+    response.headers["Content-Security-Policy"] = _policy() if page_itself else POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

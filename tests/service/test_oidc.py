@@ -362,3 +362,11 @@ def test_a_discovery_document_cannot_write_into_the_policy(app, provider, monkey
                         "endpoints", {"authorization_endpoint": f"{provider.issuer}/authorize",
                                       "token_endpoint": "https://x.example; script-src *"})
     assert app.test_client().get("/app").headers["Content-Security-Policy"] == POLICY
+
+
+def test_scripts_and_styles_keep_the_fixed_policy(app, provider):
+    from service.web import POLICY
+
+    client = app.test_client()
+    assert client.get("/app/static/app.js").headers["Content-Security-Policy"] == POLICY
+    assert provider.issuer in client.get("/app").headers["Content-Security-Policy"]
