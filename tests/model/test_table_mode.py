@@ -18,9 +18,9 @@ from model.columns import row_numbers
 from model.table_mode import (
     direction_changes,
     infer_directions,
-    spearman_p,
     prepare_table,
     spearman,
+    spearman_p,
     stray_text,
     useless_columns,
 )
