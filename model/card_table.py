@@ -77,7 +77,12 @@ def direction_lines(meta: dict[str, Any]) -> list[str]:
         if name in declared:
             source = "declared" + (" free (U-shape or other allowed)" if not direction else "")
         elif name in inferred:
-            source = f"inferred: Spearman ρ {inferred[name]['spearman']:+.3f} with bad"
+            row = inferred[name]
+            p = row.get("p_value")
+            tail = "" if p is None else f", p {p:.3g}"
+            source = (f"inferred: Spearman ρ {row['spearman']:+.3f} with bad{tail}" if direction
+                      else f"free: no significant direction (Spearman ρ {row['spearman']:+.3f}"
+                           f" with bad{tail})")
         else:
             source = "free (inference switched off)"
         lines.append(f"| {name} | {word[direction]} | {source} | {changes.get(name, '—')} |")
@@ -90,8 +95,10 @@ def table_sections(meta: dict[str, Any]) -> list[str]:
     table = report.get("table") or {}
     lines = ["## Monotone directions", "",
              "Numeric columns the catalog does not declare get the sign of their Spearman "
-             "correlation with the target on the training rows; each is a constraint on "
-             "the trees, so its points never change direction.", ""]
+             "correlation with the target on the training rows when it is significant "
+             f"(p < {report.get('direction_alpha') or 'any'}); each is a constraint on the "
+             "trees, so its points never change direction. A column without a significant "
+             "correlation is left free, and its changes of direction are counted below.", ""]
     lines += direction_lines(meta) + [""]
     dropped = table.get("dropped") or {}
     warnings = [*(table.get("warnings") or []), *(report.get("warnings") or [])]

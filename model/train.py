@@ -158,7 +158,9 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
                     progress: bool = False, bad: Any = None, nfold: int = CV_FOLDS,
                     max_rounds: int = MAX_ROUNDS, patience: int = STOPPING_ROUNDS,
                     scale: PointsScale | None = None, params: dict[str, Any] | None = None,
-                    infer_directions: bool = True) -> tuple[Scorecard, dict[str, Any]]:
+                    infer_directions: bool = True,
+                    direction_alpha: float | None = table_mode.DIRECTION_ALPHA,
+                    ) -> tuple[Scorecard, dict[str, Any]]:
     """Fit a scorecard on `train` and calibrate it on `valid` (out of time), or on out-of-fold
     CV margins when there is no `valid`. Returns (scorecard, training report).
 
@@ -166,7 +168,8 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
     array. `features` defaults to every column but the target and id columns; `directions`
     to the catalog's for catalog features. A numeric feature `directions` does not name gets
     one inferred on these rows (model/table_mode.py: the sign of its Spearman correlation with
-    the target) unless `infer_directions` is False (then it is free); a declared 0 stays free.
+    the target, when significant at `direction_alpha`; None: any sign) unless
+    `infer_directions` is False (then it is free); a declared 0 stays free.
     Text columns that are numbers but for stray values are read as numbers, the stray text
     missing, with a warning in the report. `params` override `lgb_params`.
     """
@@ -190,8 +193,10 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
     x = encode(train, features, categories)
     declared = {n: int(directions[n]) for n in features if n in directions}
     rho: dict[str, float] = {}
+    p_values: dict[str, float] = {}
     if infer_directions:
-        directions, rho = table_mode.infer_directions(x, y, features, categories, declared)
+        directions, rho, p_values = table_mode.infer_directions(
+            x, y, features, categories, declared, alpha=direction_alpha)
     minority = int(min(y.sum(), len(y) - y.sum()))
     nfold = min(nfold, minority)
     if nfold < 2:
@@ -231,8 +236,9 @@ def train_scorecard(train: pl.DataFrame, target: str | np.ndarray,
         "training_data_hash": data_hash(x, y, features),
         "directions": {n: int(directions.get(n, 0)) for n in features},
         "directions_declared": declared,
-        "directions_inferred": {n: {"direction": int(directions[n]), "spearman": r}
-                                for n, r in rho.items()},
+        "directions_inferred": {n: {"direction": int(directions[n]), "spearman": r,
+                                    "p_value": p_values[n]} for n, r in rho.items()},
+        "direction_alpha": direction_alpha if infer_directions else None,
         "warnings": warnings,
     }
     if valid is not None:

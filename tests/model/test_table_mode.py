@@ -20,6 +20,7 @@ from model.table_mode import (
     infer_directions,
     prepare_table,
     spearman,
+    spearman_p,
     stray_text,
     useless_columns,
 )
@@ -84,13 +85,35 @@ def test_only_a_declared_column_may_bend() -> None:
 def test_direction_is_the_sign_of_spearman_and_survives_monotone_transforms(rows) -> None:
     x = np.array([r[0] for r in rows], dtype=float)
     y = np.array([r[1] for r in rows], dtype=float)
-    dirs, rho = infer_directions(np.column_stack([x, x ** 3 / 7 - 11]), y,
-                                 ["x", "t"], {}, {})
+    dirs, rho, _ = infer_directions(np.column_stack([x, x ** 3 / 7 - 11]), y,
+                                    ["x", "t"], {}, {})
     assert dirs["x"] == dirs["t"]  # unchanged by a strictly increasing transformation
     expected = spearmanr(x, y).statistic if x.std() and y.std() else 0.0
     assert rho["x"] == pytest.approx(0.0 if np.isnan(expected) else expected, abs=1e-9)
     assert dirs["x"] == (-1 if rho["x"] > 0 else 1)
     assert spearman(np.array([1.0, np.nan, 2.0, 3.0]), np.array([0.0, 1.0, 0.0, 1.0])) > 0
+
+
+def test_a_column_without_a_significant_trend_is_left_free_and_said_so() -> None:
+    """Noise gets no guessed direction at the default level; with `alpha=None` every sign
+    counts. The p-value is scipy's for the same rank correlation."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    signal, noise = rng.standard_normal(n), rng.standard_normal(n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-1.0 + 0.8 * signal)))).astype(float)
+    x = np.column_stack([signal, noise])
+    dirs, rho, p = infer_directions(x, y, ["signal", "noise"], {}, {}, alpha=0.05)
+    assert p["signal"] < 1e-6 and dirs["signal"] == -1
+    assert p["noise"] >= 0.05 and dirs["noise"] == 0
+    assert p["noise"] == pytest.approx(spearmanr(noise, y).pvalue, rel=1e-6)
+    assert spearman_p(rho["noise"], n) == p["noise"]
+    forced, _, _ = infer_directions(x, y, ["signal", "noise"], {}, {}, alpha=None)
+    assert forced["noise"] == (-1 if rho["noise"] > 0 else 1)
+    frame = pl.DataFrame({"signal": signal, "noise": noise, "y": y.astype(int)})
+    card, report = train_scorecard(frame, "y", seed=0, **FAST)
+    assert card.directions == {"signal": -1, "noise": 0}
+    assert report["directions_inferred"]["noise"]["p_value"] >= 0.05
+    assert report["direction_alpha"] == 0.05
 
 
 @settings(max_examples=60, deadline=None)
