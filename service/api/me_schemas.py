@@ -63,9 +63,15 @@ class ScoreBriefSchema(Schema):
 
 
 class ScorePageSchema(ScoreBriefSchema):
-    """The citizen's score and its trend over past scores (oldest first)."""
+    """The citizen's score and its trend over past scores (oldest first), and the service's
+    today: every date the API gives (a score's as-of date, a dispute's due date, a consent's
+    end, the access log) is of this one clock (the city's calendar; a demo city's own)."""
 
     trend = fields.List(fields.Nested(TrendPointSchema), required=True)
+    today = fields.Date(required=True, metadata={
+        "description": "today on the service's clock, in the city's calendar (UTC+8): the day "
+                       "a dispute or repair filed now is dated, and what a consent's `until` "
+                       "counts from"})
 
 
 class ReasonSchema(Schema):

@@ -86,7 +86,7 @@ def score_page(app: Flask, person_key: str) -> dict:
     newest = max(points, key=lambda point: point["id"])
     history = [{**point, "score": whole_score(point["score"]), "band_zh": BAND_ZH[point["band"]]}
                for point in trend_of(points)]
-    return {**score_brief(newest), "trend": history}
+    return {**score_brief(newest), "trend": history, "today": clock.today(app)}
 
 
 def explanation(app: Flask, person_key: str, lang: str) -> dict:

@@ -90,7 +90,7 @@ def test_the_score_page_is_the_latest_row_and_the_trend_rendered_as_the_schema_w
     newest = latest(engine, key)
     points = [{**p, "score": math.floor(p["score"]), "band_zh": BAND_ZH[p["band"]]}
               for p in trend(engine, key)]
-    assert page == {**score_brief(newest), "trend": points}
+    assert page == {**score_brief(newest), "trend": points, "today": DEMO_TODAY}
     assert len(page["trend"]) == 24 and page["as_of"] < DEMO_TODAY
     rendered = json.dumps(ScorePageSchema().dump(page), ensure_ascii=False).encode()
     served_app.extensions["osmanthus.cache"].delete(
