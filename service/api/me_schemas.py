@@ -160,7 +160,10 @@ class RepairTermsSchema(Schema):
     can_apply = fields.Boolean(required=True, metadata={
         "description": "it counts, the date has come and no application is open"})
     expires_on = fields.Date(allow_none=True, metadata={
-        "description": "the first day it no longer counts by itself; null: while active"})
+        "description": "the first day it no longer counts by itself (a penalty: its disclosure "
+                       "window ends; a social-security or transit month: it leaves the file "
+                       "after five years, though the score's windows, 12 to 36 months, may stop "
+                       "charging for it sooner); null: while active"})
     obligation = fields.String(allow_none=True)
     obligation_zh = fields.String(allow_none=True)
     obligation_en = fields.String(allow_none=True)

@@ -224,3 +224,30 @@ def test_the_sweep_rescores_exactly_the_people_whose_dispute_went_overdue(
 
     set_clock(served_app, DEMO_TODAY + dt.timedelta(days=26))
     assert sweep(served_app) == [later_one]
+
+
+def test_osmanthus_disputes_sweep_rescores_the_overdue_on_the_configured_clock(
+        served_app, served_client, auth, people_keys, monkeypatch):
+    from click.testing import CliRunner
+
+    from service.cli.main import main
+
+    key = people_keys[5]
+    _disputed_listing_with_a_consent(served_app, served_client, auth, key)
+    config = served_app.extensions["osmanthus.config"]
+    later = DEMO_TODAY + dt.timedelta(days=21)
+    monkeypatch.setenv("DATABASE_URL", config.database_url)
+    monkeypatch.setenv("OSMANTHUS_REGISTRY", str(config.registry_dir))
+    monkeypatch.setenv("OSMANTHUS_AS_OF", later.isoformat())
+    monkeypatch.delenv("OSMANTHUS_CLOCK_SINCE", raising=False)
+    monkeypatch.delenv("OSMANTHUS_ENV", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+    result = CliRunner().invoke(main, ["disputes", "sweep"], catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert f"re-scored 1 people whose dispute went overdue (as of {later})" in result.output
+    fresh = latest(served_app.extensions["osmanthus.engine"], key)
+    assert fresh["as_of"] == later and fresh["reasons"]["features"]["ct_active_listings"] == 0
+    again = CliRunner().invoke(main, ["disputes", "sweep"], catch_exceptions=False)
+    assert "re-scored 0 people" in again.output

@@ -126,7 +126,9 @@
       const parts = [];
       if (tip && tip.points_restored > 0) parts.push(T.restores(Math.round(tip.points_restored)));
       if (rp.repairable && rp.repairable_from) parts.push(`${T.repairableFrom} ${day(rp.repairable_from)}`);
-      if (rp.expires_on) parts.push(`${T.expiresOn} ${day(rp.expires_on)}`);
+      // a monthly record stays on file five years, but the score's windows look back 12 to 36
+      // months: say both, not "stops counting" alone (its exact cost today is `restores`)
+      if (rp.expires_on) parts.push(MONTHLY.has(r.source) ? `${T.leavesFileOn} ${day(rp.expires_on)} (${T.fadesSooner})` : `${T.expiresOn} ${day(rp.expires_on)}`);
       const obligation = S.lang === "zh" ? rp.obligation_zh : rp.obligation_en;
       if (obligation) parts.push(obligation);
       if (rp.application) parts.push(`${T.repairState[rp.application.state] || rp.application.state}${rp.application.resolution ? ` · ${rp.application.resolution}` : ""}`);
