@@ -34,11 +34,6 @@ from service.store.tables import as_utc, consents, partners
 MAX_MONTHS = 12
 
 
-def city_today(now: dt.datetime | None = None) -> dt.date:
-    """The city's date of `now` (default: the wall clock's now)."""
-    return city_date(now or dt.datetime.now(dt.UTC))
-
-
 def expiry_of(until: dt.date) -> dt.datetime:
     """The moment a consent 'until <date>' ends: the next midnight in the city, in UTC."""
     return dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), CITY_TZ).astimezone(dt.UTC)
@@ -50,13 +45,14 @@ def state_of(row: dict, now: dt.datetime) -> str:
     return "active" if as_utc(row["expires_at"]) > now else "expired"
 
 
-def public(row: Any, now: dt.datetime | None = None) -> dict:
-    """A consent as its citizen sees it (no person key), with its state."""
+def public(row: Any, now: dt.datetime) -> dict:
+    """A consent as its citizen sees it (no person key), with its state at `now` (the
+    service's clock)."""
     data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     data.pop("person_key", None)
     for name in ("granted_at", "expires_at", "revoked_at"):
         data[name] = as_utc(data[name])
-    data["state"] = state_of(data, now or dt.datetime.now(dt.UTC))
+    data["state"] = state_of(data, now)
     return data
 
 
@@ -78,7 +74,7 @@ def _check(engine: Engine, perk_config: PerkConfig, partner_id: str, perk_ids: l
            for i, p in enumerate(perk_ids, start=1) if offered.get(p) != partner_id]
     if bad:
         errors["perks"] = bad
-    today = city_today(now)
+    today = city_date(now)
     if until <= today:
         errors["until"] = ["must be a date in the future"]
     elif until > add_months(today, MAX_MONTHS):
