@@ -23,8 +23,8 @@ row has `as_of <= due_on`. People never scored are left to be scored when first 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
-import time
 
 from flask import Flask
 from sqlalchemy import Connection, select
@@ -32,6 +32,8 @@ from sqlalchemy import Connection, select
 from service.base import clock
 from service.scoring.score import rescore
 from service.store.tables import disputes, scores
+
+log = logging.getLogger(__name__)
 
 _LATEST_AS_OF = (select(scores.c.as_of).where(scores.c.person_key == disputes.c.person_key)
                  .order_by(scores.c.id.desc()).limit(1).correlate(disputes).scalar_subquery())
@@ -73,24 +75,20 @@ def sweep(app: Flask) -> list[str]:
     return keys
 
 
-def start_sweeping(app: Flask, seconds: float) -> threading.Thread | None:
-    """Sweep every `seconds` in a daemon thread of this process (None when `seconds` <= 0).
-    Several workers sweeping at once is harmless: a person re-scored by one is no longer stale
-    for the next."""
+def start_sweeping(app: Flask, seconds: float) -> threading.Event | None:
+    """Sweep every `seconds` in a daemon thread of this process; returns the event that stops
+    it (None when `seconds` <= 0). Several workers sweeping at once is harmless: a person
+    re-scored by one is no longer stale for the next."""
     if seconds <= 0:
         return None
+    stop = threading.Event()
 
     def loop() -> None:
-        while True:
-            time.sleep(seconds)
+        while not stop.wait(seconds):
             try:
-                with app.app_context():
-                    sweep(app)
+                sweep(app)
             except Exception:  # noqa: BLE001 - a failed sweep must not end the thread
-                import logging
+                log.exception("dispute sweep failed")
 
-                logging.getLogger(__name__).exception("dispute sweep failed")
-
-    thread = threading.Thread(target=loop, name="osmanthus-dispute-sweep", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=loop, name="osmanthus-dispute-sweep", daemon=True).start()
+    return stop

@@ -251,3 +251,23 @@ def test_osmanthus_disputes_sweep_rescores_the_overdue_on_the_configured_clock(
     assert fresh["as_of"] == later and fresh["reasons"]["features"]["ct_active_listings"] == 0
     again = CliRunner().invoke(main, ["disputes", "sweep"], catch_exceptions=False)
     assert "re-scored 0 people" in again.output
+
+
+def test_each_worker_sweeps_by_itself(served_app, served_client, auth, people_keys):
+    import time
+
+    from service.rights.overdue import start_sweeping
+
+    assert start_sweeping(served_app, 0) is None  # OSMANTHUS_SWEEP_SECONDS=0: never
+    key = people_keys[6]
+    _disputed_listing_with_a_consent(served_app, served_client, auth, key)
+    set_clock(served_app, DEMO_TODAY + dt.timedelta(days=21))
+    engine = served_app.extensions["osmanthus.engine"]
+    stop = start_sweeping(served_app, 0.05)
+    try:
+        deadline = time.monotonic() + 30
+        while latest(engine, key)["as_of"] == DEMO_TODAY and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+    assert latest(engine, key)["as_of"] == DEMO_TODAY + dt.timedelta(days=21)
