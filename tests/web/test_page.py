@@ -182,6 +182,15 @@ def test_citizen_page(live_app, browser, artifacts):
     assert f"{today} · " in css(consent).text and until in css(consent).text
     logged = re.findall(r"\d{4}-\d{2}-\d{2}", css("#access-list").text)
     assert logged and set(logged) == {today}
+    # a monthly record's five years on file are not shown as when its points end
+    listed = next(r for r in _api(live, person_key, "/records")["records"]
+                  if r["record_id"] == target["record_id"])
+    assert listed["repair"]["adverse"] and listed["repair"]["expires_on"]  # clearing it helps
+    if target["source"] in ("transit", "social_security"):
+        assert f"保存期满、自动移出于 {listed['repair']['expires_on']}" in css(record).text
+        assert "其扣分可能更早消失" in css(record).text
+    else:  # a penalty: its disclosure window's end is when it stops costing points
+        assert f"自动停止计入于 {listed['repair']['expires_on']}" in css(record).text
     wall = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
     assert wall == today or wall not in css("body").text
     _screenshot(driver, artifacts / "citizen-phone-zh-consent.png", PHONE)
