@@ -63,15 +63,11 @@ class ScoreBriefSchema(Schema):
 
 
 class ScorePageSchema(ScoreBriefSchema):
-    """The citizen's score and its trend over past scores (oldest first), and the service's
-    today: every date the API gives (a score's as-of date, a dispute's due date, a consent's
-    end, the access log) is of this one clock (the city's calendar; a demo city's own)."""
+    """The citizen's score, its trend (oldest first) and `today`: the service's one clock, in
+    the city's calendar (UTC+8), which dates everything the API gives."""
 
     trend = fields.List(fields.Nested(TrendPointSchema), required=True)
-    today = fields.Date(required=True, metadata={
-        "description": "today on the service's clock, in the city's calendar (UTC+8): the day "
-                       "a dispute or repair filed now is dated, and what a consent's `until` "
-                       "counts from"})
+    today = fields.Date(required=True)
 
 
 class ReasonSchema(Schema):
@@ -160,9 +156,8 @@ class RepairTermsSchema(Schema):
     can_apply = fields.Boolean(required=True, metadata={
         "description": "it counts, the date has come and no application is open"})
     expires_on = fields.Date(allow_none=True, metadata={
-        "description": "the first day it no longer counts by itself (a penalty: its disclosure "
-                       "window ends; a social-security or transit month: it leaves the file "
-                       "after five years, though the score's windows, 12 to 36 months, may stop "
+        "description": "the first day it no longer counts by itself (a monthly record: when it "
+                       "leaves the file after 5 years; the score's 12–36-month windows may stop "
                        "charging for it sooner); null: while active"})
     obligation = fields.String(allow_none=True)
     obligation_zh = fields.String(allow_none=True)
