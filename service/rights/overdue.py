@@ -5,16 +5,16 @@ with due date D it counts as of D, not as of D + 1). A stored score is as of the
 computed, so a score computed on or before D still counts the record after D has passed: it
 is *stale*. Two things keep a stale score from being served as if current:
 
-- On serving (`refreshed`: every citizen page, and the partner path in `eligibility`, which reads the same facts
-  in its one query): a person's latest score whose as-of date is on or before the due date of
-  one of their open disputes that has passed (due_on < today) is re-scored first, as of today,
-  before the page or the partner's answer is given. The test is date-grained, so the cached
+- On serving (`refreshed`: every citizen page; and the partner path in `eligibility`, which
+  reads the same facts in its one query): a person's latest score whose as-of date is on or
+  before the due date of one of their open disputes that has passed (due_on < today) is
+  re-scored first, as of today, before the page or the partner's answer is given. The test is date-grained, so the cached
   score page is keyed by the clock's day too (`service.base.cache.page_key`): a page cached
   yesterday is never read today.
-- A sweep (`sweep`: `osmanthus disputes sweep`, each API worker once an hour
-  (`OSMANTHUS_SWEEP_SECONDS`), and after `osmanthus rescore --all`) re-scores exactly the
-  people whose dispute went overdue since their last score, so stored scores, the admin's
-  reads and the batch's exports agree without anyone asking first.
+- A sweep (`sweep`: `osmanthus disputes sweep`, and each API worker once an hour,
+  `OSMANTHUS_SWEEP_SECONDS`) re-scores exactly the people whose dispute went overdue since
+  their last score, so stored scores and the admin's reads agree without anyone asking first
+  (`osmanthus rescore --all` needs no sweep: it re-scores everyone as of today).
 
 Both find the same people: open disputes with `due_on < today` whose person's newest score
 row has `as_of <= due_on`. People never scored are left to be scored when first asked.
