@@ -24,8 +24,9 @@ def sweep() -> None:
 
     config = Config.from_env()
     app = create_app(config)
-    if not app.extensions["osmanthus.model"].ready:
-        raise click.ClickException(f"no model to score with: {app.extensions['osmanthus.model'].problem}")
+    serving = app.extensions["osmanthus.model"]
+    if not serving.ready:
+        raise click.ClickException(f"no model to score with: {serving.problem}")
     keys = sweep_people(app)
     click.echo(f"re-scored {len(keys):,} people whose dispute went overdue "
                f"(as of {clock_of(config).today()})")

@@ -8,9 +8,9 @@ is *stale*. Two things keep a stale score from being served as if current:
 - On serving (`refreshed`: every citizen page; and the partner path in `eligibility`, which
   reads the same facts in its one query): a person's latest score whose as-of date is on or
   before the due date of one of their open disputes that has passed (due_on < today) is
-  re-scored first, as of today, before the page or the partner's answer is given. The test is date-grained, so the cached
-  score page is keyed by the clock's day too (`service.base.cache.page_key`): a page cached
-  yesterday is never read today.
+  re-scored first, as of today, before the page or the partner's answer is given. The test
+  is date-grained, so the cached score page is keyed by the clock's day too
+  (`service.base.cache.page_key`): a page cached yesterday is never read today.
 - A sweep (`sweep`: `osmanthus disputes sweep`, and each API worker once an hour,
   `OSMANTHUS_SWEEP_SECONDS`) re-scores exactly the people whose dispute went overdue since
   their last score, so stored scores and the admin's reads agree without anyone asking first
