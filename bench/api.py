@@ -107,9 +107,10 @@ def seed_store(name: str, world, root: Path, redis_url: str, cold_people: int) -
     from sqlalchemy import insert, select
 
     from service.app import create_app
+    from service.base.clock import clock_of
     from service.base.config import Config
     from service.rights.auth import issue_token
-    from service.rights.consents import city_today, grant
+    from service.rights.consents import grant
     from service.rights.partners import add_partner
     from service.scoring.score import score_people
     from service.store.bulk import write_records
@@ -153,7 +154,7 @@ def seed_store(name: str, world, root: Path, redis_url: str, cold_people: int) -
     began = time.perf_counter()
     api_key = add_partner(engine, PARTNER, "Public bicycle company", rotate=True)
     perk_config = app.extensions["osmanthus.perks"]
-    until = city_today() + dt.timedelta(days=30)
+    until = clock_of(config).today() + dt.timedelta(days=30)  # the service's clock
     consent_tokens = [grant(engine, config, perk_config, key, PARTNER, [PERK], until)["token"]
                       for key in keys]
     _step(f"{name}: partner and {len(consent_tokens):,} consents", began)

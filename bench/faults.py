@@ -82,9 +82,10 @@ def seed_api(url: str, redis_url: str, world, people: int) -> tuple[dict, list[s
     """Records, scores, the partner and a consent per person; (env, citizen tokens, consent
     request bodies, API key)."""
     from service.app import create_app
+    from service.base.clock import clock_of
     from service.base.config import Config
     from service.rights.auth import issue_token
-    from service.rights.consents import city_today, grant
+    from service.rights.consents import grant
     from service.rights.partners import add_partner
     from service.scoring.score import score_people
     from service.store.bulk import write_records
@@ -99,7 +100,7 @@ def seed_api(url: str, redis_url: str, world, people: int) -> tuple[dict, list[s
     write_records(engine, world.records.filter_persons(keys))
     score_people(engine, app.extensions["osmanthus.model"], keys, TODAY)
     api_key = add_partner(engine, PARTNER, "Public bicycle company", rotate=True)
-    until = city_today() + dt.timedelta(days=30)
+    until = clock_of(config).today() + dt.timedelta(days=30)  # the service's clock
     bodies = [json.dumps({"consent_token": grant(engine, config, app.extensions["osmanthus.perks"],
                                                  key, PARTNER, [PERK], until)["token"],
                           "perk_id": PERK}) for key in keys]

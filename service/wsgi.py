@@ -6,5 +6,8 @@ from a parent that has used OpenMP can hang)."""
 from __future__ import annotations
 
 from service.app import create_app
+from service.rights.overdue import start_sweeping
 
 app = create_app()
+# overdue disputes stop counting on time even for people nobody asks about (rights/overdue.py)
+start_sweeping(app, app.extensions["osmanthus.config"].sweep_seconds)

@@ -39,6 +39,7 @@ from service.api.admin_schemas import (
     ReviewQuerySchema,
     ReviewStateSchema,
 )
+from service.base import clock
 from service.base.errors import ApiError
 from service.rights import audit
 from service.scoring.score import ensure_people, latest, today
@@ -68,7 +69,7 @@ def _engine():
 def _audit_read(person_key: str, action: str, detail: dict) -> None:
     with _engine().begin() as connection:
         audit.append(connection, actor=g.admin_actor, action=action, person_key=person_key,
-                     detail=detail)
+                     detail=detail, at=clock.now(current_app))
 
 
 def _brief(row: dict | None) -> dict | None:
@@ -197,7 +198,7 @@ def list_disputes(query: dict):
     rows = _queue(disputes, ("dispute_id", "person_key", "source", "record_id", "state",
                              "received_on", "due_on", "resolved_at"),
                   (disputes.c.due_on, disputes.c.dispute_id), query)
-    as_of = today(current_app.extensions["osmanthus.config"])
+    as_of = clock.today(current_app)
     return {"disputes": [_dispute_row(row, as_of) for row in rows]}
 
 
@@ -213,7 +214,7 @@ def get_dispute(dispute_id: str):
             raise ApiError(404, "no such dispute")
         table = RECORD_TABLES[next(s for s in RECORD_TABLES if s.value == row.source)]
         record = connection.execute(select(table).where(table.c.record_id == row.record_id)).first()
-    data = _dispute_row(row, today(current_app.extensions["osmanthus.config"]))
+    data = _dispute_row(row, clock.today(current_app))
     data["record"] = None
     if record is not None:
         data["record"] = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
@@ -279,7 +280,7 @@ def decide(body: dict, review_id: str):
 
     _known_shape(review_id, 32, "review")
     return decide_review(_engine(), review_id, body["outcome"], body["reason"],
-                         by=g.admin_actor)
+                         by=g.admin_actor, now=clock.now(current_app))
 
 
 # --- re-scoring -----------------------------------------------------------------------------
@@ -321,7 +322,8 @@ def rescore_all():
         raise ApiError(503, str(error)) from None
     with _engine().begin() as connection:
         audit.append(connection, actor=g.admin_actor, action="admin_rescore_all",
-                     detail={"run_id": run.run_id, "people": run.people})
+                     detail={"run_id": run.run_id, "people": run.people},
+                     at=clock.now(current_app))
     return vars(run)
 
 

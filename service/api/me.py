@@ -46,11 +46,11 @@ from service.api.me_schemas import (
     ScorePageSchema,
 )
 from service.api.schemas import ErrorEnvelopeSchema
+from service.base import clock
 from service.base.cache import page_key
 from service.base.errors import ApiError
 from service.rights import consents, disputes, pages, repair, review
 from service.rights.auth import citizen_key, citizen_of
-from service.scoring.score import today
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me",
                 description="A citizen's own data (a citizen token; no person id in any path)")
@@ -110,7 +110,8 @@ class CachedScorePages:
         cache = extensions["osmanthus.cache"]
         if not cache.healthy:
             return None  # Redis in trouble: let the route alone wait on it, not twice
-        key = page_key(extensions["osmanthus.model"].version or "-", person_key)
+        key = page_key(extensions["osmanthus.model"].version or "-", person_key,
+                       clock.today(self.app))
         body = cache.get(key)
         if body is None:
             environ[self.MISSED] = key  # the route need not ask Redis again
@@ -157,7 +158,11 @@ def _engine():
 
 
 def _today():
-    return today(current_app.extensions["osmanthus.config"])
+    return clock.today(_app())
+
+
+def _now():
+    return clock.now(_app())
 
 
 @blp.route("/score")
@@ -167,7 +172,8 @@ def get_score():
     """Your score, its band, the model version, the as-of date, and your trend."""
     person_key = me()
     cache = current_app.extensions["osmanthus.cache"]
-    key = page_key(current_app.extensions["osmanthus.model"].version or "-", person_key)
+    key = page_key(current_app.extensions["osmanthus.model"].version or "-", person_key,
+                   _today())
     body = None if request.environ.get(CachedScorePages.MISSED) == key else cache.get(key)
     if body is None:
         page = ScorePageSchema().dump(pages.score_page(_app(), person_key))
@@ -269,7 +275,7 @@ class Review(MethodView):
         for that perk until a reviewer decides; your other perks are untouched."""
         perk_ids = [perk.perk_id for perk in current_app.extensions["osmanthus.perks"].perks]
         return review.request_review(_engine(), perk_ids, me(), data["perk_id"],
-                                     data["reason"].strip(), data["decision_id"])
+                                     data["reason"].strip(), data["decision_id"], now=_now())
 
 
 @blp.route("/review/<string:review_id>")
@@ -284,7 +290,7 @@ class ReviewById(MethodView):
     @_errors(404, 409, s404="No such review of yours", s409="The review is no longer pending")
     def delete(self, review_id: str):
         """Withdraw a pending request: the perk is answered by the score again."""
-        return review.withdraw_review(_engine(), me(), review_id)
+        return review.withdraw_review(_engine(), me(), review_id, now=_now())
 
 
 @blp.route("/repairs")
@@ -321,7 +327,7 @@ class Consents(MethodView):
     @_errors()
     def get(self):
         """Your consents, newest first: active, expired and revoked."""
-        return consents.list_consents(_engine(), me())
+        return consents.list_consents(_engine(), me(), _now())
 
     @blp.arguments(ConsentInSchema)
     @blp.response(201, ConsentGrantedSchema)
@@ -340,7 +346,7 @@ class ConsentById(MethodView):
     @_errors(404, s404="No such consent of yours")
     def delete(self, consent_id: str):
         """Revoke a consent: the partner's token stops working at once."""
-        return consents.revoke(_engine(), me(), consent_id)
+        return consents.revoke(_engine(), me(), consent_id, _now())
 
 
 @blp.route("/access-log")

@@ -26,7 +26,10 @@ class RecordAdviceSchema(Schema):
     date = fields.Date(required=True)
     points_restored = fields.Float(required=True)
     stops_by_itself_on = fields.Date(allow_none=True, metadata={
-        "description": "null: it counts until its obligation is fulfilled"})
+        "description": "the day it stops counting by itself (as `expires_on` on the records "
+                       "page: for a monthly record the end of its five years on file, while "
+                       "the score's 12–36-month windows may stop charging for it sooner); "
+                       "null: it counts until its obligation is fulfilled"})
     repairable_from = fields.Date(allow_none=True)
     actions = fields.List(fields.Nested(AdviceActionSchema), required=True)
 

@@ -63,9 +63,11 @@ class ScoreBriefSchema(Schema):
 
 
 class ScorePageSchema(ScoreBriefSchema):
-    """The citizen's score and its trend over past scores (oldest first)."""
+    """The citizen's score, its trend (oldest first) and `today`: the service's one clock, in
+    the city's calendar (UTC+8), which dates everything the API gives."""
 
     trend = fields.List(fields.Nested(TrendPointSchema), required=True)
+    today = fields.Date(required=True)
 
 
 class ReasonSchema(Schema):
@@ -154,7 +156,9 @@ class RepairTermsSchema(Schema):
     can_apply = fields.Boolean(required=True, metadata={
         "description": "it counts, the date has come and no application is open"})
     expires_on = fields.Date(allow_none=True, metadata={
-        "description": "the first day it no longer counts by itself; null: while active"})
+        "description": "the first day it no longer counts by itself (a monthly record: when it "
+                       "leaves the file after 5 years; the score's 12–36-month windows may stop "
+                       "charging for it sooner); null: while active"})
     obligation = fields.String(allow_none=True)
     obligation_zh = fields.String(allow_none=True)
     obligation_en = fields.String(allow_none=True)

@@ -8,6 +8,7 @@ page at once; a person's own key is deleted when their records, disputes or scor
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -102,5 +103,8 @@ def make_cache(redis_url: str | None) -> MemoryCache | RedisCache:
     return RedisCache(redis_url) if redis_url else MemoryCache()
 
 
-def page_key(model_version: str, person_key: str) -> str:
-    return f"osmanthus:me:{model_version}:{person_key}"
+def page_key(model_version: str, person_key: str, day: dt.date) -> str:
+    """A citizen's cached score page, per model and per day of the service's clock: a score
+    can go stale at a day's turn (a dispute's due date passes: service/rights/overdue.py), so a
+    page cached yesterday is never read today (it then runs out by its TTL)."""
+    return f"osmanthus:me:{model_version}:{day.isoformat()}:{person_key}"

@@ -66,7 +66,11 @@ class Config:
     redis_url: str | None = None
     registry_dir: Path = Path("var/registry")
     perks_file: Path | None = None  # None: the demo perks shipped in service/rights/perks.json
-    as_of: dt.date | None = None  # online scoring's as-of date; None: today (see scoring.today)
+    # The service's one clock (service/base/clock.py): None → the wall clock (production);
+    # a date → the city's clock starts there, frozen at its noon unless `clock_since` says at
+    # which wall-clock instant that date began (then it runs at real speed: the demo).
+    as_of: dt.date | None = None
+    clock_since: dt.datetime | None = None
     # None: random for this process (development and tests); production refuses None.
     jwt_secret: str | None = None
     jwt_kid: str = "1"
@@ -92,6 +96,9 @@ class Config:
     # Days a dispute has to be answered (征信业管理条例 Art. 25: 20); fixed on each dispute when
     # it is received. Unanswered past it, the record stops counting until answered.
     dispute_due_days: int = 20
+    # How often each API worker re-scores the people whose dispute just went overdue
+    # (service/rights/overdue.py; 0: never, leaving it to serving and `osmanthus disputes sweep`).
+    sweep_seconds: float = 3600.0
     # Request bodies (service/api/guard.py): JSON endpoints, and the feed upload (a file).
     max_body_bytes: int = 1 << 20
     max_feed_bytes: int = 512 << 20
@@ -140,6 +147,7 @@ class Config:
             perks_file=Path(env["OSMANTHUS_PERKS"]) if env.get("OSMANTHUS_PERKS") else None,
             as_of=dt.date.fromisoformat(env["OSMANTHUS_AS_OF"]) if env.get("OSMANTHUS_AS_OF")
             else None,
+            clock_since=_instant(env, "OSMANTHUS_CLOCK_SINCE"),
             jwt_secret=env.get("OSMANTHUS_JWT_SECRET") or None,
             jwt_kid=env.get("OSMANTHUS_JWT_KID") or cls.jwt_kid,
             jwt_previous=_previous(env, "OSMANTHUS_JWT_PREVIOUS"),
@@ -156,6 +164,7 @@ class Config:
                                                 cls.api_key_cache_seconds)),
             num_threads=int(env.get("OSMANTHUS_NUM_THREADS", "1")),
             dispute_due_days=int(env.get("OSMANTHUS_DISPUTE_DUE_DAYS", cls.dispute_due_days)),
+            sweep_seconds=float(env.get("OSMANTHUS_SWEEP_SECONDS", cls.sweep_seconds)),
             max_body_bytes=int(env.get("OSMANTHUS_MAX_BODY_BYTES", cls.max_body_bytes)),
             max_feed_bytes=int(env.get("OSMANTHUS_MAX_FEED_BYTES", cls.max_feed_bytes)),
             validation_features=_path(env, "OSMANTHUS_VALIDATION_FEATURES"),
@@ -202,6 +211,12 @@ class Config:
             keyring_of(self)
         except ValueError as error:
             raise ConfigError(f"a signing key is not usable: {error}") from None
+        if self.clock_since is not None and self.as_of is None:
+            raise ConfigError("OSMANTHUS_CLOCK_SINCE needs OSMANTHUS_AS_OF: the date the city's "
+                              "clock started at that instant")
+        if self.production and self.as_of is not None:
+            raise ConfigError("production runs on the wall clock: unset OSMANTHUS_AS_OF "
+                              "(a city in its own time is for the demo and tests)")
         if not 1 <= self.dispute_due_days <= 60:
             raise ConfigError("OSMANTHUS_DISPUTE_DUE_DAYS must be 1 to 60 days")
         self._check_oidc()
@@ -236,6 +251,19 @@ class Config:
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(env[name]) if env.get(name) else None
+
+
+def _instant(env: Mapping[str, str], name: str) -> dt.datetime | None:
+    """An ISO 8601 instant; one without a UTC offset is read as UTC."""
+    text = env.get(name)
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be an ISO 8601 instant, e.g. 2026-12-06T03:54:00Z") \
+            from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _previous(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:

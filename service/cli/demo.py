@@ -108,6 +108,9 @@ def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool, 
     click.echo(f"  report:     {root / 'reports' / 'evaluation.md'}")
     click.echo(f"  model card: {os.environ['OSMANTHUS_REGISTRY']}/versions/{version}/MODEL_CARD.md")
     click.echo(f"  store:      {os.environ['DATABASE_URL']}")
+    click.echo(f"  clock:      the city's {os.environ['OSMANTHUS_AS_OF']} began at "
+               f"{os.environ['OSMANTHUS_CLOCK_SINCE']} and runs on (to serve this city again "
+               "later, set OSMANTHUS_AS_OF and OSMANTHUS_CLOCK_SINCE to these)")
     print_curl_lines(demo_access, port)
     if serve_:
         from service.cli.service import execute, gunicorn_command
@@ -120,10 +123,18 @@ def demo(ctx: click.Context, people: int, seed: int, workdir: str, fresh: bool, 
 
 def _serving_environment(root: Path, city_dir: Path, feature_dir: Path) -> None:
     """The settings of the demo's store and server, unless already set: a SQLite file in the
-    demo folder, the city's own today, and the validation snapshot promotions are gated on."""
+    demo folder, the city's own clock, and the validation snapshot promotions are gated on.
+
+    The city's clock (`service.base.clock`): its records run to December 2025, so its day
+    starts at 2026-01-01 00:00 (city time) now, and runs at real speed from here; the demo
+    scores everyone as of that day, and every consent, dispute, review, repair and audit row
+    is dated on the same clock, so the page shows one world."""
+    import datetime as dt
+
     defaults = {
         "DATABASE_URL": f"sqlite:///{(root / 'osmanthus.db').resolve()}",
         "OSMANTHUS_AS_OF": CURRENT_AS_OF,
+        "OSMANTHUS_CLOCK_SINCE": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "OSMANTHUS_VALIDATION_FEATURES": str((feature_dir / f"{VALID_AS_OF}.parquet").resolve()),
         "OSMANTHUS_VALIDATION_OUTCOMES": str((city_dir / "outcomes.parquet").resolve()),
         "OSMANTHUS_VALIDATION_PEOPLE": str((city_dir / "people.parquet").resolve()),

@@ -127,8 +127,9 @@ def set_up_partners(root: Path) -> dict:
     """Register every demo partner with a fresh API key, and let one resident who qualifies
     for the bicycle perk consent to the bicycle company asking about it."""
     from service.app import create_app
+    from service.base.clock import clock_of
     from service.rights.auth import issue_token
-    from service.rights.consents import city_today, grant
+    from service.rights.consents import grant
     from service.rights.partners import add_partner
     from service.store.tables import scores
 
@@ -148,7 +149,7 @@ def set_up_partners(root: Path) -> dict:
     chosen = next((r for r in rows if (r.reasons.get("records_counted") or 0) > 0
                    and perk.decide(r.score, r.reasons["features"]) == "yes"), rows[0])
     consent = grant(engine, config, perk_config, chosen.person_key, DEMO_PARTNER, [DEMO_PERK],
-                    city_today() + dt.timedelta(days=30))
+                    clock_of(config).today() + dt.timedelta(days=30))
     click.echo(f"  resident {chosen.person_key[:12]}… (score {chosen.score:.0f}) consents to "
                f"{DEMO_PARTNER} asking about {DEMO_PERK} for 30 days")
     engine.dispose()

@@ -10,6 +10,7 @@ import click
 from service.cli.batch import batch
 from service.cli.data import city, features, validate
 from service.cli.demo import demo
+from service.cli.disputes import disputes
 from service.cli.model import evaluate, models, score
 from service.cli.recal import recalibrate
 from service.cli.report import report
@@ -33,3 +34,4 @@ for command in (city, validate, features, train, score, evaluate, models, ingest
 main.add_command(report)
 main.add_command(batch)
 main.add_command(recalibrate)
+main.add_command(disputes)

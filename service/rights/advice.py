@@ -48,11 +48,12 @@ def advice(app: Flask, person_key: str, lang: str) -> dict:
     records, as_of, listed = explained_records(app, person_key)
     adverse = [r for r in listed if r["counts"] and r["terms"].adverse]
     serving = app.extensions["osmanthus.model"]
-    removals = [None, *[(r["source"], r["record_id"]) for r in adverse]]
-    variants = scores_without(app, records, removals, as_of) if serving.ready else []
+    each = [(r["source"], r["record_id"]) for r in adverse]
+    # one pass: as now, without each adverse record, and without all of them at once
+    variants = scores_without(app, records, [None, *each, each], as_of) if serving.ready else []
     now_score = variants[0][0] if variants else score
     items = []
-    for record, (without, _) in zip(adverse, variants[1:], strict=False):
+    for record, (without, _) in zip(adverse, variants[1:-1], strict=False):
         given = record["terms"]
         items.append({
             "source": record["source"], "record_id": record["record_id"], "date": record["date"],
@@ -63,17 +64,20 @@ def advice(app: Flask, person_key: str, lang: str) -> dict:
                         for a in _actions(record["source"], record, given, as_of)],
         })
     items.sort(key=lambda a: -a["points_restored"])
-    perks = _perk_advice(app, records, as_of, score, row["reasons"]["features"], adverse, lang)
+    cleared = variants[-1] if variants else None
+    perks = _perk_advice(app, records, as_of, score, row["reasons"]["features"], adverse,
+                         cleared, lang)
     return {"as_of": as_of, "score": score, "records": items, "perks": perks}
 
 
 def _perk_advice(app: Flask, records, as_of: dt.date, score: float, features: dict,
-                 adverse: list[dict], lang: str) -> list[dict]:
+                 adverse: list[dict], cleared: tuple[float, dict] | None,
+                 lang: str) -> list[dict]:
+    """`cleared`: the (score, features) with every adverse counting record cleared."""
     config = app.extensions["osmanthus.perks"]
     locked = [p for p in config.perks if p.decide(score, features) == "no"]
-    if not locked or not app.extensions["osmanthus.model"].ready:
+    if not locked or cleared is None:
         return []
-    cleared = _without_all(app, records, adverse, as_of)
     dates = sorted({r["terms"].expires_on for r in adverse if r["terms"].expires_on
                     and as_of < r["terms"].expires_on <= as_of + HORIZON})[:MAX_DATES]
     later = [(day, *scores_without(app, records, [None], day)[0]) for day in dates]
@@ -99,17 +103,3 @@ def _perk_advice(app: Flask, records, as_of: dt.date, score: float, features: di
                     "unlocks_by_itself_on": by_itself, "failed_conditions": failed,
                     "text_zh": zh, "text_en": en, "text": zh if lang == "zh" else en})
     return out
-
-
-def _without_all(app: Flask, records, adverse: list[dict], as_of: dt.date) -> tuple[float, dict]:
-    """The person's (score, features) with every adverse counting record cleared."""
-    import polars as pl
-
-    from features.records import Records, Source
-
-    drop = {(r["source"], r["record_id"]) for r in adverse}
-    frames = {}
-    for source in Source:
-        ids = [rid for s, rid in drop if s == source.value]
-        frames[source.value] = records.get(source).filter(~pl.col("record_id").is_in(ids))
-    return scores_without(app, Records(**frames), [None], as_of)[0]

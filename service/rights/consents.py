@@ -5,8 +5,9 @@ and `perks`) that the citizen hands to the partner, e.g. as a QR code. The token
 nothing: the partner side checks the consents row on every use (not revoked, not expired,
 partner and perk match), so revoking works at once even though the token itself lives on.
 
-Expiry is real time, not the scoring as-of date: a consent "until 2027-03-01" lasts to the end
-of that day in the city's time zone (China Standard Time, UTC+8).
+Dates are the service's one clock (`service.base.clock`), the same as disputes', repairs' and
+the audit log's: a consent "until 2027-03-01" lasts to the end of that day in the city's
+calendar (China Standard Time, UTC+8) on that clock (the wall clock in production).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from features.rules import add_months
+from service.base.clock import CITY_TZ, city_date, clock_of
 from service.base.config import Config
 from service.base.errors import ApiError
 from service.rights import audit
@@ -29,13 +31,7 @@ from service.rights.perks import PerkConfig
 from service.scoring.score import ensure_people
 from service.store.tables import as_utc, consents, partners
 
-CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 MAX_MONTHS = 12
-
-
-
-def city_today(now: dt.datetime | None = None) -> dt.date:
-    return (now or dt.datetime.now(dt.UTC)).astimezone(CITY_TZ).date()
 
 
 def expiry_of(until: dt.date) -> dt.datetime:
@@ -49,13 +45,14 @@ def state_of(row: dict, now: dt.datetime) -> str:
     return "active" if as_utc(row["expires_at"]) > now else "expired"
 
 
-def public(row: Any, now: dt.datetime | None = None) -> dict:
-    """A consent as its citizen sees it (no person key), with its state."""
+def public(row: Any, now: dt.datetime) -> dict:
+    """A consent as its citizen sees it (no person key), with its state at `now` (the
+    service's clock)."""
     data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     data.pop("person_key", None)
     for name in ("granted_at", "expires_at", "revoked_at"):
         data[name] = as_utc(data[name])
-    data["state"] = state_of(data, now or dt.datetime.now(dt.UTC))
+    data["state"] = state_of(data, now)
     return data
 
 
@@ -77,7 +74,7 @@ def _check(engine: Engine, perk_config: PerkConfig, partner_id: str, perk_ids: l
            for i, p in enumerate(perk_ids, start=1) if offered.get(p) != partner_id]
     if bad:
         errors["perks"] = bad
-    today = city_today(now)
+    today = city_date(now)
     if until <= today:
         errors["until"] = ["must be a date in the future"]
     elif until > add_months(today, MAX_MONTHS):
@@ -114,7 +111,7 @@ def grant(engine: Engine, config: Config, perk_config: PerkConfig, person_key: s
     `idempotency_key` (the page makes one per grant form): the same key again — a double
     click, a retried request — answers with the consent it already made (and a token for it),
     never a second consent."""
-    now = dt.datetime.now(dt.UTC)
+    now = clock_of(config).now()
     perk_ids = list(dict.fromkeys(perk_ids))  # the order given, each perk once
     earlier = _same_grant(engine, person_key, idempotency_key)
     if earlier is not None:
@@ -129,7 +126,7 @@ def grant(engine: Engine, config: Config, perk_config: PerkConfig, person_key: s
         with engine.begin() as connection:
             ensure_people(connection, [person_key])
             connection.execute(insert(consents).values(**row, idempotency_key=idempotency_key))
-            _audit_grant(connection, person_key, row, partner_id, perk_ids)
+            _audit_grant(connection, person_key, row, partner_id, perk_ids, now)
     except IntegrityError:
         earlier = _same_grant(engine, person_key, idempotency_key)  # a concurrent twin won
         if earlier is None:
@@ -139,16 +136,16 @@ def grant(engine: Engine, config: Config, perk_config: PerkConfig, person_key: s
 
 
 def _audit_grant(connection, person_key: str, row: dict, partner_id: str,
-                 perk_ids: list[str]) -> None:
+                 perk_ids: list[str], now: dt.datetime) -> None:
     audit.append(connection, actor="citizen", action="consent_granted",
-                 person_key=person_key,
+                 person_key=person_key, at=now,
                  detail={"consent_id": row["consent_id"], "partner_id": partner_id,
                          "perks": perk_ids, "expires_at": row["expires_at"].isoformat()})
 
 
-def list_consents(engine: Engine, person_key: str) -> list[dict]:
-    """Every consent of the person, newest first: active, expired and revoked."""
-    now = dt.datetime.now(dt.UTC)
+def list_consents(engine: Engine, person_key: str, now: dt.datetime) -> list[dict]:
+    """Every consent of the person, newest first: active, expired and revoked (as of `now`,
+    the service's clock)."""
     with engine.connect() as connection:
         rows = connection.execute(
             select(consents).where(consents.c.person_key == person_key)
@@ -157,10 +154,9 @@ def list_consents(engine: Engine, person_key: str) -> list[dict]:
     return [public(row, now) for row in rows]
 
 
-def revoke(engine: Engine, person_key: str, consent_id: str) -> dict:
-    """Revoke one of the person's consents (404 if it is not theirs; revoking twice changes
-    nothing and is not logged twice)."""
-    now = dt.datetime.now(dt.UTC)
+def revoke(engine: Engine, person_key: str, consent_id: str, now: dt.datetime) -> dict:
+    """Revoke one of the person's consents at `now` (the service's clock); 404 if it is not
+    theirs; revoking twice changes nothing and is not logged twice."""
     if not is_id(consent_id):
         raise ApiError(404, "no such consent")
     with engine.begin() as connection:
@@ -176,7 +172,7 @@ def revoke(engine: Engine, person_key: str, consent_id: str) -> dict:
             connection.execute(update(consents).where(consents.c.consent_id == consent_id)
                                .values(revoked_at=now))
             audit.append(connection, actor="citizen", action="consent_revoked",
-                         person_key=person_key,
+                         person_key=person_key, at=now,
                          detail={"consent_id": consent_id, "partner_id": data["partner_id"]})
     return public(data, now)
 

@@ -17,8 +17,9 @@ record of the positive source, or any other whose removal would lower the score)
 `confirm: true`; without it the answer is a 422 on `confirm` that says how many points the
 record is worth now (`whatif.record_worth`: the score re-computed without it).
 
-Dates are the service's one clock, `scoring.today` (the as-of date: a demo city lives in its
-own time; in production the city's calendar date).
+Dates and times are the service's one clock (`service.base.clock`: the wall clock and the
+city's calendar in production; the demo city's own clock in the demo), as for consents,
+reviews, repairs and the audit log.
 
 A dispute id that is not the caller's is answered exactly like one that does not exist (404),
 so ids never reveal whether someone else has a dispute.
@@ -38,9 +39,11 @@ from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from features.identity import redact_ids
 from features.records import SCHEMAS, STATE_COLUMNS, Source, record_schema
 from features.rules import reason as record_reason
+from service.base import clock
+from service.base.clock import city_date
 from service.base.errors import ApiError
 from service.rights import audit
-from service.scoring.score import ensure_people, rescore, today
+from service.scoring.score import ensure_people, rescore
 from service.scoring.whatif import record_worth
 from service.store.records import load_records
 from service.store.tables import RECORD_TABLES, disputes, is_hex_id
@@ -115,7 +118,8 @@ def open_dispute(app: Flask, person_key: str, source: str, record_id: str,
     serving = app.extensions["osmanthus.model"]
     if not serving.ready:  # check before changing anything: the re-score must be possible
         raise ApiError(503, "no model is loaded, so a dispute cannot be re-scored now")
-    received = today(app.extensions["osmanthus.config"])
+    at = clock.now(app)
+    received = city_date(at)
     table = _table(source)
     _check_worth(app, person_key, source, record_id, received, confirm)
     with engine.begin() as connection:
@@ -140,6 +144,7 @@ def open_dispute(app: Flask, person_key: str, source: str, record_id: str,
         connection.execute(update(table).where(table.c.record_id == record_id).values(
             dispute_opened_on=received, dispute_due_on=due, dispute_closed_on=None))
         audit.append(connection, actor="citizen", action="dispute_opened", person_key=person_key,
+                     at=at,
                      detail={"dispute_id": row["dispute_id"], "source": source,
                              "record_id": record_id, "due_on": row["due_on"].isoformat()})
     score = rescore(app, person_key)
@@ -151,7 +156,8 @@ def withdraw_dispute(app: Flask, person_key: str, dispute_id: str) -> dict:
     stopped counting (its dispute overdue) counts again; re-scored. 404 not theirs, 409 not
     open."""
     engine: Engine = app.extensions["osmanthus.engine"]
-    closed_on = today(app.extensions["osmanthus.config"])
+    at = clock.now(app)
+    closed_on = city_date(at)
     if not is_id(dispute_id):
         raise ApiError(404, "no such dispute")
     with engine.begin() as connection:
@@ -165,12 +171,11 @@ def withdraw_dispute(app: Flask, person_key: str, dispute_id: str) -> dict:
         table = _table(found.source)
         connection.execute(update(table).where(table.c.record_id == found.record_id)
                            .values(dispute_closed_on=closed_on))
-        resolved = {"state": "withdrawn", "resolution": None,
-                    "resolved_at": dt.datetime.now(dt.UTC)}
+        resolved = {"state": "withdrawn", "resolution": None, "resolved_at": at}
         connection.execute(update(disputes).where(disputes.c.dispute_id == dispute_id)
                            .values(**resolved))
         audit.append(connection, actor="citizen", action="dispute_withdrawn",
-                     person_key=person_key,
+                     person_key=person_key, at=at,
                      detail={"dispute_id": dispute_id, "source": found.source,
                              "record_id": found.record_id})
     score = rescore(app, person_key) if app.extensions["osmanthus.model"].ready else None
@@ -290,7 +295,8 @@ def resolve_dispute(engine: Engine, app: Flask, dispute_id: str, outcome: str, n
     if outcome == "rejected" and correction:
         raise ApiError(422, "some fields are invalid",
                        errors={"correction": ["only an upheld dispute corrects its record"]})
-    closed_on = today(app.extensions["osmanthus.config"])
+    at = clock.now(app)
+    closed_on = city_date(at)
     if not is_id(dispute_id):
         raise ApiError(404, "no such dispute")
     with engine.begin() as connection:
@@ -309,17 +315,16 @@ def resolve_dispute(engine: Engine, app: Flask, dispute_id: str, outcome: str, n
         elif correction:
             values = _coerce(found.source, correction)
             connection.execute(update(table).where(where).values(
-                **values, dispute_closed_on=closed_on, updated_at=dt.datetime.now(dt.UTC)))
+                **values, dispute_closed_on=closed_on, updated_at=at))
             action = "corrected"
         else:
             connection.execute(delete(table).where(where))
             action = "removed"
-        resolved = {"state": outcome, "resolution": note or None,
-                    "resolved_at": dt.datetime.now(dt.UTC)}
+        resolved = {"state": outcome, "resolution": note or None, "resolved_at": at}
         connection.execute(update(disputes).where(disputes.c.dispute_id == dispute_id)
                            .values(**resolved))
         audit.append(connection, actor=by, action="dispute_resolved",
-                     person_key=found.person_key,
+                     person_key=found.person_key, at=at,
                      detail={"dispute_id": dispute_id, "outcome": outcome, "record": action,
                              "source": found.source, "record_id": found.record_id})
     score = rescore(app, found.person_key)

@@ -29,13 +29,15 @@ from typing import NamedTuple
 from flask import Flask
 from sqlalchemy import Connection, bindparam, func, select
 
+from service.base import clock
+from service.base.clock import city_date
 from service.base.errors import ApiError
 from service.rights import audit
 from service.rights.auth import decode_token
 from service.rights.perks import CONDITIONS, Perk, PerkConfig
 from service.rights.review import answer_for, states_for, states_from_rows
-from service.scoring.score import score_people, today
-from service.store.tables import as_utc, consents, people, scores
+from service.scoring.score import score_people
+from service.store.tables import as_utc, consents, disputes, people, scores
 
 DECISION_TTL = dt.timedelta(hours=24)  # a partner asks again after this
 
@@ -69,12 +71,12 @@ def decide(app: Flask, partner: str, questions: list[tuple[str, str]],
     `{eligible, decision_id, expires_at}` or a `Refusal`. All are audited before returning.
 
     `connection`: an `audit.autocommit(engine)` connection to do it all on (PostgreSQL)."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now(app)
     engine = app.extensions["osmanthus.engine"]
     asked = [_precheck(app, partner, token, perk_id) for token, perk_id in questions]
     wanted = sorted({q.consent_id for q in asked if q.consent_id})
     with nullcontext(connection) if connection is not None else engine.connect() as reading:
-        found, head = _load(reading, wanted)
+        found, head = _load(reading, wanted, now)
     for question in asked:
         if question.consent_id:
             question.row = found.get(question.consent_id)
@@ -164,9 +166,16 @@ _LATEST = (select(scores.c.person_key, func.max(scores.c.id).label("score_id"))
 # Only the features some perk condition reads: a decision needs no more, and parsing every
 # feature of every person was a tenth of a batch's time.
 _CONDITION_FEATURES = sorted({feature for feature, *_ in CONDITIONS.values()})
+# The latest score still counts a record whose dispute went unanswered past its due date
+# (service/rights/overdue.py): such a person is re-scored before the answer, like the unscored.
+_STALE = (select(disputes.c.dispute_id)
+          .where(disputes.c.person_key == consents.c.person_key, disputes.c.state == "open",
+                 disputes.c.due_on < bindparam("today"), disputes.c.due_on >= scores.c.as_of)
+          .exists())
 _LOAD = (
     select(consents.c.consent_id, consents.c.person_key, consents.c.partner_id,
            consents.c.perks, consents.c.expires_at, consents.c.revoked_at, scores.c.score,
+           _STALE.label("stale"),
            *[scores.c.reasons[("features", name)].label(f"feature_{i}")
              for i, name in enumerate(_CONDITION_FEATURES)])
     .select_from(consents)
@@ -183,11 +192,13 @@ SELECT c.consent_id, c.person_key, c.partner_id, c.perks, c.expires_at, c.revoke
                                          r.decided_at))
         FROM reviews r WHERE r.person_key = c.person_key
         AND r.state IN ('pending', 'decided')) AS reviews, s.score,
+       EXISTS (SELECT 1 FROM disputes d WHERE d.person_key = c.person_key AND d.state = 'open'
+               AND d.due_on < %(today)s AND d.due_on >= s.as_of) AS stale,
        {", ".join(f"(s.features ->> '{name}')::float8" for name in _CONDITION_FEATURES)},
        h.seq, h.hash
 FROM consents c
 JOIN people p ON p.person_key = c.person_key
-LEFT JOIN LATERAL (SELECT score, reasons -> 'features' AS features FROM scores
+LEFT JOIN LATERAL (SELECT score, as_of, reasons -> 'features' AS features FROM scores
                    WHERE scores.person_key = c.person_key
                    ORDER BY scores.id DESC LIMIT 1) s ON true
 CROSS JOIN {audit.head_sql()} h
@@ -195,34 +206,36 @@ WHERE c.consent_id = ANY(%(ids)s)
 """  # the same rows as _LOAD, plus the audit head, in one round trip through the driver (and
 #     the stored JSON parsed once for all the features, not once per feature)
 _COLUMNS = ("consent_id", "person_key", "partner_id", "perks", "expires_at", "revoked_at",
-            "reviews", "score")
+            "reviews", "score", "stale")
 
 
-def _load(connection: Connection,
-          consent_ids: list[str]) -> tuple[dict[str, dict], tuple[int, str] | None]:
+def _load(connection: Connection, consent_ids: list[str],
+          now: dt.datetime) -> tuple[dict[str, dict], tuple[int, str] | None]:
     """Consent rows with their person's review state, latest score and the feature values
     perk conditions read (`features`; None when never scored), in one query; on PostgreSQL
-    also the audit chain's head as of this read (for `audit.append_committed`)."""
+    also the audit chain's head as of this read (for `audit.append_committed`). `stale`: the
+    latest score predates a passed due date of an open dispute (`overdue`)."""
     if not consent_ids:
         return {}, None
     found, head, width = {}, None, len(_COLUMNS)
     if connection.dialect.name == "postgresql":
-        rows = audit.driver_connection(connection).execute(_PG_LOAD, {"ids": consent_ids})
+        rows = audit.driver_connection(connection).execute(
+            _PG_LOAD, {"ids": consent_ids, "today": city_date(now)})
         for row in rows:
             data = dict(zip(_COLUMNS, row[:width], strict=True))
-            data["reviews"] = _review_states(data["person_key"], data["reviews"] or [])
+            data["reviews"] = _review_states(data["person_key"], data["reviews"] or [], now)
             values, head = row[width:-2], (row[-2], row[-1])
             data["features"] = (None if data["score"] is None
                                 else dict(zip(_CONDITION_FEATURES, values, strict=True)))
             found[data["consent_id"]] = data
         return found, head
-    for row in connection.execute(_LOAD, {"consent_ids": consent_ids}):
+    for row in connection.execute(_LOAD, {"consent_ids": consent_ids, "today": city_date(now)}):
         data = dict(row._mapping)
         values = [data.pop(f"feature_{i}") for i in range(len(_CONDITION_FEATURES))]
         data["features"] = (None if data["score"] is None
                             else dict(zip(_CONDITION_FEATURES, values, strict=True)))
         found[data["consent_id"]] = data
-    asked = states_for(connection, sorted({d["person_key"] for d in found.values()}))
+    asked = states_for(connection, sorted({d["person_key"] for d in found.values()}), now)
     for data in found.values():
         data["reviews"] = asked.get(data["person_key"], {})
     return found, None
@@ -237,12 +250,12 @@ class _ReviewRow(NamedTuple):
     decided_at: dt.datetime | None
 
 
-def _review_states(person_key: str, rows: list) -> dict:
+def _review_states(person_key: str, rows: list, now: dt.datetime) -> dict:
     """PostgreSQL's json_agg of review rows → perk → (state, outcome), as `states_for` gives."""
     return states_from_rows([
         _ReviewRow(person_key, perk_id, state, outcome, dt.datetime.fromisoformat(requested),
                    dt.datetime.fromisoformat(decided) if decided else None)
-        for perk_id, state, outcome, requested, decided in rows]).get(person_key, {})
+        for perk_id, state, outcome, requested, decided in rows], now).get(person_key, {})
 
 
 def _consent_refusal(question: _Question, partner: str, now: dt.datetime) -> Refusal | None:
@@ -262,8 +275,11 @@ def _consent_refusal(question: _Question, partner: str, now: dt.datetime) -> Ref
 
 
 def _score_the_unscored(app: Flask, questions: list[_Question]) -> None:
-    """Score, once, everyone asked about who has no score yet (or refuse with 503)."""
-    unscored = sorted({q.row["person_key"] for q in questions if q.row["score"] is None})
+    """Score, once, everyone asked about who has no score yet (or refuse with 503), and
+    everyone whose score is stale (`overdue`: it still counts a record whose dispute went
+    unanswered past its due date; with no model loaded, the stored score answers)."""
+    unscored = sorted({q.row["person_key"] for q in questions
+                       if q.row["score"] is None or q.row.get("stale")})
     if not unscored:
         return
     serving = app.extensions["osmanthus.model"]
@@ -275,14 +291,13 @@ def _score_the_unscored(app: Flask, questions: list[_Question]) -> None:
         return
     from service.base.cache import page_key
 
-    engine, config = app.extensions["osmanthus.engine"], app.extensions["osmanthus.config"]
-    rows = {row["person_key"]: row for row in
-            score_people(engine, serving, unscored, today(config))}
+    engine, day = app.extensions["osmanthus.engine"], clock.today(app)
+    rows = {row["person_key"]: row for row in score_people(engine, serving, unscored, day)}
     app.extensions["osmanthus.cache"].delete(
-        *[page_key(serving.version or "-", key) for key in unscored])
+        *[page_key(serving.version or "-", key, day) for key in unscored])
     for question in questions:
         fresh = rows.get(question.row["person_key"])
-        if question.row["score"] is None and fresh is not None:
+        if fresh is not None:
             question.row["score"] = fresh["score"]
             question.row["features"] = fresh["reasons"]["features"]
 

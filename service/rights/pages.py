@@ -21,14 +21,16 @@ from features.catalog import BY_NAME
 from features.records import SCHEMAS, Records, Source
 from features.repair import terms as repair_terms
 from model.scorecard import BAND_ZH
+from service.base import clock
 from service.base.errors import ApiError
 from service.rights.audit import entries_for
 from service.rights.disputes import latest_by_record
+from service.rights.overdue import refreshed
 from service.rights.perks import CONDITIONS, Perk, thin_file_condition
 from service.rights.points_page import explanation_body, whole_score
 from service.rights.repair import latest_by_record as repairs_by_record
 from service.rights.review import answer_for, review_states
-from service.scoring.score import latest, newest_of_each_date, rescore, today, trend_of
+from service.scoring.score import latest, newest_of_each_date, rescore, trend_of
 from service.scoring.whatif import scores_without
 from service.store.records import load_records
 
@@ -56,10 +58,11 @@ def _engine(app: Flask):
 
 
 def score_row(app: Flask, person_key: str) -> dict:
-    """The person's latest score row; someone never scored is scored now."""
+    """The person's latest score row; someone never scored is scored now, and a score that
+    still counts a record whose dispute went overdue is re-scored first (`overdue`)."""
     row = latest(_engine(app), person_key)
     if row is not None:
-        return row
+        return refreshed(app, person_key) or row
     if not app.extensions["osmanthus.model"].ready:
         raise ApiError(503, "no score yet, and no model is loaded to compute one")
     return rescore(app, person_key)
@@ -78,11 +81,12 @@ def score_page(app: Flask, person_key: str) -> dict:
     points = newest_of_each_date(_engine(app), person_key)
     if not points:
         score_row(app, person_key)
+    if not points or refreshed(app, person_key) is not None:  # (never scored, or stale)
         points = newest_of_each_date(_engine(app), person_key)
     newest = max(points, key=lambda point: point["id"])
     history = [{**point, "score": whole_score(point["score"]), "band_zh": BAND_ZH[point["band"]]}
                for point in trend_of(points)]
-    return {**score_brief(newest), "trend": history}
+    return {**score_brief(newest), "trend": history, "today": clock.today(app)}
 
 
 def explanation(app: Flask, person_key: str, lang: str) -> dict:
@@ -107,7 +111,7 @@ def feature_source(name: str) -> str | None:
 
 def disputed_records(app: Flask, person_key: str, lang: str) -> list[dict]:
     """The person's records with an open dispute as of today, labelled "under dispute"."""
-    as_of = today(app.extensions["osmanthus.config"])
+    as_of = clock.today(app)
     records = load_records(_engine(app), [person_key])
     out = []
     for source in Source:
@@ -130,7 +134,7 @@ def _own_columns(source: Source) -> list[str]:
 def explained_records(app: Flask, person_key: str) -> tuple[Records, dt.date, list[dict]]:
     """The person's records, each with counts/reason as of today (rows hold the source's own
     columns, never the person key)."""
-    as_of = today(app.extensions["osmanthus.config"])
+    as_of = clock.today(app)
     records = load_records(_engine(app), [person_key])
     out = []
     for source in Source:
@@ -200,7 +204,7 @@ def perks_page(app: Flask, person_key: str) -> dict:
     counting records whose clearing alone would unlock it."""
     row = score_row(app, person_key)
     score, features = row["score"], row["reasons"]["features"]
-    asked = review_states(_engine(app), person_key)  # perk → (state, outcome)
+    asked = review_states(_engine(app), person_key, clock.now(app))  # perk → (state, outcome)
     config = app.extensions["osmanthus.perks"]
     partner_names = {p["partner_id"]: p.get("name") for p in config.partners}
     locked = [perk for perk in config.perks if perk.decide(score, features) == "no"]

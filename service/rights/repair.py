@@ -11,7 +11,6 @@ is not the caller's is answered as one that does not exist (404).
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -22,10 +21,12 @@ from features.identity import redact_ids
 from features.records import Source
 from features.repair import terms
 from features.rules import reason as record_reason
+from service.base import clock
+from service.base.clock import city_date
 from service.base.errors import ApiError
 from service.rights import audit
 from service.rights.review import checked_decision
-from service.scoring.score import ensure_people, rescore, today
+from service.scoring.score import ensure_people, rescore
 from service.store.tables import RECORD_TABLES, as_utc, is_hex_id, repairs
 
 OUTCOMES = ("approved", "refused")
@@ -54,7 +55,8 @@ def apply_for_repair(app: Flask, person_key: str, source: str, record_id: str,
     """The citizen's application. 404 not their record, 409 one already open, 422 a record
     that does not count, is not adverse, cannot be repaired, or not yet (the date is given)."""
     engine: Engine = app.extensions["osmanthus.engine"]
-    received = today(app.extensions["osmanthus.config"])
+    at = clock.now(app)
+    received = city_date(at)
     table = _table(source)
     with engine.begin() as connection:
         record = connection.execute(select(table).where(table.c.record_id == record_id)
@@ -88,7 +90,7 @@ def apply_for_repair(app: Flask, person_key: str, source: str, record_id: str,
         ensure_people(connection, [person_key])
         connection.execute(insert(repairs).values(**row))
         audit.append(connection, actor="citizen", action="repair_requested",
-                     person_key=person_key,
+                     person_key=person_key, at=at,
                      detail={"repair_id": row["repair_id"], "source": source,
                              "record_id": record_id})
     return public(row)
@@ -133,7 +135,8 @@ def decide_repair(app: Flask, repair_id: str, outcome: str, reason: str, *, by: 
     engine: Engine = app.extensions["osmanthus.engine"]
     if outcome == "approved" and not app.extensions["osmanthus.model"].ready:
         raise ApiError(503, "no model is loaded, so the person cannot be re-scored now")
-    decided_on = today(app.extensions["osmanthus.config"])
+    at = clock.now(app)
+    decided_on = city_date(at)
     with engine.begin() as connection:
         found = connection.execute(select(repairs).where(repairs.c.repair_id == repair_id)
                                    .with_for_update()).first()
@@ -146,11 +149,11 @@ def decide_repair(app: Flask, repair_id: str, outcome: str, reason: str, *, by: 
             connection.execute(update(table).where(table.c.record_id == found.record_id)
                                .values(repaired_on=decided_on))
         values = {"state": outcome, "resolution": reason,
-                  "resolved_at": dt.datetime.now(dt.UTC), "resolved_by": by}
+                  "resolved_at": at, "resolved_by": by}
         connection.execute(update(repairs).where(repairs.c.repair_id == repair_id)
                            .values(**values))
         audit.append(connection, actor=by, action="repair_decided",
-                     person_key=found.person_key,
+                     person_key=found.person_key, at=at,
                      detail={"repair_id": repair_id, "outcome": outcome, "reason": reason,
                              "source": found.source, "record_id": found.record_id})
     score = rescore(app, found.person_key) if outcome == "approved" else None

@@ -47,12 +47,11 @@ def answer_for(states: dict[str, tuple[str, str | None]], perk_id: str) -> tuple
     return states.get(perk_id, ("none", None))
 
 
-def states_from_rows(rows: Iterable[Any], now: dt.datetime | None = None
+def states_from_rows(rows: Iterable[Any], now: dt.datetime
                      ) -> dict[str, dict[str, tuple[str, str | None]]]:
     """person → perk → (state, outcome) from review rows (person_key, perk_id, state, outcome,
     requested_at, decided_at): the latest live request per perk; a decision older than
-    `DECISION_STANDS` no longer answers."""
-    now = now or dt.datetime.now(dt.UTC)
+    `DECISION_STANDS` at `now` (the service's clock) no longer answers."""
     latest: dict[tuple[str, str], Any] = {}
     for row in rows:
         if row.state not in ("pending", "decided"):
@@ -74,19 +73,20 @@ _LIVE = (reviews.c.person_key, reviews.c.perk_id, reviews.c.state, reviews.c.out
          reviews.c.requested_at, reviews.c.decided_at)
 
 
-def states_for(connection: Connection, person_keys: list[str]
+def states_for(connection: Connection, person_keys: list[str], now: dt.datetime
                ) -> dict[str, dict[str, tuple[str, str | None]]]:
     """person → perk → (state, outcome), for partners' decisions and the perks page."""
     if not person_keys:
         return {}
     rows = connection.execute(select(*_LIVE).where(
         reviews.c.person_key.in_(person_keys), reviews.c.state.in_(("pending", "decided")))).all()
-    return states_from_rows(rows)
+    return states_from_rows(rows, now)
 
 
-def review_states(engine: Engine, person_key: str) -> dict[str, tuple[str, str | None]]:
+def review_states(engine: Engine, person_key: str,
+                  now: dt.datetime) -> dict[str, tuple[str, str | None]]:
     with engine.connect() as connection:
-        return states_for(connection, [person_key]).get(person_key, {})
+        return states_for(connection, [person_key], now).get(person_key, {})
 
 
 def list_reviews(engine: Engine, person_key: str) -> list[dict]:
@@ -99,15 +99,14 @@ def list_reviews(engine: Engine, person_key: str) -> list[dict]:
 
 
 def request_review(engine: Engine, perk_ids: Iterable[str], person_key: str, perk_id: str,
-                   reason: str, decision_id: str | None = None) -> dict:
-    """Ask for human review of one perk's decision. 422 unknown perk or decision id, 409 when
-    one is already pending for that perk."""
+                   reason: str, decision_id: str | None = None, *, now: dt.datetime) -> dict:
+    """Ask for human review of one perk's decision at `now` (the service's clock). 422 unknown
+    perk or decision id, 409 when one is already pending for that perk."""
     if perk_id not in set(perk_ids):
         raise ApiError(422, "some fields are invalid", errors={"perk_id": ["no such perk"]})
     if decision_id is not None and not is_hex_id(decision_id, 32):
         raise ApiError(422, "some fields are invalid",
                        errors={"decision_id": ["not a decision id (32 hexadecimal digits)"]})
-    now = dt.datetime.now(dt.UTC)
     row = {"review_id": uuid.uuid4().hex, "person_key": person_key, "perk_id": perk_id,
            "decision_id": decision_id, "reason": redact_ids(reason), "requested_at": now,
            "state": "pending", "outcome": None, "outcome_reason": None, "decided_at": None,
@@ -121,7 +120,7 @@ def request_review(engine: Engine, perk_ids: Iterable[str], person_key: str, per
             raise ApiError(409, "a human review of this perk is already pending")
         connection.execute(insert(reviews).values(**row))
         audit.append(connection, actor="citizen", action="review_requested",
-                     person_key=person_key,
+                     person_key=person_key, at=now,
                      detail={"review_id": row["review_id"], "perk_id": perk_id,
                              "decision_id": decision_id, "reason": row["reason"]})
     return public(row)
@@ -144,7 +143,8 @@ def get_review(engine: Engine, review_id: str, person_key: str | None = None) ->
     return public(row, with_person=person_key is None)
 
 
-def withdraw_review(engine: Engine, person_key: str, review_id: str) -> dict:
+def withdraw_review(engine: Engine, person_key: str, review_id: str, *,
+                    now: dt.datetime) -> dict:
     """The citizen withdraws a pending request: the perk is answered by the score again."""
     with engine.begin() as connection:
         row = _one(connection, review_id, person_key)
@@ -155,7 +155,7 @@ def withdraw_review(engine: Engine, person_key: str, review_id: str) -> dict:
         connection.execute(update(reviews).where(reviews.c.review_id == review_id)
                            .values(state="withdrawn"))
         audit.append(connection, actor="citizen", action="review_withdrawn",
-                     person_key=person_key,
+                     person_key=person_key, at=now,
                      detail={"review_id": review_id, "perk_id": row.perk_id})
     return public({**row._mapping, "state": "withdrawn"})
 
@@ -175,11 +175,11 @@ def checked_decision(outcome: str, reason: str | None, outcomes: tuple[str, ...]
     return reason
 
 
-def decide_review(engine: Engine, review_id: str, outcome: str, reason: str, *, by: str) -> dict:
+def decide_review(engine: Engine, review_id: str, outcome: str, reason: str, *, by: str,
+                  now: dt.datetime) -> dict:
     """A reviewer's decision with its reason (the admin side): 422 bad outcome or no reason,
     404 unknown review, 409 when it is not pending."""
     reason = checked_decision(outcome, reason, OUTCOMES)
-    now = dt.datetime.now(dt.UTC)
     with engine.begin() as connection:
         row = _one(connection, review_id)
         if row is None:
@@ -191,6 +191,7 @@ def decide_review(engine: Engine, review_id: str, outcome: str, reason: str, *, 
         connection.execute(update(reviews).where(reviews.c.review_id == review_id)
                            .values(**values))
         audit.append(connection, actor=by, action="review_decided", person_key=row.person_key,
+                     at=now,
                      detail={"review_id": review_id, "perk_id": row.perk_id,
                              "outcome": outcome, "reason": reason})
     return public({**row._mapping, **values}, with_person=True)

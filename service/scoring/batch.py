@@ -230,7 +230,7 @@ def run_shard(job: ShardJob) -> ShardResult:
         if cache is not None:
             from service.base.cache import page_key
 
-            cache.delete(*[page_key(job.model_version, key) for key in keys])
+            cache.delete(*[page_key(job.model_version, key, job.as_of) for key in keys])
         tick("write")
     return ShardResult(job.shard, written, round(time.monotonic() - started, 3),
                        {k: round(v, 3) for k, v in stages.timings.items()}, everyone.len(), len(todo))

@@ -46,7 +46,7 @@ def rescore_many(engine: Engine, serving, keys: Sequence[str], as_of: dt.date, *
     for part in _chunks(keys, chunk):
         scored += len(score_people(engine, serving, part, as_of, run_id=run_id))
         if cache is not None:
-            cache.delete(*[page_key(serving.version, key) for key in part])
+            cache.delete(*[page_key(serving.version, key, as_of) for key in part])
         if on_chunk:
             on_chunk(scored, len(keys))
     return Run(run_id, len(keys), scored, as_of, serving.version,

@@ -27,16 +27,16 @@ from sqlalchemy import Engine, bindparam, func, insert, select
 
 from features.build import RECORDS_COUNTED, build_features
 from features.catalog import FEATURE_NAMES
+from service.base.clock import clock_of
 from service.base.progress import Stages
 from service.store.records import load_records
 from service.store.tables import insert_for, people, scores
 
 
 def today(config) -> dt.date:
-    """The as-of date of online scoring: `OSMANTHUS_AS_OF` when set (a demo city lives in its
-    own time), otherwise today."""
-    fixed = getattr(config, "as_of", None)
-    return fixed or dt.date.today()
+    """The as-of date of online scoring: the city's date on the service's one clock
+    (`service.base.clock`: the wall clock in production, the city's own in the demo)."""
+    return clock_of(config).today()
 
 
 def ensure_people(connection, person_keys: Iterable[str]) -> None:
@@ -130,10 +130,10 @@ def rescore(app, person_key: str, *, timings: dict[str, float] | None = None) ->
     engine = app.extensions["osmanthus.engine"]
     serving = app.extensions["osmanthus.model"]
     config = app.extensions["osmanthus.config"]
-    row = score_people(engine, serving, [person_key], today(config), run_id=None,
-                       timings=timings)[0]
+    day = today(config)
+    row = score_people(engine, serving, [person_key], day, run_id=None, timings=timings)[0]
     stages = Stages(timings)
-    app.extensions["osmanthus.cache"].delete(page_key(serving.version or "-", person_key))
+    app.extensions["osmanthus.cache"].delete(page_key(serving.version or "-", person_key, day))
     stages.done("cache")
     return row
 

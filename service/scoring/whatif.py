@@ -14,6 +14,7 @@ advice on the perks page (the points a record would restore).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import polars as pl
 from flask import Flask
@@ -21,18 +22,36 @@ from flask import Flask
 from features.build import build_features
 from features.records import Records, Source
 
+Removal = tuple[str, str] | Iterable[tuple[str, str]] | None
 
-def scores_without(app: Flask, records: Records, removals: list[tuple[str, str] | None],
+
+def _pairs(removal: Removal) -> dict[str, set[str]]:
+    """source → record ids that one variant leaves out (None: none; one `(source, id)`; or
+    several)."""
+    if removal is None:
+        return {}
+    if isinstance(removal, tuple) and len(removal) == 2 and isinstance(removal[0], str):
+        removal = [removal]
+    out: dict[str, set[str]] = {}
+    for source, record_id in removal:
+        out.setdefault(source, set()).add(record_id)
+    return out
+
+
+def scores_without(app: Flask, records: Records, removals: list[Removal],
                    as_of: dt.date) -> list[tuple[float, dict]]:
-    """For each `(source, record_id)` in `removals` (None: remove nothing), the person's
-    (score, features) as of `as_of` with that record removed, in order."""
+    """For each removal in `removals` — None (remove nothing), one `(source, record_id)`, or
+    several of them at once (e.g. every adverse record: what clearing all of them gives) —
+    the person's (score, features) as of `as_of` with those records removed, in order. All
+    variants are built and scored in one pass."""
     frames: dict[str, list[pl.DataFrame]] = {s.value: [] for s in Source}
     for i, removal in enumerate(removals):
         variant = pl.lit(f"v{i:05d}")
+        dropped = _pairs(removal)
         for source in Source:
             frame = records.get(source)
-            if removal is not None and source.value == removal[0]:
-                frame = frame.filter(pl.col("record_id") != removal[1])
+            if dropped.get(source.value):
+                frame = frame.filter(~pl.col("record_id").is_in(sorted(dropped[source.value])))
             frames[source.value].append(frame.with_columns(variant.alias("person_key")))
     variants = Records(**{name: pl.concat(parts) for name, parts in frames.items()})
     keys = [f"v{i:05d}" for i in range(len(removals))]

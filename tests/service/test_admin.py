@@ -15,6 +15,7 @@ from features.build import build_features
 from features.identity import make_resident_id, person_key
 from features.records import Source
 from model.registry import Registry
+from service.base import clock
 from service.base.cache import page_key
 from service.store.tables import RECORD_TABLES, audit_log, perks, scores
 from tests.service.conftest import DEMO_TODAY
@@ -91,7 +92,7 @@ def test_a_feed_upload_stores_quarantines_and_rescores_changed_people(
     raw = _resident_id_of(world, key)
     bad = raw[:17] + ("0" if raw[17] != "0" else "1")  # a wrong check digit
     before = _count(engine, scores, scores.c.person_key == key)
-    cache.set(page_key(version, key), b"stale page")
+    cache.set(page_key(version, key, DEMO_TODAY), b"stale page")
 
     response = _upload(served_client, auth.admin(), "penalty",
                        _penalty_csv([(raw, "serious"), (bad, "serious")]), "penalties.csv")
@@ -101,7 +102,7 @@ def test_a_feed_upload_stores_quarantines_and_rescores_changed_people(
     assert (body["rows_read"], body["rows_stored"], body["rows_quarantined"]) == (2, 1, 1)
     assert body["people_changed"] == body["people_rescored"] == 1
     assert _count(engine, scores, scores.c.person_key == key) == before + 1
-    assert cache.get(page_key(version, key)) is None
+    assert cache.get(page_key(version, key, DEMO_TODAY)) is None
     assert _count(engine, RECORD_TABLES[Source.PENALTY],
                   RECORD_TABLES[Source.PENALTY].c.person_key == key) >= 1
 
@@ -226,7 +227,8 @@ def test_the_review_queue_and_decision(served_app, served_client, auth, people_k
     assert served_client.get(f"/v1/admin/reviews/{'a' * 32}",
                              headers=auth.admin()).status_code == 404
     review_id = request_review(engine, ["bike-deposit-free"], key, "bike-deposit-free",
-                               "I was abroad for a year")["review_id"]
+                               "I was abroad for a year",
+                               now=clock.now(served_app))["review_id"]
 
     queue = served_client.get("/v1/admin/reviews", headers=auth.admin()).json["reviews"]
     assert [(r["person_key"], r["perk_id"], r["state"]) for r in queue] == [

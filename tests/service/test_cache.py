@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 
@@ -9,6 +10,8 @@ import pytest
 
 from service.base.cache import MemoryCache, RedisCache, make_cache, page_key
 from tests.conftest import skip_or_fail
+
+DAY = dt.date(2026, 1, 1)
 
 REDIS_URL = os.environ.get("REDIS_URL_TEST", "redis://127.0.0.1:6379/15")
 
@@ -67,5 +70,5 @@ def test_a_dead_redis_is_a_miss_and_marks_the_cache_unhealthy():
 
 
 def test_the_model_version_is_part_of_the_key():
-    assert page_key("v1", "pk") != page_key("v2", "pk")
+    assert page_key("v1", "pk", DAY) != page_key("v2", "pk", DAY)
     assert isinstance(make_cache(None), MemoryCache)

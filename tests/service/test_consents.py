@@ -8,15 +8,18 @@ import pytest
 from sqlalchemy import select, update
 
 from features.rules import add_months
+from service.base import clock
 from service.rights.auth import decode_token
-from service.rights.consents import city_today, expiry_of
+from service.rights.consents import expiry_of
 from service.store.tables import audit_log, consents
+from tests.service.conftest import DEMO_TODAY
 
 BIKE = {"partner_id": "city-bikes", "perks": ["bike-deposit-free"]}
 
 
 def until(days: int) -> str:
-    return (city_today() + dt.timedelta(days=days)).isoformat()
+    """A date `days` after the served apps' today (their clock is frozen at DEMO_TODAY)."""
+    return (DEMO_TODAY + dt.timedelta(days=days)).isoformat()
 
 
 @pytest.fixture
@@ -40,11 +43,14 @@ def test_a_consent_yields_a_token_the_partner_side_can_check(served_app, served_
     assert consent["state"] == "active" and consent["perks"] == ["bike-deposit-free"]
     assert consent["revoked_at"] is None
     expires = dt.datetime.fromisoformat(consent["expires_at"])
-    assert expires == expiry_of(city_today() + dt.timedelta(days=90))
+    assert expires == expiry_of(DEMO_TODAY + dt.timedelta(days=90))
     claims = decode_token(served_app.extensions["osmanthus.config"], body["token"], "consent")
     assert claims["sub"] == consent["consent_id"] and claims["partner"] == "city-bikes"
     assert claims["perks"] == ["bike-deposit-free"]
-    assert abs(claims["exp"] - expires.timestamp()) < 120  # the token lasts as long as consent
+    # the token lasts as long as the consent: its lifetime (token times are the wall clock's,
+    # never the service clock's, so that a frozen clock never makes a token immortal)
+    granted = dt.datetime.fromisoformat(consent["granted_at"])
+    assert abs((claims["exp"] - claims["iat"]) - (expires - granted).total_seconds()) < 120
     engine = served_app.extensions["osmanthus.engine"]
     with engine.connect() as connection:
         row = connection.execute(select(consents)).one()
@@ -61,7 +67,7 @@ def test_consents_are_listed_active_expired_and_revoked(served_app, served_clien
     ids = [grant(served_client, headers).get_json()["consent"]["consent_id"] for _ in range(3)]
     with served_app.extensions["osmanthus.engine"].begin() as connection:
         connection.execute(update(consents).where(consents.c.consent_id == ids[1]).values(
-            expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+            expires_at=clock.now(served_app) - dt.timedelta(minutes=1)))
     assert served_client.delete(f"/v1/me/consents/{ids[2]}", headers=headers).status_code == 200
     listed = {c["consent_id"]: c["state"]
               for c in served_client.get("/v1/me/consents", headers=headers).get_json()}
@@ -99,7 +105,7 @@ def test_another_citizen_can_neither_see_nor_revoke_a_consent(served_client, aut
 
 def test_a_consent_may_last_a_year_but_not_a_day_more(served_client, auth, people_keys, bikes):
     headers = auth.citizen(people_keys[0])
-    year = add_months(city_today(), 12)
+    year = add_months(DEMO_TODAY, 12)
     assert grant(served_client, headers, until=year.isoformat()).status_code == 201
     longer = grant(served_client, headers, until=(year + dt.timedelta(days=1)).isoformat())
     assert longer.status_code == 422 and "until" in longer.get_json()["errors"]

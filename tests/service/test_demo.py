@@ -11,11 +11,12 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from model.registry import Registry
+from service.base.clock import city_date
 from service.cli import service as cli_service
 from service.cli.main import main
 from service.store.tables import consents, make_engine, partners, perks, quarantine, scores
 
-DEMO_SETTINGS = ("DATABASE_URL", "OSMANTHUS_REGISTRY", "OSMANTHUS_AS_OF",
+DEMO_SETTINGS = ("DATABASE_URL", "OSMANTHUS_REGISTRY", "OSMANTHUS_AS_OF", "OSMANTHUS_CLOCK_SINCE",
                  "OSMANTHUS_VALIDATION_FEATURES", "OSMANTHUS_VALIDATION_OUTCOMES",
                  "OSMANTHUS_VALIDATION_PEOPLE", "OSMANTHUS_VALIDATION_AS_OF", "OSMANTHUS_ENV",
                  "REDIS_URL")
@@ -35,6 +36,10 @@ def test_the_demo_ends_with_a_scored_city_ready_to_serve(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output[-3000:]
     assert served == []
     assert os.environ["OSMANTHUS_AS_OF"] == "2026-01-01", "the demo city lives in its own time"
+    # ... on its own clock, which began that day at the build and runs on (service/base/clock)
+    since = dt.datetime.fromisoformat(os.environ["OSMANTHUS_CLOCK_SINCE"])
+    assert dt.timedelta(0) <= dt.datetime.now(dt.UTC) - since < dt.timedelta(hours=1)
+    assert f"the city's 2026-01-01 began at {os.environ['OSMANTHUS_CLOCK_SINCE']}" in result.output
 
     assert Registry(root / "registry").champion() == "v0001"
     engine = make_engine(f"sqlite:///{root / 'osmanthus.db'}")
@@ -54,6 +59,11 @@ def test_the_demo_ends_with_a_scored_city_ready_to_serve(tmp_path, monkeypatch):
             assert connection.execute(newest).scalar_one() == dt.date(2026, 1, 1)
         assert count(quarantine) > 0, "the spoiled rows were quarantined by the ingest"
         assert count(partners) == 4 and count(consents) == 1 and count(perks) == 4
+        with engine.connect() as connection:  # the demo's consent is of the city's clock too
+            granted, expires = connection.execute(
+                select(consents.c.granted_at, consents.c.expires_at)).one()
+        assert city_date(granted.replace(tzinfo=granted.tzinfo or dt.UTC)) == dt.date(2026, 1, 1)
+        assert city_date(expires.replace(tzinfo=expires.tzinfo or dt.UTC)) == dt.date(2026, 2, 1)
     finally:
         engine.dispose()
     assert "bands:  needs improvement" in result.output and "excellent" in result.output

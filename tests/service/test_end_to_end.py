@@ -19,8 +19,8 @@ import pytest
 from features.identity import person_key
 from features.records import Source
 from features.rules import REPAIRED
+from service.base import clock
 from service.rights import audit
-from service.rights.consents import city_today
 from service.rights.pages import REASON_TEXT
 from tests.service.conftest import Auth
 
@@ -53,7 +53,7 @@ def consent_for(client, auth: Auth, key: str, perk_id: str = BIKES) -> Partner:
     headers = auth.partner(perk["partner_id"])
     granted = client.post("/v1/me/consents", headers=auth.citizen(key), json={
         "partner_id": perk["partner_id"], "perks": [perk_id],
-        "until": (city_today() + dt.timedelta(days=30)).isoformat()})
+        "until": (clock.today(client.application) + dt.timedelta(days=30)).isoformat()})
     assert granted.status_code == 201, granted.get_json()
     return Partner(client, headers, granted.get_json()["token"], perk_id)
 

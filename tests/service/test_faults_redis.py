@@ -44,13 +44,14 @@ class Bureau:
 def seed_bureau(app, person_keys: list[str]) -> Bureau:
     """A partner with a key, and a consent to it asking about the bike perk for each person
     (their records and scores must already be stored)."""
-    from service.rights.consents import city_today, grant
+    from service.base import clock
+    from service.rights.consents import grant
     from tests.service.conftest import Auth
 
     auth = Auth(app)
     partner = auth.partner("city-bikes")
     engine, config = app.extensions["osmanthus.engine"], app.extensions["osmanthus.config"]
-    perks, until = app.extensions["osmanthus.perks"], city_today() + dt.timedelta(days=30)
+    perks, until = app.extensions["osmanthus.perks"], clock.today(app) + dt.timedelta(days=30)
     tokens = [grant(engine, config, perks, key, "city-bikes", [PERK], until)["token"]
               for key in person_keys]
     return Bureau([auth.citizen(key) for key in person_keys], partner, tokens)

@@ -24,8 +24,7 @@ import pytest
 
 from features.records import Source
 from service.rights.auth import issue_token
-from service.rights.consents import city_today
-from tests.service.conftest import Auth
+from tests.service.conftest import DEMO_TODAY, Auth
 from tests.service.test_disputes import add_record
 
 ROLES = ("anonymous", "citizen", "other_citizen", "partner", "partner_no_consent",
@@ -137,7 +136,7 @@ class Scene:
 
 
 def _until() -> str:
-    return (city_today() + dt.timedelta(days=30)).isoformat()
+    return (DEMO_TODAY + dt.timedelta(days=30)).isoformat()  # the served apps' today
 
 
 def _feed_csv() -> bytes:

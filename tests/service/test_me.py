@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 from features.records import Source
 from features.rules import MINOR
 from model.scorecard import BAND_ZH
+from service.base import clock
 from service.base.cache import page_key
 from service.base.errors import ApiError
 from service.rights import audit
@@ -56,7 +57,7 @@ def test_the_score_page_shows_score_band_model_as_of_and_trend(served_app, serve
 def test_the_score_page_is_cached_until_a_rescore(served_app, served_client, auth, people_keys):
     key, headers = people_keys[0], auth.citizen(people_keys[0])
     cache = served_app.extensions["osmanthus.cache"]
-    cached = page_key(served_app.extensions["osmanthus.model"].version, key)
+    cached = page_key(served_app.extensions["osmanthus.model"].version, key, DEMO_TODAY)
     first = served_client.get("/v1/me/score", headers=headers).get_json()
     assert cache.get(cached) is not None
     cache.set(cached, b'{"marker": true}')  # served from the cache, not recomputed ...
@@ -89,11 +90,11 @@ def test_the_score_page_is_the_latest_row_and_the_trend_rendered_as_the_schema_w
     newest = latest(engine, key)
     points = [{**p, "score": math.floor(p["score"]), "band_zh": BAND_ZH[p["band"]]}
               for p in trend(engine, key)]
-    assert page == {**score_brief(newest), "trend": points}
+    assert page == {**score_brief(newest), "trend": points, "today": DEMO_TODAY}
     assert len(page["trend"]) == 24 and page["as_of"] < DEMO_TODAY
     rendered = json.dumps(ScorePageSchema().dump(page), ensure_ascii=False).encode()
     served_app.extensions["osmanthus.cache"].delete(
-        page_key(served_app.extensions["osmanthus.model"].version, key))
+        page_key(served_app.extensions["osmanthus.model"].version, key, DEMO_TODAY))
     assert served_client.get("/v1/me/score", headers=auth.citizen(key)).data == rendered
 
 
@@ -349,7 +350,8 @@ def test_human_review_makes_only_the_named_perk_pending_until_decided(served_app
     again = served_client.post("/v1/me/review", headers=headers,
                                json={"perk_id": BIKE, "reason": "again"})
     assert again.status_code == 409
-    decided = decide_review(engine, review_id, "eligible", "收入已核实", by="admin:ops")
+    now = clock.now(served_app)
+    decided = decide_review(engine, review_id, "eligible", "收入已核实", by="admin:ops", now=now)
     assert decided["state"] == "decided" and decided["outcome"] == "eligible"
     shown = served_client.get(f"/v1/me/review/{review_id}", headers=headers).get_json()
     assert (shown["state"], shown["outcome"], shown["outcome_reason"]) == (
@@ -361,13 +363,13 @@ def test_human_review_makes_only_the_named_perk_pending_until_decided(served_app
     assert [(e["action"], e["actor"]) for e in log[:2]] == [
         ("review_decided", "admin:ops"), ("review_requested", "citizen")]
     with pytest.raises(ApiError) as error:
-        decide_review(engine, review_id, "eligible", "again", by="admin:ops")
+        decide_review(engine, review_id, "eligible", "again", by="admin:ops", now=now)
     assert error.value.status == 409
     with pytest.raises(ApiError) as error:
-        decide_review(engine, "e" * 32, "eligible", "x", by="admin:ops")
+        decide_review(engine, "e" * 32, "eligible", "x", by="admin:ops", now=now)
     assert error.value.status == 404
     with pytest.raises(ApiError) as error:
-        decide_review(engine, review_id, "maybe", "x", by="admin:ops")
+        decide_review(engine, review_id, "maybe", "x", by="admin:ops", now=now)
     assert error.value.status == 422 and "outcome" in error.value.errors
 
 
@@ -454,7 +456,7 @@ def test_no_raw_id_or_person_key_in_any_response(served_app, served_client, auth
         open_listing_dispute(served_client, headers).get_data(as_text=True),
         served_client.post("/v1/me/consents", headers=headers, json={
             "partner_id": "city-bikes", "perks": ["bike-deposit-free"],
-            "until": (dt.date.today() + dt.timedelta(days=30)).isoformat()}
+            "until": (clock.today(served_app) + dt.timedelta(days=30)).isoformat()}
         ).get_data(as_text=True),
         served_client.post("/v1/me/review", headers=headers, json={"reason": "please"})
         .get_data(as_text=True),

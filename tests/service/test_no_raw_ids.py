@@ -28,7 +28,6 @@ from features.identity import check_digit, id_problem, make_resident_id, person_
 from features.records import Source
 from service.cli.main import main
 from service.rights.auth import issue_token
-from service.rights.consents import city_today
 from tests.service.conftest import DEMO_TODAY, Auth
 
 ID_SHAPED = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
@@ -160,7 +159,7 @@ def test_no_raw_id_reaches_a_table_a_log_or_an_answer(
     for rid in malformed[:4]:
         run("token", "citizen", rid, code=2)
     bikes = auth.partner("city-bikes")
-    until = (city_today() + dt.timedelta(days=30)).isoformat()
+    until = (DEMO_TODAY + dt.timedelta(days=30)).isoformat()
     review_ids: list[str] = []
     for rid, token in tokens.items():
         citizen = {"Authorization": f"Bearer {token}"}
@@ -280,7 +279,7 @@ def test_a_citizen_token_whose_subject_is_a_raw_id_is_refused(served_app, caplog
                client.post("/v1/me/review", headers=forged, json={"reason": "x"}),
                client.post("/v1/me/consents", headers=forged, json={
                    "partner_id": "city-bikes", "perks": ["bike-deposit-free"],
-                   "until": (city_today() + dt.timedelta(days=3)).isoformat()})]
+                   "until": (DEMO_TODAY + dt.timedelta(days=3)).isoformat()})]
     assert [a.status_code for a in answers] == [401, 401, 401]
     assert [leaks(a.get_data(as_text=True), [rid]) for a in answers] == [set(), set(), set()]
     assert database_leaks(served_app.extensions["osmanthus.engine"], [rid], stored=[]) == {}

@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from service.base import clock
 from service.base.config import Config
 
 ENVELOPE = {"code", "status", "message", "errors"}
@@ -129,7 +130,7 @@ def test_every_success_answer_matches_its_documented_schema(served_app, auth, pe
         assert response.status_code == status, (method, path, response.text)
         return response.json()
 
-    until = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    until = (clock.today(served_app) + dt.timedelta(days=30)).isoformat()
     granted = call("POST", "/v1/me/consents", citizen, 201, body={
         "partner_id": "city-bikes", "perks": ["bike-deposit-free"], "until": until})
     question = {"consent_token": granted["token"], "perk_id": "bike-deposit-free"}

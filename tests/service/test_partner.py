@@ -10,6 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import event, insert, select, update
 
+from service.base import clock
 from service.rights import audit
 from service.rights import auth as auth_module
 from service.rights.auth import issue_token
@@ -54,7 +55,7 @@ def grant(app, person_key: str, partner: str = "city-bikes", perks=(BIKES,), *,
           days: float = 30, revoked: bool = False, token_minutes: int = 60) -> str:
     """A consents row as /v1/me would store it, and its token in the shared format."""
     consent_id = uuid.uuid4().hex
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now(app)  # the service's clock (frozen at the world's today)
     with app.extensions["osmanthus.engine"].begin() as connection:
         if connection.execute(select(partners.c.partner_id)
                               .where(partners.c.partner_id == partner)).first() is None:
@@ -84,7 +85,7 @@ def set_review(app, person_key: str, state: str, perk_id: str = BIKES,
     """A human-review request of one perk in `state` (`none`: no request)."""
     if state == "none":
         return
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now(app)
     with app.extensions["osmanthus.engine"].begin() as connection:
         connection.execute(insert(reviews).values(
             review_id=uuid.uuid4().hex, person_key=person_key, perk_id=perk_id, reason="r",
@@ -106,14 +107,14 @@ def ask(client, headers, token: str, perk: str = BIKES):
 # --- answers ------------------------------------------------------------------------------
 def test_the_answer_has_exactly_three_fields_and_is_audited(bureau, client, bikes, people_keys):
     person = people_keys[0]
-    before = dt.datetime.now(dt.UTC)
+    before = clock.now(bureau)
     response = ask(client, bikes, grant(bureau, person))
     assert response.status_code == 200, response.json
     body = response.json
     assert set(body) == ANSWER_KEYS and body["eligible"] in ("yes", "no")
     expires = dt.datetime.fromisoformat(body["expires_at"])
     assert before + dt.timedelta(hours=23, minutes=59) < expires
-    assert expires < dt.datetime.now(dt.UTC) + dt.timedelta(hours=24, minutes=1)
+    assert expires < clock.now(bureau) + dt.timedelta(hours=24, minutes=1)
     assert person not in response.get_data(as_text=True)
 
     row = audit_rows(bureau)[-1]
@@ -153,7 +154,7 @@ def test_yes_no_pending(bureau, client, bikes, people_keys, score, features, rev
 def test_a_decision_never_outlives_its_consent(bureau, client, bikes, people_keys):
     response = ask(client, bikes, grant(bureau, people_keys[2], days=0.25))
     expires = dt.datetime.fromisoformat(response.json["expires_at"])
-    assert expires < dt.datetime.now(dt.UTC) + dt.timedelta(hours=6, minutes=1)
+    assert expires < clock.now(bureau) + dt.timedelta(hours=6, minutes=1)
 
 
 def test_someone_not_yet_scored_is_scored_first(bureau, client, bikes):

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from tests.conftest import skip_or_fail
+from tests.service.conftest import DEMO_TODAY
 
 REDIS_URL = os.environ.get("REDIS_URL_TEST", "redis://127.0.0.1:6379/15")
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -40,9 +41,9 @@ def test_the_page_is_cached_in_real_redis(served_apps, people_keys):
     app = served_apps(redis_url=REDIS_URL)
     key = people_keys[1]
     version = app.extensions["osmanthus.model"].version
-    app.extensions["osmanthus.cache"].delete(page_key(version, key))
+    app.extensions["osmanthus.cache"].delete(page_key(version, key, DEMO_TODAY))
     response = app.test_client().get("/v1/me/score", headers=Auth(app).citizen(key))
     assert response.status_code == 200
-    cached = redis.Redis.from_url(REDIS_URL).get(page_key(version, key))
+    cached = redis.Redis.from_url(REDIS_URL).get(page_key(version, key, DEMO_TODAY))
     assert cached is not None and json.loads(cached) == response.get_json()
     assert app.test_client().get("/readyz").get_json()["status"] == "ready"

@@ -6,11 +6,14 @@ its QR code, revoke it, switch to English. Screenshots at phone and desktop widt
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import math
 import re
 
 import pytest
+
+from tests.web.conftest import DEMO_TODAY
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]  # a real browser
 
@@ -167,6 +170,29 @@ def test_citizen_page(live_app, browser, artifacts):
     assert claims["partner"] == "city-bikes" and claims["perks"] == ["bike-deposit-free"]
     consent = f"#consent-list li[data-consent-id='{claims['sub']}']"
     assert "有效" in css(consent).text
+    # one clock: the score's date, today, the dispute's due date, the consent's dates and the
+    # access log are all of the service's clock (frozen at the world's today), none of the
+    # browser's or the server's wall clock
+    today = DEMO_TODAY.isoformat()
+    assert f"评分日期 {today}" in css("#score-dates").text
+    assert f"今天 {today}" in css("#score-dates").text
+    assert (DEMO_TODAY + dt.timedelta(days=20)).isoformat() in css(record).text  # due date
+    until = (DEMO_TODAY + dt.timedelta(days=90)).isoformat()
+    assert css("#consent-until").get_attribute("value") == until
+    assert f"{today} · " in css(consent).text and until in css(consent).text
+    logged = re.findall(r"\d{4}-\d{2}-\d{2}", css("#access-list").text)
+    assert logged and set(logged) == {today}
+    # a monthly record's five years on file are not shown as when its points end
+    listed = next(r for r in _api(live, person_key, "/records")["records"]
+                  if r["record_id"] == target["record_id"])
+    assert listed["repair"]["adverse"] and listed["repair"]["expires_on"]  # clearing it helps
+    if target["source"] in ("transit", "social_security"):
+        assert f"保存期满、自动移出于 {listed['repair']['expires_on']}" in css(record).text
+        assert "其扣分可能更早消失" in css(record).text
+    else:  # a penalty: its disclosure window's end is when it stops costing points
+        assert f"自动停止计入于 {listed['repair']['expires_on']}" in css(record).text
+    wall = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+    assert wall == today or wall not in css("body").text
     _screenshot(driver, artifacts / "citizen-phone-zh-consent.png", PHONE)
     css(f"{consent} button.revoke").click()
     _wait(driver, lambda d: "已撤销" in css(consent).text, "the consent is not shown revoked")

@@ -50,7 +50,7 @@
       C.gauge(s.score, s.band, T.gaugeLabel(Math.floor(s.score), b)),
       h("p", { class: `band-badge ${C.bandClass(s.band)}`, id: "band" }, h("span", { "aria-hidden": "true", text: "◆ " }), `${T.band}${T.colon}`, h("strong", { text: b })),
       h("p", { class: "score-number" }, h("span", { class: "visually-hidden", text: `${T.scoreTitle}: ` }), h("strong", { id: "score-value", text: String(Math.floor(s.score)) })),
-      h("p", { class: "meta", text: `${T.asOf} ${day(s.as_of)} · ${T.model} ${s.model_version}` })));
+      h("p", { class: "meta", id: "score-dates", text: `${T.asOf} ${day(s.as_of)} · ${T.today} ${day(s.today)} · ${T.model} ${s.model_version}` })));
     out.push(h("h3", { text: T.trendTitle }));
     const trend = s.trend.length ? s.trend : [{ as_of: s.as_of, score: s.score, band: s.band }];
     const first = Math.floor(trend[0].score), last = Math.floor(trend[trend.length - 1].score);
@@ -126,7 +126,9 @@
       const parts = [];
       if (tip && tip.points_restored > 0) parts.push(T.restores(Math.round(tip.points_restored)));
       if (rp.repairable && rp.repairable_from) parts.push(`${T.repairableFrom} ${day(rp.repairable_from)}`);
-      if (rp.expires_on) parts.push(`${T.expiresOn} ${day(rp.expires_on)}`);
+      // a monthly record stays on file five years, but the score's windows look back 12 to 36
+      // months: say both, not "stops counting" alone (its exact cost today is `restores`)
+      if (rp.expires_on) parts.push(MONTHLY.has(r.source) ? `${T.leavesFileOn} ${day(rp.expires_on)} (${T.fadesSooner})` : `${T.expiresOn} ${day(rp.expires_on)}`);
       const obligation = S.lang === "zh" ? rp.obligation_zh : rp.obligation_en;
       if (obligation) parts.push(obligation);
       if (rp.application) parts.push(`${T.repairState[rp.application.state] || rp.application.state}${rp.application.resolution ? ` · ${rp.application.resolution}` : ""}`);
@@ -225,7 +227,8 @@
   function consents(T, S, actions) {
     const zh = S.lang === "zh", partners = [...new Set(S.perks.perks.map((p) => p.partner_id))];
     const chosen = S.consentPartner || partners[0];
-    const today = new Date(), fmt = (d) => d.toISOString().slice(0, 10), plus = (n) => new Date(today.getTime() + n * 864e5);
+    // the service's today, not the browser's: a consent's `until` counts from the one clock
+    const today = new Date(`${day(S.score.today)}T00:00:00Z`), fmt = (d) => d.toISOString().slice(0, 10), plus = (n) => new Date(today.getTime() + n * 864e5);
     const form = h("form", { id: "consent-form", onchange: () => actions.grantChanged(), onsubmit: (ev) => {
       ev.preventDefault();
       const f = ev.target, perks = [...f.querySelectorAll("input[name=perk]:checked")].map((i) => i.value);
