@@ -61,12 +61,13 @@ def create_app(config: Config | None = None) -> Flask:
         health,
         me,
         partner,
+        transparency,
     )
 
     app.before_request(partner.authenticate_before_body)  # the key before the body
     guard.install_value_checks(app)  # then 422 for JSON no schema should see
 
-    for module in (health, me, partner, admin):  # admin_models, admin_repairs: on admin's
+    for module in (health, me, partner, admin, transparency):  # admin_models, admin_repairs: on admin's
         api.register_blueprint(module.blp)
     admin_models.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
     register_error_handlers(app)
