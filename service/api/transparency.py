@@ -92,6 +92,6 @@ def consistency(query: dict):
 @blp.response(200, AuditKeysSchema)
 def audit_keys():
     """The tree heads' public keys, for citizens' browsers and outside auditors."""
-    from service.base.keys import audit_jwks
+    from service.base.keys import audit_keys_of
 
-    return _cached(audit_jwks(current_app.extensions["osmanthus.config"]), 300)
+    return _cached(audit_keys_of(current_app.extensions["osmanthus.config"]).jwks(), 300)

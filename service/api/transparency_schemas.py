@@ -19,14 +19,14 @@ class TreeHeadSchema(Schema):
     `root_hash` (RFC 9162 §2.1: leaf = SHA-256(0x00 ‖ leaf data), node = SHA-256(0x01 ‖ left ‖
     right)). `signature` is Ed25519, by the key `key_id` of
     `/.well-known/osmanthus-audit-keys.json`, over the UTF-8 bytes of
-    `"osmanthus-audit-tree-head:v1\\n{tree_size}\\n{root_hash}\\n{timestamp_ms}\\n"`.
+    `"osmanthus-audit-tree-head:v1\\n{tree_size}\\n{root_hash}\\n{timestamp}\\n"`.
     Keep the heads you see: a later head that does not extend one you kept (a consistency
     proof that fails) means the log was rewritten."""
 
     tree_size = fields.Integer(required=True, metadata={"example": 1024})
     root_hash = fields.String(required=True, validate=HEX_HASH, metadata={
         "description": "the Merkle root, 64 lower-case hex digits"})
-    timestamp_ms = fields.Integer(required=True, metadata={
+    timestamp = fields.Integer(required=True, metadata={
         "description": "when the head was signed, milliseconds since 1970-01-01 UTC"})
     key_id = fields.String(required=True)
     signature = fields.String(required=True, metadata={

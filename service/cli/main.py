@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from service.cli.audit_remote import verify_remote
 from service.cli.batch import batch
 from service.cli.data import city, features, validate
 from service.cli.demo import demo
@@ -33,3 +34,4 @@ for command in (city, validate, features, train, score, evaluate, models, ingest
 main.add_command(report)
 main.add_command(batch)
 main.add_command(recalibrate)
+audit.add_command(verify_remote)  # the outside auditor's check, beside `audit verify`

@@ -5,7 +5,7 @@
    folded with its inclusion proof (RFC 9162 §2.1.3.2) gives the root of the tree head that came
    beside the entries, and
  - that head's Ed25519 signature over
-   "osmanthus-audit-tree-head:v1\n{tree_size}\n{root_hash_hex}\n{timestamp_ms}\n" checks against
+   "osmanthus-audit-tree-head:v1\n{tree_size}\n{root_hash_hex}\n{timestamp}\n" (timestamp: ms) checks against
    the key the service publishes at /.well-known/osmanthus-audit-keys.json under the head's
    key id.
  Nothing here trusts the server's word that an entry is "sealed": an entry the server calls
@@ -69,7 +69,7 @@
 
   /** The bytes a tree head's signature covers (the same text the server and auditors build). */
   function headMessage(head) {
-    return enc.encode(`osmanthus-audit-tree-head:v1\n${head.tree_size}\n${head.root_hash}\n${head.timestamp_ms}\n`);
+    return enc.encode(`osmanthus-audit-tree-head:v1\n${head.tree_size}\n${head.root_hash}\n${head.timestamp}\n`);
   }
 
   /** True when the head's Ed25519 signature checks against the published key of its key id. */

@@ -268,7 +268,7 @@
   function access(T, S) {
     if (!S.access.length) return [h("p", { class: "meta", text: T.noAccess })];
     const head = S.treeHead;
-    const note = head ? T.verifyNote(head.tree_size, moment(S.lang, new Date(head.timestamp_ms).toISOString()), head.key_id) : T.verifyNoHead;
+    const note = head ? T.verifyNote(head.tree_size, moment(S.lang, new Date(head.timestamp).toISOString()), head.key_id) : T.verifyNoHead;
     return [h("p", { class: "meta", id: "access-head", text: note }), h("ol", { class: "access", id: "access-list" }, S.access.slice(0, 50).map((a, i) => {
       const who = a.actor === "citizen" ? T.you : a.partner_id ? partnerName(T, S, a.partner_id) : a.actor;
       const bits = [T.actions[a.action] || a.action];
