@@ -80,7 +80,7 @@ def test_revoking_is_at_once_and_only_once(served_app, served_client, auth, peop
         revocations = connection.execute(select(audit_log.c.actor).where(
             audit_log.c.action == "consent_revoked")).scalars().all()
     assert row.revoked_at is not None and revocations == ["citizen"]
-    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
     assert [e["action"] for e in log] == ["consent_revoked", "consent_granted"]
 
 

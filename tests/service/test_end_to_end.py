@@ -155,7 +155,7 @@ def test_a_dispute_is_labelled_and_only_its_upholding_unlocks_the_perk(
     third = partner.ask()
     assert third["eligible"] == "yes"
 
-    log = page(client, citizen, "access-log")
+    log = page(client, citizen, "access-log")["entries"]
     partner_actor = f"partner:{perk['partner_id']}"
     assert partner_asks(log) == [(partner_actor, "no"), (partner_actor, "no"),
                                  (partner_actor, "yes")]
@@ -282,7 +282,7 @@ def test_human_review_makes_partners_wait_then_the_reviewer_decides(
         ("decided", outcome, why)]
     assert client.get("/v1/admin/reviews", headers=admin).get_json()["reviews"] == []
 
-    log = page(client, citizen, "access-log")
+    log = page(client, citizen, "access-log")["entries"]
     actor = partner_asks(log)[0][0]
     assert partner_asks(log) == [(actor, by_score), (actor, "pending"), (actor, final)]
     events = [(e["actor"], e["action"]) for e in reversed(log) if "review" in e["action"]]
