@@ -247,7 +247,7 @@ def access_log(app: Flask, person_key: str, *, before: int | None = None,
         role, _, name = actor.partition(":")
         at = entry["at"]
         out.append({
-            "seq": entry["seq"],
+            "seq": entry["id"],  # the entry id (paging: `before`)
             "at": at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at,
             "actor": actor, "action": entry["action"],
             "partner_id": name if role == "partner" else None,
