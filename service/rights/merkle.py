@@ -212,5 +212,30 @@ class CompactRange:
         self.size = index + 1
         return made
 
+    def extend(self, leaves: Iterable[bytes]) -> tuple[list[int], list[int], list[bytes]]:
+        """`append` for many leaves at once, the nodes made as three columns (level, idx,
+        hash): the sequencer's hot loop, kept free of per-node tuples."""
+        levels_out, idxs_out, hashes_out = [], [], []
+        put_level, put_idx, put_hash = levels_out.append, idxs_out.append, hashes_out.append
+        levels, hashes, index = self._levels, self._hashes, self.size
+        sha = hashlib.sha256
+        for leaf in leaves:
+            put_level(0)
+            put_idx(index)
+            put_hash(leaf)
+            level, h = 0, leaf
+            while levels and levels[-1] == level:
+                levels.pop()
+                h = sha(b"\x01" + hashes.pop() + h).digest()
+                level += 1
+                put_level(level)
+                put_idx(index >> level)
+                put_hash(h)
+            levels.append(level)
+            hashes.append(h)
+            index += 1
+        self.size = index
+        return levels_out, idxs_out, hashes_out
+
     def root(self) -> bytes:
         return fold(self._hashes)

@@ -176,3 +176,15 @@ def test_ranges_not_made_of_stored_nodes_are_refused():
         except ValueError:
             continue
         raise AssertionError(f"{bad} accepted")
+
+
+@given(st.integers(0, 200), st.integers(0, 200))
+def test_extend_makes_what_append_makes(start, more):
+    leaves = [merkle.leaf_hash(x) for x in _data(start + more)]
+    one, many = merkle.CompactRange(), merkle.CompactRange()
+    for leaf in leaves[:start]:
+        one.append(leaf)
+        many.append(leaf)
+    made = [node for leaf in leaves[start:] for node in one.append(leaf)]
+    assert list(zip(*many.extend(leaves[start:]), strict=True)) == made
+    assert many.root() == one.root() == ref_mth(_data(start + more))
