@@ -91,8 +91,8 @@ def check_signature(head: dict, keys: dict, what: str) -> None:
 class Auditor:
     """One service, checked through `fetch` (HTTP in the command, a test client in tests)."""
 
-    def __init__(self, url: str, fetch: Fetch = http_get) -> None:
-        self.url, self.fetch = url.rstrip("/"), fetch
+    def __init__(self, url: str, fetch: Fetch | None = None) -> None:
+        self.url, self.fetch = url.rstrip("/"), fetch or http_get
         self.lines: list[str] = []
 
     def get(self, path: str, query: dict | None = None, headers: dict | None = None,
