@@ -314,13 +314,13 @@ def check_audit(store: Store, answered: int) -> str:
     from sqlalchemy import func, select
 
     from service.rights.audit import verify
-    from service.store.tables import audit_log, make_engine
+    from service.store.tables import audit_entries, make_engine
 
     engine = make_engine(store.url)
     verdict = verify(engine)
     with engine.connect() as connection:
-        rows = connection.execute(select(func.count()).select_from(audit_log)
-                                  .where(audit_log.c.action == "eligibility")).scalar_one()
+        rows = connection.execute(select(func.count()).select_from(audit_entries)
+                                  .where(audit_entries.c.action == "eligibility")).scalar_one()
     engine.dispose()
     ok = verdict.ok and rows >= answered
     return (f"audit chain {'intact' if verdict.ok else 'BROKEN at ' + str(verdict.broken_at)}: "
