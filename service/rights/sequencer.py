@@ -61,12 +61,28 @@ def run(engine: Engine, signer, every_seconds: float, stop_event: threading.Even
     out, never fatal."""
     while not stop_event.is_set():
         try:
-            seal(engine, signer)
+            if _anything_unsealed(engine):  # a read, no lock: the idle log costs no writes
+                seal(engine, signer)
         except LockHeld:
             pass
         except Exception:  # noqa: BLE001 - a sealing thread must outlive a database restart
             log.exception("sealing the audit log failed; trying again")
         stop_event.wait(every_seconds)
+
+
+def start(engine: Engine, signer, every_seconds: float) -> threading.Event:
+    """`run` in a daemon thread (one per service worker; the lock makes one win each time);
+    setting the returned event stops it."""
+    stop = threading.Event()
+    threading.Thread(target=run, args=(engine, signer, every_seconds, stop),
+                     name="osmanthus-audit-sealer", daemon=True).start()
+    return stop
+
+
+def _anything_unsealed(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return connection.execute(select(audit_entries.c.id).where(
+            audit_entries.c.leaf_index.is_(None)).limit(1)).first() is not None
 
 
 def _before_commit(connection: Connection) -> None:

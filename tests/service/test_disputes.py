@@ -15,7 +15,7 @@ from service.base.errors import ApiError
 from service.rights.disputes import resolve_dispute
 from service.rights.pages import REASON_TEXT, UNDER_DISPUTE
 from service.scoring.score import latest, rescore
-from service.store.tables import RECORD_TABLES, audit_log, disputes
+from service.store.tables import RECORD_TABLES, audit_entries, disputes
 from tests.service.conftest import DEMO_TODAY
 
 LISTING = "c0" * 16  # record ids are 32 hexadecimal digits
@@ -114,8 +114,8 @@ def test_a_dispute_labels_the_record_and_it_keeps_counting(served_app, served_cl
         stored = connection.execute(select(table.c.dispute_opened_on, table.c.dispute_due_on)
                                     .where(table.c.record_id == costly)).one()
         assert tuple(stored) == (DEMO_TODAY, DEMO_TODAY + dt.timedelta(days=20))
-        logged = connection.execute(select(audit_log.c.actor, audit_log.c.detail).where(
-            audit_log.c.person_key == key, audit_log.c.action == "dispute_opened")).one()
+        logged = connection.execute(select(audit_entries.c.actor, audit_entries.c.detail).where(
+            audit_entries.c.person_key == key, audit_entries.c.action == "dispute_opened")).one()
     assert logged.actor == "citizen" and logged.detail["dispute_id"] == dispute["dispute_id"]
     log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
     assert log[0]["action"] == "dispute_opened" and log[0]["actor"] == "citizen"

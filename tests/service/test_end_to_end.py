@@ -19,10 +19,9 @@ import pytest
 from features.identity import person_key
 from features.records import Source
 from features.rules import REPAIRED
-from service.rights import audit
 from service.rights.consents import city_today
 from service.rights.pages import REASON_TEXT
-from tests.service.conftest import Auth
+from tests.service.conftest import Auth, audit_log_verifies
 
 BIKES = "bike-deposit-free"
 ANSWER_KEYS = {"eligible", "decision_id", "expires_at"}
@@ -166,7 +165,7 @@ def test_a_dispute_is_labelled_and_only_its_upholding_unlocks_the_perk(
     assert events == [("citizen", "dispute_opened"), ("admin:ana", "dispute_resolved")]
     resolved = next(e for e in log if e["action"] == "dispute_resolved")
     assert resolved["detail"]["outcome"] == "upheld"
-    assert audit.verify(served_app.extensions["osmanthus.engine"]).ok
+    assert audit_log_verifies(served_app.extensions["osmanthus.engine"])
 
 
 # --- (b) repair ----------------------------------------------------------------------------------
@@ -291,4 +290,4 @@ def test_human_review_makes_partners_wait_then_the_reviewer_decides(
     decided_entry = next(e for e in log if e["action"] == "review_decided")["detail"]
     assert (decided_entry["outcome"], decided_entry["perk_id"], decided_entry["reason"]) == (
         outcome, BIKES, why)
-    assert audit.verify(served_app.extensions["osmanthus.engine"]).ok
+    assert audit_log_verifies(served_app.extensions["osmanthus.engine"])

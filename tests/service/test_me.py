@@ -19,7 +19,7 @@ from service.rights import audit
 from service.rights.pages import REASON_TEXT
 from service.rights.review import decide_review
 from service.scoring.score import latest, rescore
-from service.store.tables import RECORD_TABLES, audit_log, scores
+from service.store.tables import RECORD_TABLES, audit_entries, scores
 from tests.service.conftest import DEMO_TODAY
 from tests.service.test_disputes import (
     LISTING,
@@ -424,7 +424,7 @@ def test_the_access_log_shows_who_asked_for_which_perk_and_the_answer(
     for path in GET_PAGES:
         served_client.get(path, headers=auth.citizen(key))
     with engine.connect() as connection:
-        rows = connection.execute(select(func.count()).select_from(audit_log)).scalar()
+        rows = connection.execute(select(func.count()).select_from(audit_entries)).scalar()
     assert rows == 1
 
 

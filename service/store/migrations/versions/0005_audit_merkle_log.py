@@ -6,7 +6,8 @@
   reimplemented here so this file stands alone; a broken chain is refused, since carrying it
   over would launder the break into a log that verifies. Its rows are copied in seq order
   (each given a nonce and its leaf hash), then one `audit_migrated` entry records how many
-  rows there were and the old head's hash, and the old tables are dropped. The next seal
+  rows there were and the old head's hash (none for an empty chain: a new database has
+  nothing to carry over), and the old tables are dropped. The next seal
   (`osmanthus audit seal`, or the service's own) signs them all.
 
 Revision ID: 0005
@@ -136,6 +137,8 @@ def _carry_over(bind, entries: sa.Table) -> None:
     if head is not None and (head[0] != expected - 1 or head[1] != prev):
         raise BrokenChain(f"audit_log ends at row {expected - 1} but its head says row "
                           f"{head[0]}: rows were removed; refusing to migrate a broken chain")
+    if expected == 1:  # a new database: no chain to carry over, nothing to record
+        return
     now = dt.datetime.now(dt.UTC)
     detail = {"legacy_rows": expected - 1, "legacy_head": prev}
     nonce = secrets.token_hex(16)
