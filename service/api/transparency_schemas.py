@@ -71,8 +71,8 @@ class AuditKeysSchema(Schema):
 
 class AccessEntrySchema(Schema):
     """One entry of the citizen's access log: who, when, what, the answer if any, and what
-    proves it is in the signed log. A sealed entry's `leaf_data` hashed as a leaf
-    (SHA-256(0x00 ‖ UTF-8 leaf_data)) and folded with `proof` (RFC 9162 §2.1.3.2, at
+    proves it is in the signed log. A sealed entry's `leaf_data` (with your person key put
+    back) hashed as a leaf (SHA-256(0x00 ‖ UTF-8 leaf_data)) and folded with `proof` (RFC 9162 §2.1.3.2, at
     `leaf_index` in a tree of `tree_head.tree_size`) gives `tree_head.root_hash`."""
 
     id = fields.Integer(required=True, metadata={
@@ -92,8 +92,10 @@ class AccessEntrySchema(Schema):
     leaf_index = fields.Integer(allow_none=True, metadata={
         "description": "its place in the Merkle tree (null until sealed)"})
     leaf_data = fields.String(required=True, metadata={
-        "description": "the exact text hashed as the leaf: canonical JSON of [at, actor, "
-                       "person key, action, detail, nonce]"})
+        "description": "the text hashed as the leaf — canonical JSON of [at, actor, person "
+                       "key, action, detail, nonce] — with your person key shown as "
+                       "`\"@person_key\"`: replace that (its first occurrence) by your person "
+                       "key, the `sub` of your citizen token, as a JSON string, then hash"})
     proof = fields.List(fields.String(validate=HEX_HASH), metadata={
         "description": "the inclusion proof against `tree_head` (hex; absent when not sealed)"})
 

@@ -149,11 +149,13 @@ def test_heads_proofs_and_keys_match_an_independent_rfc6962(app, client):
     leaves = _all_leaves(app)
     assert len(leaves) == size
     assert [e["leaf_index"] for e in entries[:11]] == list(range(base, size))  # appended in order
-    assert [e["leaf_data"].encode() for e in entries[:11]] == leaves[base:]
+    assert PERSON not in json.dumps(log)  # no answer names the person …
+    mine = [e["leaf_data"].replace('"@person_key"', json.dumps(PERSON), 1) for e in entries]
+    assert [m.encode() for m in mine[:11]] == leaves[base:]  # … who puts their key back
     assert mth(leaves).hex() == head["root_hash"] and mth(leaves[:small]).hex() == old["root_hash"]
     for entry in entries[:11]:
         assert entry["proof"] == [h.hex() for h in path(entry["leaf_index"], leaves)]
-    assert json.loads(entries[0]["leaf_data"])[4] == entries[0]["detail"]
+    assert json.loads(mine[0])[2:5] == [PERSON, "eligibility", entries[0]["detail"]]
 
     for first, second in ((small, size), (0, size), (1, size), (8, size), (size, size),
                           (3, small), (small, small + 3)):
