@@ -60,6 +60,9 @@ def _rows(entries: list[dict], at: dt.datetime) -> list[dict]:
     return rows
 
 
+MULTI_ROW = 2_000  # 7 values a row, under SQLite's 32,766 variables a statement
+
+
 def append(connection: Connection, *, actor: str, action: str, person_key: str | None = None,
            detail: dict | None = None, at: dt.datetime | None = None) -> int:
     """Append one entry inside the caller's transaction; returns its id."""
@@ -74,10 +77,11 @@ def append_many(connection: Connection, entries: list[dict],
     order."""
     if not entries:
         return []
-    rows = _rows(entries, at or dt.datetime.now(dt.UTC))
-    result = connection.execute(
-        insert(audit_entries).returning(audit_entries.c.id, sort_by_parameter_order=True), rows)
-    return [row.id for row in result]
+    rows, ids = _rows(entries, at or dt.datetime.now(dt.UTC)), []
+    for start in range(0, len(rows), MULTI_ROW):  # one statement per MULTI_ROW entries
+        ids += sorted(connection.execute(insert(audit_entries).values(
+            rows[start:start + MULTI_ROW]).returning(audit_entries.c.id)).scalars())
+    return ids  # one statement's ids follow its rows' order (identity / SQLite's rowid)
 
 
 # PostgreSQL only, sent through the driver itself (psycopg): this is the hot path, and

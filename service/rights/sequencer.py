@@ -99,10 +99,10 @@ def _seal_once(engine: Engine, signer, take: int) -> tuple[TreeHead | None, int]
             select(audit_tree_heads.c.tree_size, audit_tree_heads.c.timestamp)
             .order_by(audit_tree_heads.c.tree_size.desc()).limit(1)).first()
         size = previous.tree_size if previous else 0
-        if postgres:
-            found = connection.exec_driver_sql(
+        if postgres:  # the driver's binary rows: bytea as bytes, no per-row SQLAlchemy work
+            found = connection.connection.dbapi_connection.cursor(binary=True).execute(
                 "SELECT id, leaf_hash FROM audit_entries WHERE leaf_index IS NULL "
-                f"ORDER BY id LIMIT {int(take)}").all()
+                "ORDER BY id LIMIT %s", (int(take),)).fetchall()
         else:
             found = connection.execute(
                 select(audit_entries.c.id, audit_entries.c.leaf_hash)

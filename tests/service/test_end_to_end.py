@@ -2,8 +2,8 @@
 
 Each story is told by the citizen's, the partner's and the operator's requests alone, and every
 page that should change is read before and after: the score, the reasons, the records page,
-the perks page, the partner's answer and the citizen's access log; the audit chain is verified
-at the end.
+the perks page, the partner's answer and the citizen's access log; the audit log is sealed
+and verified at the end.
 """
 
 from __future__ import annotations
