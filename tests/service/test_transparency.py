@@ -266,3 +266,23 @@ def test_verify_remote_command_exits_1_naming_the_problem(app, client, monkeypat
     good = runner.invoke(main, [*args, "--keep-heads", str(tmp_path / "kept.json")])
     assert good.exit_code == 0, good.output
     assert "audit log verifies" in good.output and f"size {size}," in good.output
+
+
+def test_the_public_endpoints_are_rate_limited_per_address(database_url, tmp_path):
+    from service.app import create_app
+    from service.base.config import Config
+
+    app = create_app(Config(env="test", database_url=database_url,
+                            registry_dir=tmp_path / "registry", partner_rate_limit="3/minute"))
+    try:
+        client = app.test_client()
+        paths = ["/.well-known/osmanthus-audit-keys.json", "/v1/transparency/tree-head",
+                 "/v1/transparency/consistency?first=0&second=0"]
+        assert [client.get(p).status_code for p in paths] == [200, 404, 200]  # one bucket
+        limited = client.get(paths[0])
+        assert limited.status_code == 429 and limited.get_json()["code"] == "rate_limited"
+        assert limited.headers["Retry-After"]
+        other = client.get(paths[0], environ_base={"REMOTE_ADDR": "10.0.0.2"})
+        assert other.status_code == 200  # another address, another bucket
+    finally:
+        app.extensions["osmanthus.engine"].dispose()
