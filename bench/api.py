@@ -58,12 +58,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.api_audit import (  # noqa: E402
+    check_log,
+    libpq,
     make_floor,
     measure_scaling,
     scaling_goals,
     scaling_table,
     sealing_rate,
-    verdict_text,
 )
 from bench.common import create_schema, drop_schemas, machine, peak_rss_mb  # noqa: E402
 from bench.wrk import (  # noqa: E402
@@ -286,8 +287,13 @@ def cpu_per_request(store: Store, redis_url: str, batch_size: int = 100) -> list
     def ask(tokens: list[str]) -> dict:
         return {"requests": [{"consent_token": t, "perk_id": PERK} for t in tokens]}
 
+    reads = []
+    if store.name == "postgresql":  # the read+insert floor's tables were made (make_floor)
+        os.environ["FLOOR_DATABASE_URL"] = libpq(store.url)
+        reads = [("floor read+insert (bare Flask, psycopg)", 1, lambda i: floor.post(
+            "/decide", json={"key": store.keys[i % len(store.keys)]}))]
     cases = [
-        ("floor (bare Flask)", 1, lambda i: floor.get("/")),
+        ("floor (bare Flask)", 1, lambda i: floor.get("/")), *reads,
         ("page cached", 1, lambda i: client.get("/v1/me/score", headers={
             "Authorization": f"Bearer {store.citizen_tokens[i % 50]}"})),
         ("page cold", 1, lambda i: client.get("/v1/me/score", headers={
@@ -329,25 +335,7 @@ def measure_floor(args, label: str) -> dict[int, WrkResult]:
 
 def check_audit(store: Store, answered: int) -> str:
     """Seal what is left, verify the whole log, and count the decisions' entries."""
-    from sqlalchemy import func, select
-
-    from service.base.config import Config
-    from service.base.keys import audit_keys_of
-    from service.rights import sequencer, transparency
-    from service.store.tables import audit_entries, make_engine
-
-    engine = make_engine(store.url)
-    keys = audit_keys_of(Config.from_env(store.env))
-    while sequencer.seal(engine, keys) is not None:
-        pass
-    verdict = transparency.verify_log(engine, keys.public)
-    with engine.connect() as connection:
-        rows = connection.execute(select(func.count()).select_from(audit_entries)
-                                  .where(audit_entries.c.action == "eligibility")).scalar_one()
-    engine.dispose()
-    ok = verdict.ok and rows >= answered
-    return (f"audit log: {verdict_text(verdict)}; eligibility entries {rows:,} ≥ decisions answered "
-            f"{answered:,}: {'yes' if ok else 'NO'}")
+    return check_log(store.url, store.env, answered)
 
 
 def table(store: Store, results: dict, floor: dict[int, float]) -> list[str]:
@@ -419,8 +407,9 @@ def main() -> None:
                 skip = args.cpu_only or args.decisions_only
                 results, answered = ({}, 0) if skip else measure_app(store, args, work)
                 scaling, sealing = [], []
-                if name == "postgresql" and not args.cpu_only:
+                if name == "postgresql":
                     make_floor(store.url, store.keys)
+                if name == "postgresql" and not args.cpu_only:
                     scaling = measure_scaling(store, store.keys, args, work)
                     answered += sum(r.app.statuses.get(200, 0) for r in scaling)
                 audit_line = check_audit(store, answered)

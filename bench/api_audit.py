@@ -101,6 +101,30 @@ def verdict_text(verdict) -> str:
             f"{verdict.unsealed:,} unsealed)")
 
 
+def check_log(url: str, env: dict, answered: int) -> str:
+    """Seal what is left, verify the whole log (`verify_log`), and count the decisions'
+    entries against the decisions answered (none may be missing)."""
+    from sqlalchemy import func, select
+
+    from service.base.config import Config
+    from service.base.keys import audit_keys_of
+    from service.rights import sequencer, transparency
+    from service.store.tables import audit_entries, make_engine
+
+    engine = make_engine(url)
+    keys = audit_keys_of(Config.from_env(env))
+    while sequencer.seal(engine, keys) is not None:
+        pass
+    verdict = transparency.verify_log(engine, keys.public)
+    with engine.connect() as connection:
+        rows = connection.execute(select(func.count()).select_from(audit_entries)
+                                  .where(audit_entries.c.action == "eligibility")).scalar_one()
+    engine.dispose()
+    ok = verdict.ok and rows >= answered
+    return (f"audit log: {verdict_text(verdict)}; eligibility entries {rows:,} ≥ decisions "
+            f"answered {answered:,}: {'yes' if ok else 'NO'}")
+
+
 def _quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
@@ -139,6 +163,29 @@ def measure_scaling(store, keys: list[str], args, work: Path) -> list[Scaling]:
     return out
 
 
+def _heads(engine) -> int:
+    from sqlalchemy import func, select
+
+    from service.store.tables import audit_tree_heads
+
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(audit_tree_heads)).scalar_one()
+
+
+def _bytes_per_entry(engine) -> str:
+    """On-disk bytes per sealed entry (tables, indexes and TOAST): for the 13M sizing."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        sizes = {name: connection.execute(text(f"SELECT pg_total_relation_size('{name}')"))
+                 .scalar_one() for name in ("audit_entries", "audit_tree", "audit_tree_heads")}
+        entries = connection.execute(text("SELECT count(*) FROM audit_entries")).scalar_one()
+    per = {name: size / max(entries, 1) for name, size in sizes.items()}
+    return (f"on disk per entry: {per['audit_entries']:.0f} B in audit_entries, "
+            f"{per['audit_tree']:.0f} B in audit_tree, {per['audit_tree_heads']:.1f} B in heads "
+            f"(with indexes; {entries:,} entries)")
+
+
 def sealing_rate(url: str, entries: int, batch: int = 100_000) -> list[str]:
     """Append `entries` audit entries (as partners' decisions would, in chunks), then seal them
     all and time it: entries sealed per second. Then `verify_log` over the whole log."""
@@ -153,6 +200,7 @@ def sealing_rate(url: str, entries: int, batch: int = 100_000) -> list[str]:
     lines = []
     try:
         sequencer.seal(engine, signer)  # whatever the load left, so the timing is of ours only
+        heads_before = _heads(engine)
         began = time.perf_counter()
         for start in range(0, entries, 10_000):
             chunk = [{"actor": "partner:city-bikes", "action": "eligibility",
@@ -163,13 +211,14 @@ def sealing_rate(url: str, entries: int, batch: int = 100_000) -> list[str]:
         appended = time.perf_counter() - began
         lines.append(f"appended {entries:,} entries in {appended:.1f} s "
                      f"({entries / appended:,.0f}/s, chunks of 10,000)")
-        began, seals, sealed = time.perf_counter(), 0, 0
-        while (head := sequencer.seal(engine, signer, batch=batch)) is not None:
-            seals += 1
-            sealed = head.tree_size
+        began = time.perf_counter()
+        sealed = sequencer.seal(engine, signer, batch=batch).tree_size  # all, `batch` a head
         seconds = time.perf_counter() - began
+        seals = _heads(engine) - heads_before
         lines.append(f"sealed {entries:,} entries in {seconds:.2f} s, {seals} seals of ≤ "
-                     f"{batch:,}: **{entries / seconds:,.0f} entries/s** (tree size {sealed:,})")
+                     f"{batch:,} entries (one transaction and signed head each): "
+                     f"**{entries / seconds:,.0f} entries/s** (tree size {sealed:,})")
+        lines.append(_bytes_per_entry(engine))
         began = time.perf_counter()
         verdict = transparency.verify_log(engine, signer.public)
         seconds = time.perf_counter() - began
