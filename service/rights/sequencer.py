@@ -142,10 +142,13 @@ def _write_postgres(connection: Connection, size: int, ids: list[int], levels: l
         write = copy.write_row
         for row in zip(levels, idxs, hashes, strict=True):
             write(row)
+    # the id range and `leaf_index IS NULL` let the planner read the rows through the partial
+    # index of unsealed entries instead of scanning the whole (ever growing) table
     cursor.execute(
         "UPDATE audit_entries e SET leaf_index = %(base)s + u.n - 1 "
-        "FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS u(id, n) WHERE e.id = u.id",
-        {"base": size, "ids": ids})
+        "FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS u(id, n) WHERE e.id = u.id "
+        "AND e.id BETWEEN %(lo)s AND %(hi)s AND e.leaf_index IS NULL",
+        {"base": size, "ids": ids, "lo": ids[0], "hi": ids[-1]})
     if cursor.rowcount != len(ids):
         raise RuntimeError("audit entries changed while they were sealed")
 
