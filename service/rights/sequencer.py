@@ -46,7 +46,12 @@ def seal(engine: Engine, signer, *, batch: int = 100_000,
     last, done = None, 0
     while max_entries is None or done < max_entries:
         take = batch if max_entries is None else min(batch, max_entries - done)
-        head, added = _seal_once(engine, signer, take)
+        try:
+            head, added = _seal_once(engine, signer, take)
+        except LockHeld:
+            if last is None:
+                raise
+            break  # another sequencer goes on from here
         if head is None:
             break
         last, done = head, done + added
