@@ -11,8 +11,8 @@
    records `/readyz` every 100 ms: how long after the kill it said `degraded`, how long after
    the restart it said `ready`; and when the rate limiter's keys reappear in Redis. Afterwards
    the audit log's eligibility rows are counted against the decisions wrk received (≥: wrk
-   drops in-flight answers at the end of a run, the server still audits them) and the chain
-   is verified.
+   drops in-flight answers at the end of a run, the server still audits them) and the audit
+   log is sealed and verified (signed heads, leaves, nodes).
 2. PostgreSQL restarted (fast shutdown) during `osmanthus ingest` of a 100,000-row penalty
    feed with 5% bad rows: the ingest retries and finishes. Then PostgreSQL stopped mid-ingest
    for longer than the retry budget (`OSMANTHUS_INGEST_RETRY_SECONDS=2`): how long the command
@@ -268,7 +268,7 @@ def redis_outage(args, world, work: Path) -> list[str]:
                 f"{answered:,}, audit rows {audited:,} (difference {audited - answered:+,}; "
                 f"between 0 and {8 * 5} is right: wrk drops the answers in flight on its 8 "
                 f"connections when each of its 5 runs ends, the server still audits them), "
-                f"chain {'intact' if chain_ok else 'BROKEN'}")
+                f"audit log {'verifies' if chain_ok else 'does NOT verify'}")
             print("  " + notes[-1], flush=True)
     return lines + [""] + [f"- {n}" for n in notes]
 

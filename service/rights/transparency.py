@@ -171,54 +171,65 @@ def verify_log(engine: Engine, public_keys: Mapping[str, object],
 
 
 def _check_tree(connection, heads: list[TreeHead], verdict: Verdict, batch: int) -> None:
-    """One pass over the sealed entries in leaf order and the stored nodes in the order the
-    tree completes them, rebuilding the tree beside them."""
+    """One pass over the sealed entries in leaf order, a page at a time, rebuilding the tree
+    beside them: each page's stored nodes (those its leaves complete) are read by primary-key
+    ranges and compared with the rebuilt ones, and each head's root at its size."""
     t = audit_entries
-    entries = connection.execute(
-        select(t.c.leaf_index, t.c.at, t.c.actor, t.c.person_key, t.c.action, t.c.detail,
-               t.c.nonce, t.c.leaf_hash).where(t.c.leaf_index.is_not(None))
-        .order_by(t.c.leaf_index).execution_options(yield_per=batch))
-    # a node (level, idx) is complete once leaf (idx + 1)·2^level − 1 is in, lower levels first
-    nodes = iter(connection.execute(text(
-        "SELECT level, idx, hash FROM audit_tree ORDER BY ((idx + 1) << level), level")
-        .execution_options(yield_per=batch)))
-    compact, pending = merkle.CompactRange(), list(heads)
-    for row in entries:
-        index = row.leaf_index
-        if index != compact.size:
-            verdict.problem = (f"leaf {compact.size} is missing (the next entry in the tree "
-                               f"is leaf {index})")
-            verdict.leaf_index = compact.size
-            return
-        leaf = entry_hash(row.at, row.actor, row.person_key, row.action, row.detail,
-                          row.nonce)
-        if leaf != bytes(row.leaf_hash):
-            verdict.problem = f"the entry at leaf {index} was altered (its content does not " \
-                              "hash to its leaf)"
-            verdict.leaf_index = index
-            return
-        for level, idx, h in compact.append(leaf):
-            stored = next(nodes, None)
-            if stored is None or (stored[0], stored[1]) != (level, idx) \
-                    or bytes(stored[2]) != h:
-                verdict.problem = (f"the stored tree node ({level}, {idx}) does not match "
-                                   "the entries")
+    compact, pending, start = merkle.CompactRange(), list(heads), 0
+    while True:
+        rows = connection.execute(
+            select(t.c.leaf_index, t.c.at, t.c.actor, t.c.person_key, t.c.action, t.c.detail,
+                   t.c.nonce, t.c.leaf_hash).where(t.c.leaf_index >= start)
+            .order_by(t.c.leaf_index).limit(batch)).all()
+        if not rows:
+            break
+        nodes = _nodes_completed_by(connection, rows[0].leaf_index, rows[-1].leaf_index)
+        for row in rows:
+            index = row.leaf_index
+            if index != compact.size:
+                verdict.problem = (f"leaf {compact.size} is missing (the next entry in the "
+                                   f"tree is leaf {index})")
+                verdict.leaf_index = compact.size
+                return
+            leaf = entry_hash(row.at, row.actor, row.person_key, row.action, row.detail,
+                              row.nonce)
+            if leaf != bytes(row.leaf_hash):
+                verdict.problem = (f"the entry at leaf {index} was altered (its content does "
+                                   "not hash to its leaf)")
                 verdict.leaf_index = index
                 return
-        verdict.entries += 1
-        while pending and pending[0].tree_size == compact.size:
-            if compact.root() != pending[0].root_hash:
-                verdict.problem = (f"the signed tree head of size {compact.size} does not "
-                                   "match the entries (history was rewritten)")
-                verdict.leaf_index = index
-                return
-            pending.pop(0)
+            for level, idx, h in compact.append(leaf):
+                if nodes.get((level, idx)) != h:
+                    verdict.problem = (f"the stored tree node ({level}, {idx}) does not match "
+                                       "the entries")
+                    verdict.leaf_index = index
+                    return
+            verdict.entries += 1
+            while pending and pending[0].tree_size == compact.size:
+                if compact.root() != pending[0].root_hash:
+                    verdict.problem = (f"the signed tree head of size {compact.size} does not "
+                                       "match the entries (history was rewritten)")
+                    verdict.leaf_index = index
+                    return
+                pending.pop(0)
+        start = rows[-1].leaf_index + 1
     if pending:
-        head = pending[0]
-        if head.tree_size == 0 and head.root_hash == merkle.EMPTY_ROOT:
-            return
-        verdict.problem = (f"the signed tree head of size {head.tree_size} covers entries "
-                           f"that are not in the log (it has {compact.size})")
+        verdict.problem = (f"the signed tree head of size {pending[0].tree_size} covers "
+                           f"entries that are not in the log (it has {compact.size})")
         return
-    if next(nodes, None) is not None:
+    stored = connection.execute(select(func.count()).select_from(audit_tree)).scalar_one()
+    if stored != sum(compact.size >> level for level in range(compact.size.bit_length())):
         verdict.problem = "the tree holds nodes beyond its entries"
+
+
+def _nodes_completed_by(connection, first: int, last: int) -> dict[tuple[int, int], bytes]:
+    """The stored nodes whose last leaf is in [first, last]: at each level, a range of idx
+    (node (level, idx) is complete once leaf (idx + 1)·2^level − 1 is in)."""
+    ranges = []
+    for level in range((last + 1).bit_length()):
+        low, high = -(-(first + 1) >> level) - 1, ((last + 1) >> level) - 1
+        if low <= high:
+            ranges.append(f"(level = {level} AND idx BETWEEN {low} AND {high})")
+    rows = connection.execute(text(
+        f"SELECT level, idx, hash FROM audit_tree WHERE {' OR '.join(ranges)}"))
+    return {(row[0], row[1]): bytes(row[2]) for row in rows}

@@ -286,3 +286,11 @@ def test_append_committed_needs_an_autocommit_connection_on_postgresql(engine):
     assert [r.detail["i"] for r in rows] == [0, 1, 2]
     assert all(bytes(r.leaf_hash) == audit.entry_hash(r.at, r.actor, r.person_key, r.action,
                                                       r.detail, r.nonce) for r in rows)
+
+
+def test_a_node_beyond_the_entries_is_found(engine, keys):
+    _sealed(engine, keys)
+    with engine.begin() as connection:
+        connection.execute(audit_tree.insert().values(level=0, idx=999, hash=bytes(32)))
+    verdict = transparency.verify_log(engine, keys.public)
+    assert not verdict.ok and "beyond its entries" in verdict.problem

@@ -198,3 +198,32 @@ def test_the_service_seals_on_its_own_when_asked(config):
     app.extensions["osmanthus.audit_sealer"].set()
     assert transparency.latest_head(engine).tree_size == 3
     engine.dispose()
+
+
+def test_seal_follow_keeps_sealing_until_terminated(config, pem_keys, tmp_path):
+    from service.store.tables import make_engine, migrate
+
+    pem, keys = pem_keys
+    engine = make_engine(config.database_url)
+    migrate(engine)
+    env = {**os.environ, "DATABASE_URL": config.database_url, "OSMANTHUS_ENV": "development",
+           "OSMANTHUS_AUDIT_KEY": pem, "PYTHONPATH": str(ROOT)}
+    follower = subprocess.Popen(
+        [sys.executable, "-c", "from service.cli.main import main; main()", "audit", "seal",
+         "--follow", "--every", "0.1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        for round_ in (1, 2):
+            _append(engine, 4)
+            deadline = time.monotonic() + 30
+            while (head := transparency.latest_head(engine)) is None \
+                    or head.tree_size < 4 * round_:
+                assert time.monotonic() < deadline and follower.poll() is None
+                time.sleep(0.05)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        output = follower.communicate(timeout=30)[0]
+    assert follower.returncode == 0, output
+    assert "every 0.1 s" in output
+    assert transparency.verify_log(engine, keys.public).entries == 8
+    engine.dispose()
