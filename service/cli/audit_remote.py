@@ -154,8 +154,13 @@ class Auditor:
         head, checked, unsealed = log.get("tree_head"), 0, 0
         if head is not None:
             check_signature(head, keys, "the access log's tree head")
-            older, newer = sorted((head, latest), key=lambda h: h["tree_size"])
-            self.consistent(older, newer, keys)
+            if head["tree_size"] != latest["tree_size"]:
+                older, newer = sorted((head, latest), key=lambda h: h["tree_size"])
+                self.consistent(older, newer, keys)
+            elif head["root_hash"] != latest["root_hash"]:
+                raise Problem(f"fork: two signed roots at size {head['tree_size']}: "
+                              f"{latest['root_hash']} (latest) and {head['root_hash']} (the "
+                              "access log's)")
         for entry in log["entries"]:
             if not entry["sealed"]:
                 unsealed += 1
