@@ -134,7 +134,6 @@ def _known_vector(driver) -> None:
 def _verified_access_log(live, driver, css, artifacts) -> None:
     """Unsealed entries say so; once sealed, each is verified in the browser; an entry whose
     proof the server serves tampered (a stored node rewritten) says it does not verify."""
-    from selenium.webdriver.common.by import By
     from sqlalchemy import select, update
 
     from service.base.keys import audit_keys_of
@@ -142,8 +141,10 @@ def _verified_access_log(live, driver, css, artifacts) -> None:
     from service.store.tables import audit_tree
 
     def states() -> dict[str, str]:
-        return {li.get_attribute("data-leaf-index") or f"new-{n}": li.get_attribute("data-verified")
-                for n, li in enumerate(driver.find_elements(By.CSS_SELECTOR, "#access-list > li"))}
+        # read in one script: the page replaces the list when its check ends (no stale nodes)
+        return driver.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('#access-list > li')]"
+            ".map((li, n) => [li.dataset.leafIndex || `new-${n}`, li.dataset.verified]));")
 
     def settled(d) -> dict[str, str] | bool:
         found = states()
