@@ -37,7 +37,8 @@ class Scaling:
     unsealed: int
 
     def ratio(self) -> float:
-        return self.app.requests_per_s / self.floor.requests_per_s if self.floor.requests_per_s else 0
+        floor = self.floor.requests_per_s
+        return self.app.requests_per_s / floor if floor else 0.0
 
 
 def libpq(url: str) -> str:
@@ -253,7 +254,8 @@ def scaling_goals(rows: list[Scaling]) -> list[str]:
                    f"{'met' if r.lag_p99_s < 2 else 'NOT met'}")
     if len(rows) >= 2:
         low, high = rows[0], rows[-1]
-        out.append(f"from {low.workers} to {high.workers} workers on {os.cpu_count()} cores: decisions/s "
+        out.append(f"from {low.workers} to {high.workers} workers on {os.cpu_count()} cores: "
+                   f"decisions/s "
                    f"{low.app.requests_per_s:,.0f} → {high.app.requests_per_s:,.0f}, × floor "
                    f"{low.ratio():.2f} → {high.ratio():.2f} (the floor's own per-worker rate "
                    f"falls with the cores, so × floor is what shows contention)")

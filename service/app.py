@@ -67,7 +67,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.before_request(partner.authenticate_before_body)  # the key before the body
     guard.install_value_checks(app)  # then 422 for JSON no schema should see
 
-    for module in (health, me, partner, admin, transparency):  # admin_models, admin_repairs: on admin's
+    # admin_models, admin_repairs: on admin's blueprint
+    for module in (health, me, partner, admin, transparency):
         api.register_blueprint(module.blp)
     admin_models.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
     register_error_handlers(app)

@@ -347,7 +347,7 @@ def get_access_log(query: dict):
     """Who asked about you or acted on your file, when, for which perk, and the answer, newest
     first, 200 at a time; `X-Next-Before` pages back through all of it. Each sealed entry comes
     with its inclusion proof against the signed tree head beside them, so that you (or the
-    citizen page, in your browser) can check it is in the log everyone else sees."""
+    citizen page, in your browser) can check it is in the signed audit log."""
     log = pages.access_log(_app(), me(), before=query["before"], limit=query["limit"])
     headers = {}
     if len(log["entries"]) == query["limit"]:

@@ -72,8 +72,8 @@ class AuditKeysSchema(Schema):
 class AccessEntrySchema(Schema):
     """One entry of the citizen's access log: who, when, what, the answer if any, and what
     proves it is in the signed log. A sealed entry's `leaf_data` (with your person key put
-    back) hashed as a leaf (SHA-256(0x00 ‖ UTF-8 leaf_data)) and folded with `proof` (RFC 9162 §2.1.3.2, at
-    `leaf_index` in a tree of `tree_head.tree_size`) gives `tree_head.root_hash`."""
+    back) hashed as a leaf (SHA-256(0x00 ‖ UTF-8 leaf_data)) and folded with `proof` (RFC 9162
+    §2.1.3.2, at `leaf_index` in a tree of `tree_head.tree_size`) gives `tree_head.root_hash`."""
 
     id = fields.Integer(required=True, metadata={
         "description": "the entry's number (append order; a paging cursor)"})

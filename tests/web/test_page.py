@@ -115,7 +115,8 @@ def _known_vector(driver) -> None:
             { sealed: false, leaf_index: null, leaf_data: "x" },
             { sealed: true, leaf_index: 6, leaf_data: shown, proof: proofs[6] }] }, jwks, person);
           const otherPerson = await V.checkLog({ tree_head: head, entries: [
-            { sealed: true, leaf_index: 6, leaf_data: shown, proof: proofs[6] }] }, jwks, "d4".repeat(32));
+            { sealed: true, leaf_index: 6, leaf_data: shown, proof: proofs[6] }] },
+            jwks, "d4".repeat(32));
           done({ leaf, roots, tampered: tampered && V.bytesHex(tampered),
                  wrongIndex: wrongIndex && V.bytesHex(wrongIndex), signed, forged, states,
                  otherPerson });
@@ -153,7 +154,8 @@ def _verified_access_log(live, driver, css, artifacts) -> None:
     _wait(driver, settled, "the access log was not checked")
     assert set(states().values()) == {"unsealed"}  # nothing sealed yet in this store
     assert "尚未封存" in css("#access-list").text and "尚未封存" not in css("#access-head").text
-    engine, config = live.app.extensions["osmanthus.engine"], live.app.extensions["osmanthus.config"]
+    engine = live.app.extensions["osmanthus.engine"]
+    config = live.app.extensions["osmanthus.config"]
     head = sequencer.seal(engine, audit_keys_of(config))
     driver.refresh()  # signs in again from the session: the page loads the log anew
     _wait(driver, lambda d: settled(d) and set(states().values()) == {"verified"},
