@@ -198,7 +198,7 @@ def _auditor(client):
 
 
 def test_verify_remote_keeps_heads_and_catches_a_rewrite(app, client, tmp_path):
-    from service.cli.audit_remote import Problem
+    from service.cli.audit_remote import Problem, check_signature
     from service.store.tables import audit_tree
 
     kept = tmp_path / "heads.json"
@@ -247,6 +247,15 @@ def test_verify_remote_keeps_heads_and_catches_a_rewrite(app, client, tmp_path):
     kept.write_text(json.dumps(heads))
     with pytest.raises(Problem, match="fork"):
         _auditor(client).run(kept, None)
+    # a kept head larger than the service's latest: the log was rolled back
+    heads["http://osmanthus.test"][-1]["tree_size"] = nine + 1
+    kept.write_text(json.dumps(heads))
+    with pytest.raises(Problem, match="rollback"):
+        _auditor(client).run(kept, None)
+    # a head whose signature is not the published key's
+    forged = {**heads["http://osmanthus.test"][0], "signature": "A" * 86}
+    with pytest.raises(Problem, match="signature does not verify"):
+        check_signature(forged, _auditor(client).keys(), "a kept head")
 
 
 def test_verify_remote_command_exits_1_naming_the_problem(app, client, monkeypatch, tmp_path):
