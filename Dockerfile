@@ -3,7 +3,11 @@
 #   docker build -t osmanthus .
 #   docker run -p 8000:8000 -e DATABASE_URL=... -e REDIS_URL=... \
 #     -e OSMANTHUS_PERSON_KEY=... -e OSMANTHUS_JWT_SECRET=... -e OSMANTHUS_CONSENT_KEY=... \
-#     -v osmanthus-registry:/data/registry osmanthus
+#     -e OSMANTHUS_AUDIT_KEY=... -v osmanthus-registry:/data/registry osmanthus
+#
+# `osmanthus serve` seals the audit log every second (OSMANTHUS_AUDIT_SEAL_SECONDS=1), which
+# needs the audit signing key; a deployment that runs `osmanthus audit seal --follow` as its
+# own process sets OSMANTHUS_AUDIT_SEAL_SECONDS=0 here and gives the key only to that one.
 #
 # No secret is baked in: every key and URL comes from the environment at run time. The image
 # runs in production mode unless told otherwise, so a container started without its secrets

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/api.py [--database postgresql|sqlite|both] [--seconds 8]
                                   [--batch-sizes 100 1000] [--cpu-only]
+                                  [--workers 2 8] [--seal-entries 500000] [--decisions-only]
 
 What it builds (all torn down afterwards): the service tests' small world (a 2,000-person
 city and a champion trained on it), its records stored and everyone scored as of 2025-07-01 and
@@ -26,8 +27,15 @@ as `osmanthus serve` on this 2-core machine):
 Then, in this process, each endpoint through the Flask test client beside the floor app: the
 server's CPU per request, a ratio the shared machine's load distorts far less than wrk's
 (`--cpu-only` runs just that: no gunicorn, no wrk).
-Every decision appends its audit row; afterwards the audit chain is verified and the rows
-counted against the decisions answered. The partner limit is lifted through configuration
+Issue 15 (PostgreSQL only; `bench/api_audit.py`): single partner decisions beside a floor that
+reads one row by an indexed key and inserts one (`bench/floor_app.py` `POST /decide`, same
+gunicorn, same PostgreSQL) at `--decision-connections` (16) for each of `--workers` (2 and 8),
+with the in-service sealer on (`OSMANTHUS_AUDIT_SEAL_SECONDS=1`), and the seal lag of those
+decisions' entries (head signed − entry appended); then `--seal-entries` more entries appended
+and sealed, timed (entries sealed/s), and the whole log verified. `--decisions-only` runs just
+these (and the CPU table), not the pages and batches.
+Every decision appends its audit entry; afterwards the log is verified (`verify_log`: every
+signed head, every leaf, every node) and the entries counted against the decisions answered. The partner limit is lifted through configuration
 (`OSMANTHUS_PARTNER_RATE_LIMIT=1000000000/minute`), so the limiter still does its Redis work on
 every request but never throttles the bench.
 """
@@ -49,6 +57,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.api_audit import (  # noqa: E402
+    check_log,
+    libpq,
+    make_floor,
+    measure_scaling,
+    scaling_goals,
+    scaling_table,
+    sealing_rate,
+)
 from bench.common import create_schema, drop_schemas, machine, peak_rss_mb  # noqa: E402
 from bench.wrk import (  # noqa: E402
     PAGE_REQUEST,
@@ -82,6 +99,7 @@ class Store:
     consent_tokens: list[str]
     api_key: str
     drop: object  # callable tearing the store down
+    keys: list[str]  # the real people's person keys (the read+insert floor reads them)
 
 
 def _step(label: str, began: float) -> None:
@@ -165,7 +183,7 @@ def seed_store(name: str, world, root: Path, redis_url: str, cold_people: int) -
     cold = keys + copies
     random.Random(0).shuffle(cold)
     store = Store(name, url, env, serving.version, [citizen(k) for k in keys[:200]],
-                  [citizen(k) for k in cold], consent_tokens, api_key, drop)
+                  [citizen(k) for k in cold], consent_tokens, api_key, drop, keys)
     engine.dispose()
     return store
 
@@ -270,8 +288,13 @@ def cpu_per_request(store: Store, redis_url: str, batch_size: int = 100) -> list
     def ask(tokens: list[str]) -> dict:
         return {"requests": [{"consent_token": t, "perk_id": PERK} for t in tokens]}
 
+    reads = []
+    if store.name == "postgresql":  # the read+insert floor's tables were made (make_floor)
+        os.environ["FLOOR_DATABASE_URL"] = libpq(store.url)
+        reads = [("floor read+insert (bare Flask, psycopg)", 1, lambda i: floor.post(
+            "/decide", json={"key": store.keys[i % len(store.keys)]}))]
     cases = [
-        ("floor (bare Flask)", 1, lambda i: floor.get("/")),
+        ("floor (bare Flask)", 1, lambda i: floor.get("/")), *reads,
         ("page cached", 1, lambda i: client.get("/v1/me/score", headers={
             "Authorization": f"Bearer {store.citizen_tokens[i % 50]}"})),
         ("page cold", 1, lambda i: client.get("/v1/me/score", headers={
@@ -312,21 +335,8 @@ def measure_floor(args, label: str) -> dict[int, WrkResult]:
 
 
 def check_audit(store: Store, answered: int) -> str:
-    from sqlalchemy import func, select
-
-    from service.rights.audit import verify
-    from service.store.tables import audit_log, make_engine
-
-    engine = make_engine(store.url)
-    verdict = verify(engine)
-    with engine.connect() as connection:
-        rows = connection.execute(select(func.count()).select_from(audit_log)
-                                  .where(audit_log.c.action == "eligibility")).scalar_one()
-    engine.dispose()
-    ok = verdict.ok and rows >= answered
-    return (f"audit chain {'intact' if verdict.ok else 'BROKEN at ' + str(verdict.broken_at)}: "
-            f"{verdict.rows:,} rows; eligibility rows {rows:,} ≥ decisions answered "
-            f"{answered:,}: {'yes' if ok else 'NO'}")
+    """Seal what is left, verify the whole log, and count the decisions' entries."""
+    return check_log(store.url, store.env, answered)
 
 
 def table(store: Store, results: dict, floor: dict[int, float]) -> list[str]:
@@ -374,6 +384,13 @@ def main() -> None:
     parser.add_argument("--cold-people", type=int, default=18_000)
     parser.add_argument("--cpu-only", action="store_true",
                         help="only the in-process CPU figures (no gunicorn, no wrk)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2, 8],
+                        help="gunicorn workers for the issue-15 decisions (PostgreSQL)")
+    parser.add_argument("--decision-connections", type=int, default=16)
+    parser.add_argument("--seal-entries", type=int, default=500_000,
+                        help="entries appended then sealed, timed (0: skip)")
+    parser.add_argument("--decisions-only", action="store_true",
+                        help="only the issue-15 figures (and the CPU table): no pages, batches")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL",
                                                              "redis://127.0.0.1:6379/12"))
     args = parser.parse_args()
@@ -383,33 +400,54 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         work = Path(tmp)
         world = build_world(work / "world")
-        floors = [] if args.cpu_only else [measure_floor(args, "before")]
+        floors = [] if args.cpu_only or args.decisions_only else [measure_floor(args, "before")]
         reports = []
         for name in names:
             store = seed_store(name, world, work, args.redis_url, args.cold_people)
             try:
-                results, answered = ({}, 0) if args.cpu_only else measure_app(store, args, work)
+                skip = args.cpu_only or args.decisions_only
+                results, answered = ({}, 0) if skip else measure_app(store, args, work)
+                scaling, sealing = [], []
+                if name == "postgresql":
+                    make_floor(store.url, store.keys)
+                if name == "postgresql" and not args.cpu_only:
+                    scaling = measure_scaling(store, store.keys, args, work)
+                    answered += sum(r.app.statuses.get(200, 0) for r in scaling)
+                audit_line = check_audit(store, answered)
+                if name == "postgresql" and args.seal_entries and not args.cpu_only:
+                    sealing = sealing_rate(store.url, args.seal_entries)
                 cpu = cpu_per_request(store, args.redis_url)
-                reports.append((store, results, check_audit(store, answered), cpu))
+                reports.append((store, results, audit_line, cpu, scaling, sealing))
             finally:
                 forget_pages(args.redis_url, store.version)
                 forget_limits(args.redis_url, store.api_key)
                 store.drop()
-        if not args.cpu_only:
+        if not (args.cpu_only or args.decisions_only):
             floors.append(measure_floor(args, "after"))
     if args.cpu_only:
-        for store, _results, _audit, cpu in reports:
+        for store, _results, _audit, cpu, _scaling, _sealing in reports:
             print(f"\n{store.name}, server CPU per request in one process:\n" + "\n".join(cpu))
         return
-    floor = {c: sum(f[c].requests_per_s for f in floors) / len(floors) for c in args.connections}
-    print("\nfloor (bare Flask constant JSON, same gunicorn settings), mean of before/after:")
-    for c in args.connections:
+    floor = {c: sum(f[c].requests_per_s for f in floors) / len(floors)
+             for c in args.connections} if floors else {}
+    if floors:
+        print("\nfloor (bare Flask constant JSON, same gunicorn settings), mean of before/after:")
+    for c in floor:
         p99 = max(f[c].latency_p99_ms for f in floors)
         print(f"  c={c}: {floor[c]:,.0f} req/s (p99 ≤ {p99:.2f} ms)")
-    for store, results, audit_line, cpu in reports:
-        print("\n".join(table(store, results, floor)))
+    for store, results, audit_line, cpu, scaling, sealing in reports:
+        if results:
+            print("\n".join(table(store, results, floor)))
         print(audit_line)
         print("\n".join(goals(results, floor)))
+        if scaling:
+            print(f"\n{store.name}, single decisions beside the read+insert floor (issue 15), "
+                  f"c={args.decision_connections}, in-service sealer every 1 s:")
+            print("\n".join(scaling_table(scaling)))
+            print("\n".join(scaling_goals(scaling)))
+        if sealing:
+            print(f"\n{store.name}, the sequencer:")
+            print("\n".join(f"  {line}" for line in sealing))
         print(f"\n{store.name}, server CPU per request in one process:")
         print("\n".join(cpu))
     print(f"\npeak memory (this process and finished children): {peak_rss_mb():,.0f} MiB")

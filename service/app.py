@@ -61,17 +61,25 @@ def create_app(config: Config | None = None) -> Flask:
         health,
         me,
         partner,
+        transparency,
     )
 
     app.before_request(partner.authenticate_before_body)  # the key before the body
     guard.install_value_checks(app)  # then 422 for JSON no schema should see
 
-    for module in (health, me, partner, admin):  # admin_models, admin_repairs: on admin's
+    # admin_models, admin_repairs: on admin's blueprint
+    for module in (health, me, partner, admin, transparency):
         api.register_blueprint(module.blp)
     admin_models.sync_perks(app)  # the perks table is the policy of record (seeded from the file)
     register_error_handlers(app)
     app.register_blueprint(web.blp)  # the citizen page, /app (not in the OpenAPI document)
     init_limiter(app, config)  # rate limits per API key (service/api/limits.py)
     app.wsgi_app = guard.SafeHeaders(app.wsgi_app, app.url_map)  # outermost: cached pages too
+    if config.audit_seal_seconds > 0:  # this worker also seals the audit log (issue 15)
+        from service.base.keys import audit_keys_of
+        from service.rights.sequencer import start
+
+        app.extensions["osmanthus.audit_sealer"] = start(engine, audit_keys_of(config),
+                                                         config.audit_seal_seconds)
     return app
 

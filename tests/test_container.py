@@ -251,7 +251,7 @@ def test_no_secret_is_baked_into_the_image():
             assert not URL_WITH_PASSWORD.search(value or ""), f"{keyword} {name} holds a password"
     baked = assignments("ENV")
     for name in ("DATABASE_URL", "REDIS_URL", "OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET",
-                 "OSMANTHUS_CONSENT_KEY", "OSMANTHUS_SECRETS_FILE"):
+                 "OSMANTHUS_CONSENT_KEY", "OSMANTHUS_AUDIT_KEY", "OSMANTHUS_SECRETS_FILE"):
         assert name not in baked, f"{name} belongs to the deployment, not the image"
 
 

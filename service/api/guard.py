@@ -164,12 +164,14 @@ def install_value_checks(app: Flask) -> None:
 
 
 PERSONAL_PREFIXES = ("/v1/",)  # every /v1 answer may carry personal data or a decision
+PUBLIC_PREFIXES = ("/v1/transparency/",)  # but these: hashes only, and cacheable (issue 15)
 
 
 class SafeHeaders:
     """WSGI middleware (outermost, so the cached score pages get it too): `nosniff` on every
     answer, and `Cache-Control: no-store` on every /v1 answer, which may carry a person's
-    score, records or a decision about them: no shared or browser cache may keep one.
+    score, records or a decision about them: no shared or browser cache may keep one — except
+    `/v1/transparency/`, which carries hashes only and sets its own `Cache-Control`.
 
     It also names the request's route template in the environ (`osmanthus.route`), for the
     access log (service/http_worker.py: `RouteLogger`), which never logs the path itself."""
@@ -187,7 +189,8 @@ class SafeHeaders:
         return rule.rule
 
     def __call__(self, environ, start_response):
-        personal = (environ.get("PATH_INFO") or "").startswith(PERSONAL_PREFIXES)
+        path = environ.get("PATH_INFO") or ""
+        personal = path.startswith(PERSONAL_PREFIXES) and not path.startswith(PUBLIC_PREFIXES)
         environ["osmanthus.route"] = self._route(environ)
 
         def starting(status, headers, exc_info=None):

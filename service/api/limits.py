@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 # blueprint name → the setting that gives its limit (a Flask-Limiter string, e.g. "6000/minute")
 LIMITED_BLUEPRINTS: dict[str, Callable[[Config], str]] = {
     "partner": lambda config: config.partner_rate_limit,
+    # the public audit log (no key: bucketed by address), at the partners' rate: generous for
+    # an auditor or a browser, a bound for a scraper
+    "transparency": lambda config: config.partner_rate_limit,
 }
 MAX_COST = 1000  # the largest batch an endpoint accepts
 REDIS_TIMEOUT_SECONDS = 0.25  # a dead Redis must not hold a request for long

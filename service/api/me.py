@@ -27,7 +27,6 @@ from flask_smorest import Blueprint
 from service.api.limits import CITIZEN_COUNTED
 from service.api.me_advice_schemas import AdvicePageSchema
 from service.api.me_schemas import (
-    AccessEntrySchema,
     AccessLogQuerySchema,
     ConsentGrantedSchema,
     ConsentInSchema,
@@ -46,6 +45,7 @@ from service.api.me_schemas import (
     ScorePageSchema,
 )
 from service.api.schemas import ErrorEnvelopeSchema
+from service.api.transparency_schemas import AccessLogSchema
 from service.base import clock
 from service.base.cache import page_key
 from service.base.errors import ApiError
@@ -351,15 +351,17 @@ class ConsentById(MethodView):
 
 @blp.route("/access-log")
 @blp.arguments(AccessLogQuerySchema, location="query")
-@blp.response(200, AccessEntrySchema(many=True), headers={"X-Next-Before": {
+@blp.response(200, AccessLogSchema, headers={"X-Next-Before": {
     "description": "present when older entries remain: pass it as `before`",
     "schema": {"type": "integer"}}})
 @_errors()
 def get_access_log(query: dict):
     """Who asked about you or acted on your file, when, for which perk, and the answer, newest
-    first, 200 at a time; `X-Next-Before` pages back through all of it."""
-    entries = pages.access_log(_app(), me(), before=query["before"], limit=query["limit"])
+    first, 200 at a time; `X-Next-Before` pages back through all of it. Each sealed entry comes
+    with its inclusion proof against the signed tree head beside them, so that you (or the
+    citizen page, in your browser) can check it is in the signed audit log."""
+    log = pages.access_log(_app(), me(), before=query["before"], limit=query["limit"])
     headers = {}
-    if len(entries) == query["limit"]:
-        headers["X-Next-Before"] = str(entries[-1]["seq"])
-    return entries, 200, headers
+    if len(log["entries"]) == query["limit"]:
+        headers["X-Next-Before"] = str(log["entries"][-1]["id"])
+    return log, 200, headers

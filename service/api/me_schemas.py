@@ -379,24 +379,8 @@ class ConsentGrantedSchema(Schema):
 
 
 class AccessLogQuerySchema(Schema):
-    """Paging through the access log, newest first: `before` is the `seq` of the oldest entry
+    """Paging through the access log, newest first: `before` is the `id` of the oldest entry
     already seen (the `X-Next-Before` header of the previous page)."""
 
     before = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**62))
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=200))
-
-
-class AccessEntrySchema(Schema):
-    """One entry of the citizen's access log: who, when, what, and the answer if any."""
-
-    seq = fields.Integer(metadata={"description": "its place in the log (a paging cursor)"})
-    at = fields.DateTime(required=True)
-    actor = fields.String(required=True, metadata={
-        "description": "citizen (you), partner:<id> or admin:<name>"})
-    action = fields.String(required=True)
-    partner_id = fields.String(allow_none=True)
-    perk_id = fields.String(allow_none=True)
-    answer = fields.String(allow_none=True, metadata={
-        "description": "yes, no or pending; null when the question was refused (see detail)"})
-    detail = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
-

@@ -58,6 +58,7 @@ BLUEPRINT_SECURITY: dict[str, list[dict[str, list]]] = {
     "me": [{"citizenToken": []}],
     "partner": [{"partnerKey": []}],
     "admin": [{"adminToken": []}],
+    "transparency": [],
 }
 
 

@@ -17,6 +17,12 @@ Secrets (see service/rights/auth.py and service/base/keys.py for how they sign):
   tokens, which partners hold for months and may verify with the public key (EdDSA), so a
   verifier can never mint one. `OSMANTHUS_CONSENT_PREVIOUS` (JSON `{kid: public PEM}`) keeps
   retired keys verifying.
+- `OSMANTHUS_AUDIT_KEY` (an Ed25519 private key, PEM), id `OSMANTHUS_AUDIT_KID`: signs the
+  audit log's tree heads (service/rights/transparency.py); kept out of the database, so write
+  access to the database cannot forge a head. Production needs it wherever the log is sealed
+  (`osmanthus audit seal`, or a service with `OSMANTHUS_AUDIT_SEAL_SECONDS` > 0); a process
+  without it still verifies and publishes the public keys of `OSMANTHUS_AUDIT_PREVIOUS`
+  (JSON `{kid: public PEM}`: retired keys, or the sealer's key for a process that only serves).
 - `OSMANTHUS_PERSON_KEY`: the HMAC key of person keys (features/identity.py reads it).
 
 OpenID Connect (service/rights/oidc.py), off unless `OSMANTHUS_OIDC_ISSUER` is set: the city's
@@ -33,6 +39,10 @@ provider signs citizens and admins in beside the service's own tokens.
 - `OSMANTHUS_OIDC_TIMEOUT` (seconds per fetch, default 3), `OSMANTHUS_OIDC_JWKS_LIFESPAN`
   (seconds the provider's keys are cached, default 600), `OSMANTHUS_OIDC_LEEWAY` (clock skew
   allowed on `exp`/`iat`/`nbf`, default 30 s, at most 120).
+
+`OSMANTHUS_AUDIT_SEAL_SECONDS` (default 0: off): each service worker seals the audit log this
+often in a daemon thread (the sequencer's lock makes one of them win each time); `osmanthus
+serve` and `osmanthus demo` default it to 1.
 """
 
 from __future__ import annotations
@@ -49,6 +59,9 @@ from pathlib import Path
 
 PRODUCTION_SECRETS = ("OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET", "OSMANTHUS_CONSENT_KEY",
                       "DATABASE_URL")
+# what development generates (`development_secrets`); a file missing a newer one gets it added
+DEVELOPMENT_SECRETS = ("OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET", "OSMANTHUS_CONSENT_KEY",
+                       "OSMANTHUS_AUDIT_KEY")
 DEFAULT_SECRETS_FILE = Path("var/secrets.json")
 MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
 
@@ -78,6 +91,10 @@ class Config:
     consent_key: str | None = None  # Ed25519 private key, PEM
     consent_kid: str = "1"
     consent_previous: tuple[tuple[str, str], ...] = ()  # (kid, public key PEM)
+    audit_key: str | None = None  # Ed25519 private key, PEM: signs the audit tree heads
+    audit_kid: str = "1"
+    audit_previous: tuple[tuple[str, str], ...] = ()  # (kid, public key PEM)
+    audit_seal_seconds: float = 0.0  # > 0: every worker seals the audit log this often
     jwt_issuer: str = "osmanthus"
     token_minutes: int = 60
     partner_rate_limit: str = "6000/minute"
@@ -129,6 +146,8 @@ class Config:
                 object.__setattr__(self, "jwt_secret", ephemeral["jwt_secret"])
             if self.consent_key is None:
                 object.__setattr__(self, "consent_key", ephemeral["consent_key"])
+            if self.audit_key is None:
+                object.__setattr__(self, "audit_key", ephemeral["audit_key"])
 
     @property
     def production(self) -> bool:
@@ -154,6 +173,10 @@ class Config:
             consent_key=env.get("OSMANTHUS_CONSENT_KEY") or None,
             consent_kid=env.get("OSMANTHUS_CONSENT_KID") or cls.consent_kid,
             consent_previous=_previous(env, "OSMANTHUS_CONSENT_PREVIOUS"),
+            audit_key=env.get("OSMANTHUS_AUDIT_KEY") or None,
+            audit_kid=env.get("OSMANTHUS_AUDIT_KID") or cls.audit_kid,
+            audit_previous=_previous(env, "OSMANTHUS_AUDIT_PREVIOUS"),
+            audit_seal_seconds=float(env.get("OSMANTHUS_AUDIT_SEAL_SECONDS", "0")),
             token_minutes=int(env.get("OSMANTHUS_TOKEN_MINUTES", cls.token_minutes)),
             partner_rate_limit=env.get("OSMANTHUS_PARTNER_RATE_LIMIT", cls.partner_rate_limit),
             citizen_rate_limit=env.get("OSMANTHUS_CITIZEN_RATE_LIMIT", cls.citizen_rate_limit),
@@ -205,10 +228,16 @@ class Config:
             if self.production and len(secret.encode()) < MIN_SECRET_BYTES:
                 raise ConfigError(f"{name} must be at least {MIN_SECRET_BYTES} bytes "
                                   "(RFC 7518 §3.2)")
+        if self.production and self.audit_seal_seconds > 0 and not self.audit_key:
+            raise ConfigError("production seals the audit log (OSMANTHUS_AUDIT_SEAL_SECONDS > "
+                              "0) only with OSMANTHUS_AUDIT_KEY (an Ed25519 private key, PEM)")
+        if self.audit_seal_seconds < 0:
+            raise ConfigError("OSMANTHUS_AUDIT_SEAL_SECONDS must be 0 (off) or more")
         try:
-            from service.base.keys import keyring_of
+            from service.base.keys import audit_keys_of, keyring_of
 
             keyring_of(self)
+            audit_keys_of(self)
         except ValueError as error:
             raise ConfigError(f"a signing key is not usable: {error}") from None
         if self.clock_since is not None and self.as_of is None:
@@ -294,7 +323,8 @@ def new_consent_key() -> str:
 def _new_secrets() -> dict[str, str]:
     return {"OSMANTHUS_PERSON_KEY": secrets.token_urlsafe(32),
             "OSMANTHUS_JWT_SECRET": secrets.token_urlsafe(48),
-            "OSMANTHUS_CONSENT_KEY": new_consent_key()}
+            "OSMANTHUS_CONSENT_KEY": new_consent_key(),
+            "OSMANTHUS_AUDIT_KEY": new_consent_key()}  # the same kind of key: Ed25519, PEM
 
 
 _PROCESS_SECRETS: dict[str, str] = {}
@@ -308,7 +338,8 @@ def _process_secrets() -> dict[str, str]:
         named = os.environ.get("OSMANTHUS_SECRETS_FILE")
         fresh = development_secrets(Path(named)) if named else _new_secrets()
         _PROCESS_SECRETS.update(jwt_secret=fresh["OSMANTHUS_JWT_SECRET"],
-                                consent_key=fresh["OSMANTHUS_CONSENT_KEY"])
+                                consent_key=fresh["OSMANTHUS_CONSENT_KEY"],
+                                audit_key=fresh["OSMANTHUS_AUDIT_KEY"])
     return _PROCESS_SECRETS
 
 
@@ -318,12 +349,15 @@ def development_secrets(path: Path) -> dict[str, str]:
     Every process of one development set-up (the demo's CLI steps, each gunicorn worker)
     reads the same file, so a token one signs another accepts; nobody else knows them."""
     try:
-        return json.loads(path.read_text())
+        stored = json.loads(path.read_text())
     except FileNotFoundError:
         pass
     except ValueError:
         raise ConfigError(f"{path} is not the JSON this file holds; remove it to start "
                           "afresh") from None
+    else:
+        return stored if all(stored.get(name) for name in DEVELOPMENT_SECRETS) \
+            else _add_secrets(path, stored)
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = _new_secrets()
     partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
@@ -341,13 +375,24 @@ def development_secrets(path: Path) -> dict[str, str]:
     return fresh
 
 
+def _add_secrets(path: Path, stored: dict[str, str]) -> dict[str, str]:
+    """A secrets file from before a secret existed (the audit key, issue 15) gets the new
+    ones added, keeping the old; rewritten whole (a rename), mode 0600."""
+    fresh = {**_new_secrets(), **{k: v for k, v in stored.items() if v}}
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(fresh, out, indent=1)
+    os.replace(partial, path)
+    return fresh
+
+
 def development_environment(env: Mapping[str, str], *, write_back: bool = False
                             ) -> Mapping[str, str]:
     """`env` with any missing secret filled from the development secrets file. With
     `write_back` (the process's own environment) the filled values are exported too, so that
     code reading the environment directly (features/identity.py's person key) sees them."""
-    missing = [name for name in ("OSMANTHUS_PERSON_KEY", "OSMANTHUS_JWT_SECRET",
-                                 "OSMANTHUS_CONSENT_KEY") if not env.get(name)]
+    missing = [name for name in DEVELOPMENT_SECRETS if not env.get(name)]
     if not missing:
         return env
     path = Path(env.get("OSMANTHUS_SECRETS_FILE") or DEFAULT_SECRETS_FILE)

@@ -56,23 +56,23 @@ class Keyring:
         return {"keys": keys}
 
 
-def _load_private(pem: str):
+def _load_private(pem: str, what: str = "consent"):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = serialization.load_pem_private_key(pem.encode(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("the consent key must be an Ed25519 private key")
+        raise ValueError(f"the {what} key must be an Ed25519 private key")
     return key
 
 
-def _load_public(pem: str):
+def _load_public(pem: str, what: str = "consent"):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     key = serialization.load_pem_public_key(pem.encode())
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("a retired consent key must be an Ed25519 public key")
+        raise ValueError(f"a retired {what} key must be an Ed25519 public key")
     return key
 
 
@@ -85,6 +85,50 @@ def _keyring(issuer: str, jwt_secret: str, jwt_kid: str, jwt_previous: tuple,
     secrets_by_kid = {kid: old.encode() for kid, old in jwt_previous}
     secrets_by_kid[jwt_kid] = jwt_secret.encode()
     return Keyring(issuer, jwt_kid, secrets_by_kid, consent_kid, private, public)
+
+
+@dataclass(frozen=True, eq=False)
+class AuditKeys:
+    """The audit log's tree-head keys (service/rights/transparency.py): Ed25519, held outside
+    the database. `private` is None in a process that only verifies and publishes."""
+
+    kid: str
+    private: object | None  # Ed25519PrivateKey
+    public: dict[str, object] = field(default_factory=dict)  # kid -> Ed25519PublicKey
+
+    @property
+    def key_id(self) -> str:
+        return self.kid
+
+    def sign(self, message: bytes) -> bytes:
+        if self.private is None:
+            raise ValueError("no audit signing key (OSMANTHUS_AUDIT_KEY) is configured")
+        return self.private.sign(message)
+
+    def jwks(self) -> dict:
+        """The public keys as a JWK set (RFC 7517, OKP/Ed25519 per RFC 8037)."""
+        from jwt.algorithms import OKPAlgorithm
+
+        return {"keys": [{**OKPAlgorithm.to_jwk(public, as_dict=True), "kid": kid,
+                          "alg": CONSENT_ALGORITHM, "use": "sig"}
+                         for kid, public in self.public.items()]}
+
+
+@functools.lru_cache(maxsize=64)
+def _audit_keys(key: str | None, kid: str, previous: tuple) -> AuditKeys:
+    private = _load_private(key, "audit") if key else None
+    public = {old_kid: _load_public(pem, "audit") for old_kid, pem in previous}
+    if private is not None:
+        public[kid] = private.public_key()
+    return AuditKeys(kid, private, public)
+
+
+def audit_keys_of(config: Any) -> AuditKeys:
+    """The audit keys of a `Config` (ValueError when one cannot be loaded)."""
+    try:
+        return _audit_keys(config.audit_key, config.audit_kid, tuple(config.audit_previous))
+    except (TypeError, ValueError) as error:
+        raise ValueError(str(error).splitlines()[0][:200]) from None
 
 
 def keyring_of(config: Any) -> Keyring:

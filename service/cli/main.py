@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from service.cli.audit_remote import verify_remote
 from service.cli.batch import batch
 from service.cli.data import city, features, validate
 from service.cli.demo import demo
@@ -35,3 +36,4 @@ main.add_command(report)
 main.add_command(batch)
 main.add_command(recalibrate)
 main.add_command(disputes)
+audit.add_command(verify_remote)  # the outside auditor's check, beside `audit verify`

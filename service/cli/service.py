@@ -1,8 +1,9 @@
-"""Commands for the running service: `ingest`, `audit verify`, `token`, `partners`, `rescore`,
+"""Commands for the running service: `ingest`, `audit seal|verify`, `token`, `partners`, `rescore`,
 `serve`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -63,20 +64,79 @@ def ingest(feed: str, source: str, rescore: bool) -> None:
 
 @click.group()
 def audit() -> None:
-    """The hash-chained audit log."""
+    """The audit log: a Merkle log with signed tree heads (issue 15)."""
+
+
+@audit.command("seal")
+@click.option("--follow", is_flag=True, help="Keep sealing until interrupted.")
+@click.option("--every", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between seals with --follow.")
+@click.option("--batch", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Entries per transaction and signed tree head.")
+def audit_seal(follow: bool, every: float, batch: int) -> None:
+    """Put the appended audit entries into the Merkle tree and sign a tree head.
+
+    One sequencer at a time: when another holds the lock this one says so and exits 0 (with
+    --follow it waits its turn). Safe to kill at any point: a seal commits whole or not at
+    all, and the next run carries on."""
+    import signal
+    import threading
+
+    from service.rights import sequencer
+
+    config = Config.from_env()
+    keys = _audit_keys(config)
+    if keys.private is None:
+        raise click.ClickException("sealing needs the audit signing key: set "
+                                   "OSMANTHUS_AUDIT_KEY (an Ed25519 private key, PEM)")
+    engine = _engine(config)
+    if follow:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        click.echo(f"sealing the audit log every {every:g} s (key {keys.kid}); Ctrl-C stops")
+        with contextlib.suppress(KeyboardInterrupt):
+            sequencer.run(engine, keys, every, stop)
+        return
+    try:
+        head = sequencer.seal(engine, keys, batch=batch)
+    except sequencer.LockHeld:
+        click.echo("another sequencer holds the lock and is sealing now; nothing to do")
+        return
+    if head is None:
+        click.echo("nothing to seal")
+    else:
+        click.echo(f"sealed: tree size {head.tree_size}, root {head.root_hash.hex()}, "
+                   f"key {head.key_id}")
+
+
+def _audit_keys(config: Config):
+    from service.base.keys import audit_keys_of
+
+    try:
+        return audit_keys_of(config)
+    except ValueError as error:
+        raise click.ClickException(f"the audit key is not usable: {error}") from None
 
 
 @audit.command("verify")
 def audit_verify() -> None:
-    """Walk the audit chain; exit 1 and name the first broken link if a row was altered."""
-    from service.rights.audit import verify
+    """Check the whole audit log: every signed tree head, every entry's leaf hash, dense leaf
+    indexes, the root at every head's size and every stored node. Exit 1 naming the first
+    problem; entries not yet sealed are counted, not a problem."""
+    from service.rights.transparency import verify_log
 
-    verdict = verify(_engine(Config.from_env()))
+    config = Config.from_env()
+    keys = _audit_keys(config)
+    if not keys.public:
+        raise click.ClickException("no audit public key: set OSMANTHUS_AUDIT_KEY or "
+                                   "OSMANTHUS_AUDIT_PREVIOUS")
+    verdict = verify_log(_engine(config), keys.public)
+    summary = (f"{verdict.entries} sealed entries, {verdict.heads} signed tree heads, "
+               f"{verdict.unsealed} not yet sealed")
     if verdict.ok:
-        click.echo(f"audit log intact: {verdict.rows} rows")
+        click.echo(f"audit log verifies: {summary}")
         return
-    click.echo(f"audit log BROKEN at row {verdict.broken_at}: {verdict.why} "
-               f"({verdict.rows} rows read)", err=True)
+    click.echo(f"audit log does NOT verify: {verdict.problem} ({summary} checked)", err=True)
     raise SystemExit(1)
 
 
@@ -198,6 +258,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None, timeou
 def gunicorn_command(host: str, port: int, workers: int | None, threads: int | None,
                      timeout: int) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
+    env.setdefault("OSMANTHUS_AUDIT_SEAL_SECONDS", "1")  # served: the log is sealed each second
     workers = workers or int(env.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
     if threads is not None:
         env["OSMANTHUS_NUM_THREADS"] = str(threads)

@@ -14,7 +14,8 @@ so no decision is ever given without its row (`audit.append_committed`: committe
 + latest-scores read, one multi-row audit append, and a scoring call only for people not yet
 scored. On PostgreSQL the partner API passes one autocommit connection for the whole request
 (its key lookup, this read and the append), so a decision costs a single pool checkout and no
-BEGIN/ROLLBACK round trips; the append still commits its rows and the chain's head together.
+BEGIN/ROLLBACK round trips, and the append is one insert that commits on its own (no shared
+row: the sequencer, service/rights/sequencer.py, puts entries into the Merkle tree later).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def decide(app: Flask, partner: str, questions: list[tuple[str, str]],
     asked = [_precheck(app, partner, token, perk_id) for token, perk_id in questions]
     wanted = sorted({q.consent_id for q in asked if q.consent_id})
     with nullcontext(connection) if connection is not None else engine.connect() as reading:
-        found, head = _load(reading, wanted, now)
+        found = _load(reading, wanted, now)
     for question in asked:
         if question.consent_id:
             question.row = found.get(question.consent_id)
@@ -96,7 +97,7 @@ def decide(app: Flask, partner: str, questions: list[tuple[str, str]],
         results.append(result)
         if question.row is not None:
             entries.append(_audit_entry(partner, question, result))
-    audit.append_committed(engine, entries, at=now, connection=connection, head=head)
+    audit.append_committed(engine, entries, at=now, connection=connection)
     return results
 
 
@@ -194,41 +195,38 @@ SELECT c.consent_id, c.person_key, c.partner_id, c.perks, c.expires_at, c.revoke
         AND r.state IN ('pending', 'decided')) AS reviews, s.score,
        EXISTS (SELECT 1 FROM disputes d WHERE d.person_key = c.person_key AND d.state = 'open'
                AND d.due_on < %(today)s AND d.due_on >= s.as_of) AS stale,
-       {", ".join(f"(s.features ->> '{name}')::float8" for name in _CONDITION_FEATURES)},
-       h.seq, h.hash
+       {", ".join(f"(s.features ->> '{name}')::float8" for name in _CONDITION_FEATURES)}
 FROM consents c
 JOIN people p ON p.person_key = c.person_key
 LEFT JOIN LATERAL (SELECT score, as_of, reasons -> 'features' AS features FROM scores
                    WHERE scores.person_key = c.person_key
                    ORDER BY scores.id DESC LIMIT 1) s ON true
-CROSS JOIN {audit.head_sql()} h
 WHERE c.consent_id = ANY(%(ids)s)
-"""  # the same rows as _LOAD, plus the audit head, in one round trip through the driver (and
-#     the stored JSON parsed once for all the features, not once per feature)
+"""  # the same rows as _LOAD in one round trip through the driver (and the stored JSON parsed
+#     once for all the features, not once per feature)
 _COLUMNS = ("consent_id", "person_key", "partner_id", "perks", "expires_at", "revoked_at",
             "reviews", "score", "stale")
 
 
 def _load(connection: Connection, consent_ids: list[str],
-          now: dt.datetime) -> tuple[dict[str, dict], tuple[int, str] | None]:
+          now: dt.datetime) -> dict[str, dict]:
     """Consent rows with their person's review state, latest score and the feature values
-    perk conditions read (`features`; None when never scored), in one query; on PostgreSQL
-    also the audit chain's head as of this read (for `audit.append_committed`). `stale`: the
+    perk conditions read (`features`; None when never scored), in one query. `stale`: the
     latest score predates a passed due date of an open dispute (`overdue`)."""
     if not consent_ids:
-        return {}, None
-    found, head, width = {}, None, len(_COLUMNS)
+        return {}
+    found, width = {}, len(_COLUMNS)
     if connection.dialect.name == "postgresql":
         rows = audit.driver_connection(connection).execute(
             _PG_LOAD, {"ids": consent_ids, "today": city_date(now)})
         for row in rows:
             data = dict(zip(_COLUMNS, row[:width], strict=True))
             data["reviews"] = _review_states(data["person_key"], data["reviews"] or [], now)
-            values, head = row[width:-2], (row[-2], row[-1])
+            values = row[width:]
             data["features"] = (None if data["score"] is None
                                 else dict(zip(_CONDITION_FEATURES, values, strict=True)))
             found[data["consent_id"]] = data
-        return found, head
+        return found
     for row in connection.execute(_LOAD, {"consent_ids": consent_ids, "today": city_date(now)}):
         data = dict(row._mapping)
         values = [data.pop(f"feature_{i}") for i in range(len(_CONDITION_FEATURES))]
@@ -238,7 +236,7 @@ def _load(connection: Connection, consent_ids: list[str],
     asked = states_for(connection, sorted({d["person_key"] for d in found.values()}), now)
     for data in found.values():
         data["reviews"] = asked.get(data["person_key"], {})
-    return found, None
+    return found
 
 
 class _ReviewRow(NamedTuple):

@@ -10,6 +10,7 @@ scoring pass, since a person has at most a few hundred records.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from typing import Any
 
@@ -241,22 +242,52 @@ def perks_page(app: Flask, person_key: str) -> dict:
             "perks": perks}
 
 
+PERSON_SLOT = '"@person_key"'  # stands for the person key in an access log's leaf data
+
+
 def access_log(app: Flask, person_key: str, *, before: int | None = None,
-               limit: int = 200) -> list[dict]:
-    """Who asked about the person or acted on their file, newest first. A partner's question
-    is shown with its perk and answer (`detail.perk_id`, `detail.eligible`)."""
+               limit: int = 200) -> dict:
+    """Who asked about the person or acted on their file, newest first, each entry with its
+    inclusion proof against the latest signed tree head (`tree_head`, beside them). A partner's
+    question is shown with its perk and answer (`detail.perk_id`, `detail.eligible`).
+
+    No answer carries a person key, so `leaf_data` shows the person's own as `PERSON_SLOT`:
+    whoever checks it puts back the `sub` of the citizen's token (the person key, DESIGN.md), as
+    the citizen page does in the browser; a log handed to someone else does not name them.
+
+    The entries are read before the head, so every entry sealed when read is inside the head
+    (an entry sealed in between shows as not yet sealed: late, never wrong). All the proofs'
+    nodes come in one query (`transparency.inclusion_proofs`)."""
+    from service.rights import transparency
+
+    engine = _engine(app)
+    rows = entries_for(engine, person_key, limit, before=before)
+    mine = json.dumps(person_key)  # the third item of the leaf's JSON array, its first string
+    # equal to it (the time and the actor come before it and are never a person key)
+    head = transparency.latest_head(engine)
+    size = head.tree_size if head else 0
+    sealed = sorted({e["leaf_index"] for e in rows
+                     if e["leaf_index"] is not None and e["leaf_index"] < size})
+    proofs = transparency.inclusion_proofs(engine, sealed, size) if sealed else {}
     out = []
-    for entry in entries_for(_engine(app), person_key, limit, before=before):
+    for entry in rows:
         actor, detail = entry["actor"], entry["detail"] or {}
         role, _, name = actor.partition(":")
         at = entry["at"]
-        out.append({
-            "seq": entry["seq"],
+        index = entry["leaf_index"]
+        item = {
+            "id": entry["id"],
             "at": at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at,
             "actor": actor, "action": entry["action"],
             "partner_id": name if role == "partner" else None,
             "perk_id": detail.get("perk_id", detail.get("perk")),
             "answer": detail.get("eligible", detail.get("answer")),
             "detail": detail,
-        })
-    return out
+            "leaf_data": entry["leaf_data"].replace(mine, PERSON_SLOT, 1),
+            "sealed": index is not None and index < size,
+            "leaf_index": index,
+        }
+        if item["sealed"]:
+            item["proof"] = [node.hex() for node in proofs[index]]
+        out.append(item)
+    return {"entries": out, "tree_head": head.as_json() if head else None}

@@ -33,15 +33,19 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 
 from features.records import SCHEMAS, Source, record_schema
@@ -289,23 +293,39 @@ reviews = Table(  # PIPL Art. 24: human review of one perk's decision
     Column("decided_by", String(96), nullable=True),
 )
 
-audit_log = Table(
-    "audit_log", metadata,
-    Column("seq", Integer, primary_key=True),
+# --- the audit log: a Merkle log with signed tree heads (migration 0005, issue 15) ----------
+# service/rights/audit.py appends, service/rights/sequencer.py seals, transparency.py proves.
+_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite numbers rows only as INTEGER
+
+audit_entries = Table(  # every read of a person's data by someone else, in append order
+    "audit_entries", metadata,
+    Column("id", _ID, Identity(), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("actor", String(96), nullable=False),  # role:id, never a raw ID number
     Column("person_key", String(64), nullable=True, index=True),
     Column("action", String(64), nullable=False),
     Column("detail", JSON, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
+    Column("nonce", String(32), nullable=False),  # 16 random bytes, hex: the leaf is unguessable
+    Column("leaf_hash", LargeBinary(32), nullable=False),  # by the appender, from the row
+    Column("leaf_index", BigInteger, nullable=True, unique=True),  # by the sequencer
+    Index("ix_audit_entries_unsealed", "id", postgresql_where=text("leaf_index IS NULL"),
+          sqlite_where=text("leaf_index IS NULL")),
 )
 
-audit_head = Table(  # one row: the chain's last link, locked while a row is appended
-    "audit_head", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("seq", Integer, nullable=False),
-    Column("hash", String(64), nullable=False),
+audit_tree = Table(  # every complete perfect subtree: (level, idx) covers leaves
+    "audit_tree", metadata,  # [idx·2^level, (idx+1)·2^level); level 0 = the leaf hashes
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+audit_tree_heads = Table(  # one signed tree head per seal that added leaves
+    "audit_tree_heads", metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),  # ms since the epoch
+    Column("key_id", String(64), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),  # Ed25519
 )
 
 

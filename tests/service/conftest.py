@@ -158,3 +158,16 @@ def auth(served_app) -> Auth:
 @pytest.fixture
 def served_client(served_app):
     return served_app.test_client()
+
+
+def audit_log_verifies(engine) -> bool:
+    """Seal what is unsealed with this process's audit key and verify the whole log."""
+    from service.base.keys import audit_keys_of
+    from service.rights import sequencer
+    from service.rights.transparency import verify_log
+
+    keys = audit_keys_of(Config(env="test"))
+    sequencer.seal(engine, keys)
+    verdict = verify_log(engine, keys.public)
+    assert verdict.unsealed == 0, verdict
+    return verdict.ok

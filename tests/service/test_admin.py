@@ -17,7 +17,7 @@ from features.records import Source
 from model.registry import Registry
 from service.base import clock
 from service.base.cache import page_key
-from service.store.tables import RECORD_TABLES, audit_log, perks, scores
+from service.store.tables import RECORD_TABLES, audit_entries, perks, scores
 from tests.service.conftest import DEMO_TODAY
 from tests.service.world import VALID_AS_OF
 
@@ -41,8 +41,8 @@ def _count(engine, table, *where) -> int:
 
 def _audited(engine, action: str, key: str) -> list:
     with engine.connect() as connection:
-        return connection.execute(select(audit_log.c.actor).where(
-            audit_log.c.action == action, audit_log.c.person_key == key)).scalars().all()
+        return connection.execute(select(audit_entries.c.actor).where(
+            audit_entries.c.action == action, audit_entries.c.person_key == key)).scalars().all()
 
 
 def test_every_admin_operation_needs_an_admin_token(served_client, auth, people_keys):

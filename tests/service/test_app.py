@@ -67,6 +67,37 @@ def test_production_refuses_weak_or_unusable_secrets_and_sqlite():
                           database_url="sqlite:///x.db"))
 
 
+def test_the_audit_key_is_generated_in_development_and_required_to_seal_in_production(
+        tmp_path):
+    import json
+
+    from service.base.keys import audit_keys_of
+
+    secrets_file = tmp_path / "secrets.json"
+    older = {"OSMANTHUS_PERSON_KEY": "p" * 32, "OSMANTHUS_JWT_SECRET": "j" * 48,
+             "OSMANTHUS_CONSENT_KEY": new_consent_key()}  # a file from before the audit key
+    secrets_file.write_text(json.dumps(older))
+    config = Config.from_env({"OSMANTHUS_SECRETS_FILE": str(secrets_file)})
+    stored = json.loads(secrets_file.read_text())
+    assert {k: stored[k] for k in older} == older and stored["OSMANTHUS_AUDIT_KEY"]
+    assert config.audit_key == stored["OSMANTHUS_AUDIT_KEY"]
+    assert Config.from_env({"OSMANTHUS_SECRETS_FILE": str(secrets_file)}).audit_key == \
+        config.audit_key  # kept, not made again
+    keys = audit_keys_of(config)
+    assert keys.private is not None and set(keys.public) == {"1"}
+    assert keys.jwks()["keys"][0]["crv"] == "Ed25519"
+
+    base = dict(env="production", jwt_secret="r" * 32, consent_key=new_consent_key(),
+                database_url="postgresql+psycopg://db/x")
+    with pytest.raises(ConfigError, match="OSMANTHUS_AUDIT_KEY"):
+        Config(**base, audit_seal_seconds=1.0).check()
+    Config(**base).check()  # a process that does not seal needs no private key
+    assert audit_keys_of(Config(**base)).private is None
+    Config(**base, audit_seal_seconds=1.0, audit_key=new_consent_key()).check()
+    with pytest.raises(ConfigError, match="not usable"):
+        Config(**base, audit_key="not a key").check()
+
+
 def test_healthz(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
 

@@ -11,7 +11,7 @@ from features.rules import add_months
 from service.base import clock
 from service.rights.auth import decode_token
 from service.rights.consents import expiry_of
-from service.store.tables import audit_log, consents
+from service.store.tables import audit_entries, consents
 from tests.service.conftest import DEMO_TODAY
 
 BIKE = {"partner_id": "city-bikes", "perks": ["bike-deposit-free"]}
@@ -54,8 +54,8 @@ def test_a_consent_yields_a_token_the_partner_side_can_check(served_app, served_
     engine = served_app.extensions["osmanthus.engine"]
     with engine.connect() as connection:
         row = connection.execute(select(consents)).one()
-        logged = connection.execute(select(audit_log.c.actor, audit_log.c.detail).where(
-            audit_log.c.action == "consent_granted")).one()
+        logged = connection.execute(select(audit_entries.c.actor, audit_entries.c.detail).where(
+            audit_entries.c.action == "consent_granted")).one()
     assert row.person_key == key and row.partner_id == "city-bikes"
     assert logged.actor == "citizen" and logged.detail["consent_id"] == consent["consent_id"]
     assert key not in response.get_data(as_text=True)
@@ -83,10 +83,10 @@ def test_revoking_is_at_once_and_only_once(served_app, served_client, auth, peop
     assert second.status_code == 200 and second.get_json() == first.get_json()
     with served_app.extensions["osmanthus.engine"].connect() as connection:
         row = connection.execute(select(consents.c.revoked_at)).one()
-        revocations = connection.execute(select(audit_log.c.actor).where(
-            audit_log.c.action == "consent_revoked")).scalars().all()
+        revocations = connection.execute(select(audit_entries.c.actor).where(
+            audit_entries.c.action == "consent_revoked")).scalars().all()
     assert row.revoked_at is not None and revocations == ["citizen"]
-    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
     assert [e["action"] for e in log] == ["consent_revoked", "consent_granted"]
 
 
@@ -183,8 +183,8 @@ def test_a_grant_sent_twice_with_its_key_is_one_consent(served_app, served_clien
     listed = served_client.get("/v1/me/consents", headers=headers).get_json()
     assert len(listed) == 1
     with served_app.extensions["osmanthus.engine"].connect() as connection:
-        granted = connection.execute(select(audit_log.c.seq).where(
-            audit_log.c.action == "consent_granted")).all()
+        granted = connection.execute(select(audit_entries.c.id).where(
+            audit_entries.c.action == "consent_granted")).all()
     assert len(granted) == 1
     # another grant (a new key, or none) is another consent; the key is the citizen's own
     assert grant(served_client, headers, idempotency_key="grant-0002-abc").status_code == 201

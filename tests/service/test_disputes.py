@@ -15,7 +15,7 @@ from service.base.errors import ApiError
 from service.rights.disputes import resolve_dispute
 from service.rights.pages import REASON_TEXT, UNDER_DISPUTE
 from service.scoring.score import latest, rescore
-from service.store.tables import RECORD_TABLES, audit_log, disputes
+from service.store.tables import RECORD_TABLES, audit_entries, disputes
 from tests.service.conftest import DEMO_TODAY
 
 LISTING = "c0" * 16  # record ids are 32 hexadecimal digits
@@ -114,10 +114,10 @@ def test_a_dispute_labels_the_record_and_it_keeps_counting(served_app, served_cl
         stored = connection.execute(select(table.c.dispute_opened_on, table.c.dispute_due_on)
                                     .where(table.c.record_id == costly)).one()
         assert tuple(stored) == (DEMO_TODAY, DEMO_TODAY + dt.timedelta(days=20))
-        logged = connection.execute(select(audit_log.c.actor, audit_log.c.detail).where(
-            audit_log.c.person_key == key, audit_log.c.action == "dispute_opened")).one()
+        logged = connection.execute(select(audit_entries.c.actor, audit_entries.c.detail).where(
+            audit_entries.c.person_key == key, audit_entries.c.action == "dispute_opened")).one()
     assert logged.actor == "citizen" and logged.detail["dispute_id"] == dispute["dispute_id"]
-    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
     assert log[0]["action"] == "dispute_opened" and log[0]["actor"] == "citizen"
 
     listed = served_client.get("/v1/me/disputes", headers=headers).get_json()
@@ -211,7 +211,7 @@ def test_a_citizen_can_withdraw_a_dispute(served_app, served_client, auth, peopl
     with pytest.raises(ApiError) as error:
         resolve_dispute(engine, served_app, dispute_id, "upheld", "", by="admin:ops")
     assert error.value.status == 409
-    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
     assert log[0]["action"] == "dispute_withdrawn"
 
 
@@ -357,7 +357,7 @@ def test_a_rejected_dispute_counts_again_and_shows_the_reason(served_app, served
     shown = served_client.get(f"/v1/me/disputes/{dispute_id}", headers=headers).get_json()
     assert shown["state"] == "rejected" and "court confirmed" in shown["resolution"]
     assert shown["resolved_at"] is not None
-    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
     assert log[0]["action"] == "dispute_resolved" and log[0]["actor"] == "admin:ops"
     # rejected, it may be disputed again (with new evidence)
     assert open_listing_dispute(served_client, headers, record_id, "transit").status_code == 201

@@ -89,7 +89,7 @@ def test_a_partners_refusal_for_an_unknown_perk_audits_no_caller_text(served_app
     never stored, only a configured one or "unknown perk"."""
     from sqlalchemy import select
 
-    from service.store.tables import audit_log
+    from service.store.tables import audit_entries
     from tests.service.test_partner import grant
 
     client = served_app.test_client()
@@ -101,7 +101,7 @@ def test_a_partners_refusal_for_an_unknown_perk_audits_no_caller_text(served_app
     assert response.status_code == 403 and typed not in response.get_data(as_text=True)
     with served_app.extensions["osmanthus.engine"].connect() as connection:
         details = [row.detail for row in connection.execute(
-            select(audit_log.c.detail).where(audit_log.c.action == "eligibility_refused"))]
+            select(audit_entries.c.detail).where(audit_entries.c.action == "eligibility_refused"))]
     assert details and all(typed not in json.dumps(d) for d in details)
     assert details[-1]["perk"] == "unknown perk"
 

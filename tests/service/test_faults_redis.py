@@ -173,8 +173,8 @@ def test_redis_killed_under_load_no_5xx_degraded_then_ready_and_no_decision_lost
     import redis
     from sqlalchemy import select
 
-    from service.rights.audit import verify
-    from service.store.tables import audit_log
+    from service.store.tables import audit_entries
+    from tests.service.conftest import audit_log_verifies
 
     app = make_app(redis_url=redis_server.url)  # rate limits fail open: the default
     assert app.extensions["osmanthus.config"].rate_limit_fail_open
@@ -193,10 +193,10 @@ def test_redis_killed_under_load_no_5xx_degraded_then_ready_and_no_decision_lost
         engine = app.extensions["osmanthus.engine"]
         with engine.connect() as connection:
             audited = {row.detail["decision_id"] for row in connection.execute(
-                select(audit_log.c.detail).where(audit_log.c.action == "eligibility"))}
+                select(audit_entries.c.detail).where(audit_entries.c.action == "eligibility"))}
         assert decisions and decisions <= audited, "every decision given is in the audit log"
         assert len(audited) == len(decisions), "and no decision was audited but not given"
-        assert verify(engine).ok
+        assert audit_log_verifies(engine)
 
         client = redis.Redis.from_url(redis_server.url, socket_timeout=1)
         call(f"{base}/v1/me/score", bureau.citizens[0])

@@ -55,7 +55,7 @@ def test_the_citizens_access_log_pages_through_everything(served_app, people_key
         query = {"limit": 3, **({"before": before} if before else {})}
         response = client.get("/v1/me/access-log", headers=headers, query_string=query)
         assert response.status_code == 200
-        seen += [entry["detail"].get("n") for entry in response.get_json()
+        seen += [entry["detail"].get("n") for entry in response.get_json()["entries"]
                  if entry["action"] == "record_read"]
         before = response.headers.get("X-Next-Before")
         if before is None:

@@ -19,7 +19,8 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
 def make_app(**settings) -> Flask:
-    """A bare app with a `partner` blueprint: the limiter alone, no database."""
+    """A bare app with a `partner` blueprint (and the public `transparency` one, which the
+    limiter also limits): the limiter alone, no database."""
     app = Flask("limits-test")
     partner = Blueprint("partner", __name__, url_prefix="/v1/partner")
 
@@ -36,6 +37,7 @@ def make_app(**settings) -> Flask:
         return {"ok": True}
 
     app.register_blueprint(partner)
+    app.register_blueprint(Blueprint("transparency", __name__, url_prefix="/v1/transparency"))
     register_error_handlers(app)
     init_limiter(app, Config(**settings))
     return app

@@ -45,6 +45,9 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/healthz"):                                 (200, 200, 200, 200, 200, 200, 200, 200),
     ("get", "/.well-known/jwks.json"):                   (200, 200, 200, 200, 200, 200, 200, 200),
     ("get", "/readyz"):                                  (200, 200, 200, 200, 200, 200, 200, 200),
+    ("get", "/.well-known/osmanthus-audit-keys.json"):   (200, 200, 200, 200, 200, 200, 200, 200),
+    ("get", "/v1/transparency/tree-head"):               (200, 200, 200, 200, 200, 200, 200, 200),
+    ("get", "/v1/transparency/consistency"):             (200, 200, 200, 200, 200, 200, 200, 200),
     ("get", "/v1/me/score"):                             (401, 200, 200, 401, 401, 401, 403, 401),
     ("get", "/v1/me/explanation"):                       (401, 200, 200, 401, 401, 401, 403, 401),
     ("get", "/v1/me/records"):                           (401, 200, 200, 401, 401, 401, 403, 401),
@@ -184,6 +187,11 @@ def scene(served_app, people_keys) -> Scene:
     uploaded = client.post("/v1/admin/feeds", headers=admin, content_type="multipart/form-data",
                            data={"source": "penalty", "file": (io.BytesIO(_feed_csv()), "p.csv")})
     assert uploaded.status_code == 201 and uploaded.get_json()["rows_quarantined"] == 1
+    from service.base.keys import audit_keys_of
+    from service.rights import sequencer
+
+    sealed = sequencer.seal(served_app.extensions["osmanthus.engine"], audit_keys_of(config))
+    assert sealed.tree_size >= 2  # the audit log has a signed head (the public routes)
 
     past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
     expired = issue_token(config, "citizen", owner, minutes=1, now=past)
@@ -239,6 +247,8 @@ BODIES: dict[tuple[str, str], Callable[[Scene, str], dict]] = {
     ("post", "/v1/admin/models/rollback"): lambda s, r: {"json": {"why": "matrix"}},
     ("put", "/v1/admin/perks/{perk_id}"): lambda s, r: {"json": {
         "min_score": 600, "conditions": ["no_active_court_listing"]}},
+    ("get", "/v1/transparency/consistency"): lambda s, r: {
+        "query_string": {"first": 1, "second": 2}},
 }
 
 

@@ -20,7 +20,7 @@ from service.rights import audit
 from service.rights.pages import REASON_TEXT
 from service.rights.review import decide_review
 from service.scoring.score import latest, rescore
-from service.store.tables import RECORD_TABLES, audit_log, scores
+from service.store.tables import RECORD_TABLES, audit_entries, scores
 from tests.service.conftest import DEMO_TODAY
 from tests.service.test_disputes import (
     LISTING,
@@ -359,7 +359,7 @@ def test_human_review_makes_only_the_named_perk_pending_until_decided(served_app
     # The reviewer's outcome replaces the score's answer for that perk only (PIPL Art. 24).
     after = {p: v["status"] for p, v in _perks(served_client, headers).items()}
     assert after == {**before, BIKE: "yes"}
-    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
     assert [(e["action"], e["actor"]) for e in log[:2]] == [
         ("review_decided", "admin:ops"), ("review_requested", "citizen")]
     with pytest.raises(ApiError) as error:
@@ -384,7 +384,7 @@ def test_a_review_request_can_be_withdrawn(served_app, served_client, auth, peop
     assert withdrawn.status_code == 200 and withdrawn.get_json()["state"] == "withdrawn"
     assert _perks(served_client, headers)[BIKE]["status"] == before
     assert served_client.delete(f"/v1/me/review/{review_id}", headers=headers).status_code == 409
-    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
     assert log[0]["action"] == "review_withdrawn"
 
 
@@ -414,18 +414,19 @@ def test_the_access_log_shows_who_asked_for_which_perk_and_the_answer(
         audit.append(connection, actor="partner:city-bikes", action="eligibility",
                      person_key=key, detail={"perk": "bike-deposit-free", "answer": "yes",
                                              "decision_id": "d-1"})
-    log = served_client.get("/v1/me/access-log", headers=auth.citizen(key)).get_json()
+    log = served_client.get("/v1/me/access-log", headers=auth.citizen(key)).get_json()["entries"]
     assert len(log) == 1
     entry = log[0]
     assert entry["partner_id"] == "city-bikes" and entry["perk_id"] == "bike-deposit-free"
     assert entry["answer"] == "yes" and entry["action"] == "eligibility"
     assert dt.datetime.fromisoformat(entry["at"]).tzinfo is not None
-    assert served_client.get("/v1/me/access-log", headers=auth.citizen(other)).get_json() == []
+    assert served_client.get("/v1/me/access-log",
+                             headers=auth.citizen(other)).get_json()["entries"] == []
     # the citizen's own reads are not logged as someone else's
     for path in GET_PAGES:
         served_client.get(path, headers=auth.citizen(key))
     with engine.connect() as connection:
-        rows = connection.execute(select(func.count()).select_from(audit_log)).scalar()
+        rows = connection.execute(select(func.count()).select_from(audit_entries)).scalar()
     assert rows == 1
 
 

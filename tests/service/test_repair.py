@@ -92,7 +92,7 @@ def test_an_approved_repair_stops_the_record_counting_and_rescores(served_app, s
     again = served_client.post(decision, headers=admin, json={
         "outcome": "refused", "reason": "x"})
     assert again.status_code == 409
-    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
     assert [(e["actor"], e["action"]) for e in log[:3]] == [
         ("admin:src", "repair_decided"), ("admin:src", "admin_read_repair"),
         ("citizen", "repair_requested")]

@@ -1,6 +1,7 @@
 """The citizen page (/app) in headless chromium, the way a citizen uses it: sign in with a token,
 read the score, dispute a record and see the score and records change, grant a consent and see
-its QR code, revoke it, switch to English. Screenshots at phone and desktop width are kept in
+its QR code, revoke it, see each access-log entry verified in the browser (and one with a
+tampered proof not), switch to English. Screenshots at phone and desktop width are kept in
 `test-artifacts/`."""
 
 from __future__ import annotations
@@ -70,6 +71,121 @@ def _screenshot(driver, path, size: tuple[int, int]) -> None:
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.write_bytes(base64.b64decode(shot["data"]))
     assert path.stat().st_size > 10_000
+
+
+def _known_vector(driver) -> None:
+    """verify.js against merkle.py: the leaf hash, an inclusion proof folded to the root (every
+    leaf of a 7-leaf tree, and a tampered proof), and an Ed25519 tree head signed here."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from jwt.algorithms import OKPAlgorithm
+
+    from service.rights import merkle
+
+    person = "c3" * 32
+    data = [f"leaf {i}" for i in range(6)] + [json.dumps(["t", "citizen", person, "a"])]
+    leaves = [merkle.leaf_hash(d.encode()) for d in data]
+    root = merkle.root_of(leaves)
+
+    def subtree(start: int, end: int) -> bytes:
+        return merkle.root_of(leaves[start:end])
+
+    proofs = [[h.hex() for h in merkle.inclusion_proof(i, 7, subtree)] for i in range(7)]
+    bad = [list(p) for p in proofs]
+    bad[5][1] = "00" + bad[5][1][2:]
+    key = Ed25519PrivateKey.generate()
+    head = {"tree_size": 7, "root_hash": root.hex(), "timestamp": 1767225600123, "key_id": "k1"}
+    message = (f"osmanthus-audit-tree-head:v1\n7\n{root.hex()}\n1767225600123\n").encode()
+    head["signature"] = base64.urlsafe_b64encode(key.sign(message)).rstrip(b"=").decode()
+    jwks = {"keys": [{**OKPAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1"}]}
+    out = driver.execute_async_script("""
+        const [data, proofs, bad, head, jwks, person, done] = arguments, V = window.OsmanthusVerify;
+        const shown = data[6].replace(JSON.stringify(person), '"@person_key"');
+        (async () => {
+          const leaf = V.bytesHex(await V.leafHash(data[0]));
+          const roots = [];
+          for (let i = 0; i < data.length; i++) {
+            const r = await V.rootFromInclusion(await V.leafHash(data[i]), i, 7, proofs[i]);
+            roots.push(r && V.bytesHex(r));
+          }
+          const tampered = await V.rootFromInclusion(await V.leafHash(data[5]), 5, 7, bad[5]);
+          const wrongIndex = await V.rootFromInclusion(await V.leafHash(data[5]), 4, 7, proofs[5]);
+          const signed = await V.headSigned(head, jwks);
+          const forged = await V.headSigned({ ...head, tree_size: 8 }, jwks);
+          const states = await V.checkLog({ tree_head: head, entries: [
+            { sealed: true, leaf_index: 3, leaf_data: data[3], proof: proofs[3] },
+            { sealed: true, leaf_index: 5, leaf_data: data[5], proof: bad[5] },
+            { sealed: true, leaf_index: 2, leaf_data: data[2] + " ", proof: proofs[2] },
+            { sealed: false, leaf_index: null, leaf_data: "x" },
+            { sealed: true, leaf_index: 6, leaf_data: shown, proof: proofs[6] }] }, jwks, person);
+          const otherPerson = await V.checkLog({ tree_head: head, entries: [
+            { sealed: true, leaf_index: 6, leaf_data: shown, proof: proofs[6] }] },
+            jwks, "d4".repeat(32));
+          done({ leaf, roots, tampered: tampered && V.bytesHex(tampered),
+                 wrongIndex: wrongIndex && V.bytesHex(wrongIndex), signed, forged, states,
+                 otherPerson });
+        })().catch((e) => done({ error: String(e) }));
+    """, data, proofs, bad, head, jwks, person)
+    assert "error" not in out, out
+    assert out["leaf"] == leaves[0].hex()
+    assert out["roots"] == [root.hex()] * 7
+    assert out["tampered"] != root.hex() and out["wrongIndex"] != root.hex()
+    assert out["signed"] is True and out["forged"] is False
+    # the citizen's own key put back where the API shows "@person_key"; another's does not fit
+    assert out["states"] == ["verified", "failed", "failed", "unsealed", "verified"]
+    assert out["otherPerson"] == ["failed"]
+
+
+def _verified_access_log(live, driver, css, artifacts) -> None:
+    """Unsealed entries say so; once sealed, each is verified in the browser; an entry whose
+    proof the server serves tampered (a stored node rewritten) says it does not verify."""
+    from sqlalchemy import select, update
+
+    from service.base.keys import audit_keys_of
+    from service.rights import sequencer
+    from service.store.tables import audit_tree
+
+    def states() -> dict[str, str]:
+        # read in one script: the page replaces the list when its check ends (no stale nodes)
+        return driver.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('#access-list > li')]"
+            ".map((li, n) => [li.dataset.leafIndex || `new-${n}`, li.dataset.verified]));")
+
+    def settled(d) -> dict[str, str] | bool:
+        found = states()
+        return found if found and "checking" not in found.values() else False
+
+    _wait(driver, settled, "the access log was not checked")
+    assert set(states().values()) == {"unsealed"}  # nothing sealed yet in this store
+    assert "尚未封存" in css("#access-list").text and "尚未封存" not in css("#access-head").text
+    engine = live.app.extensions["osmanthus.engine"]
+    config = live.app.extensions["osmanthus.config"]
+    head = sequencer.seal(engine, audit_keys_of(config))
+    driver.refresh()  # signs in again from the session: the page loads the log anew
+    _wait(driver, lambda d: settled(d) and set(states().values()) == {"verified"},
+          f"not every entry verified: {states()}")
+    assert "已验证" in css("#access-list").text and str(head.tree_size) in css("#access-head").text
+    _screenshot(driver, artifacts / "citizen-phone-zh-verified.png", PHONE)
+
+    index = next(int(i) for i in states() if int(i) ^ 1 < head.tree_size)
+    node = (audit_tree.c.level == 0) & (audit_tree.c.idx == index ^ 1)
+    with engine.begin() as connection:
+        original = connection.execute(select(audit_tree.c.hash).where(node)).scalar_one()
+        connection.execute(update(audit_tree).where(node).values(hash=b"\x00" * 32))
+    try:
+        driver.refresh()
+        _wait(driver, lambda d: settled(d) and states()[str(index)] == "failed",
+              f"the tampered proof of leaf {index} was not caught: {states()}")
+        assert {i: s for i, s in states().items() if i != str(index)} == {
+            i: "verified" for i in states() if i != str(index)}
+        assert "无法验证" in css(f"#access-list > li[data-leaf-index='{index}']").text
+        css("#access").screenshot(str(artifacts / "citizen-access-log-tampered.png"))
+    finally:
+        with engine.begin() as connection:
+            connection.execute(update(audit_tree).where(node).values(hash=original))
+    driver.refresh()
+    _wait(driver, lambda d: settled(d) and set(states().values()) == {"verified"},
+          "the restored proof does not verify")
+    _known_vector(driver)
 
 
 def test_citizen_page(live_app, browser, artifacts):
@@ -258,6 +374,9 @@ def test_citizen_page(live_app, browser, artifacts):
     css(f"{record} .withdraw-dispute").click()
     _wait(driver, lambda d: "已撤回异议" in css(record).text, "the dispute was not withdrawn")
     assert css(f"{record} .dispute-button").is_displayed()
+
+    # the access log, checked entry by entry in the browser (reloads the page)
+    _verified_access_log(live, driver, css, artifacts)
 
     # signing out clears everything, the token box too: the next person starts empty
     css("#sign-out").click()

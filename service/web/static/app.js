@@ -75,9 +75,24 @@
     const [score, explanation, records, perks, review, consents, access, advice] = await Promise.all([
       api("/score"), api("/explanation"), api("/records"), api("/perks"), api("/review"), api("/consents"), api("/access-log"), api("/advice"),
     ]);
-    Object.assign(S, { score, explanation, records, perks, review, consents, access, advice });
+    Object.assign(S, { score, explanation, records, perks, review, consents, access: access.entries, treeHead: access.tree_head, accessStates: null, advice });
     perks.perks.forEach((p) => { S.partnerNames[p.partner_id] = p.partner_name; });
     render();
+    verifyAccess(access);
+  }
+
+  /** Check every access-log entry in this browser (verify.js) against the published audit
+   * keys, then show the outcome. A later load replaces this one's answer, never the reverse. */
+  async function verifyAccess(log) {
+    let keys = null;
+    try {
+      const res = await fetch("/.well-known/osmanthus-audit-keys.json", { cache: "no-store" });
+      if (res.ok) keys = await res.json();
+    } catch (err) { keys = null; }  // no keys: every sealed entry shows "does not verify"
+    const states = await window.OsmanthusVerify.checkLog(log, keys, window.OsmanthusVerify.personOf(S.token));
+    if (S.access !== log.entries || !S.score) return;
+    S.accessStates = states;
+    $("access-body").replaceChildren(...V.access(T(), S));
   }
 
   function renderStatic() {

@@ -51,6 +51,9 @@ window.OsmanthusText = {
       eligibility: "查询权益资格", eligibility_refused: "查询被拒绝", admin_rescore_all: "全市重新评分",
     },
     answers: { yes: "是", no: "否", pending: "待定" },
+    verify: { verified: "已验证", unsealed: "尚未封存", failed: "无法验证", checking: "验证中…" },
+    verifyNote: (size, at, kid) => `本页在您的浏览器中逐条核对每条记录是否在已签名的全市审计日志中（共 ${size} 条，签名于 ${at}，密钥 ${kid}）。`,
+    verifyNoHead: "审计日志尚无签名，记录封存后即可验证。",
     sources: { social_security: "社会保险", transit: "交通与公共自行车", court: "法院失信被执行", penalty: "行政处罚", positive: "守信激励" },
     fields: {
       status: "状态", contribution_base: "缴费基数", arrears: "欠费", rides: "乘车", bike_rides: "单车骑行",
@@ -121,6 +124,9 @@ window.OsmanthusText = {
       eligibility: "Eligibility check", eligibility_refused: "Check refused", admin_rescore_all: "City re-scored",
     },
     answers: { yes: "yes", no: "no", pending: "pending" },
+    verify: { verified: "verified", unsealed: "not yet sealed", failed: "does not verify", checking: "checking…" },
+    verifyNote: (size, at, kid) => `Your browser checks each entry against the city's signed audit log (${size} entries, signed ${at}, key ${kid}).`,
+    verifyNoHead: "The audit log has no signed head yet; entries can be checked once sealed.",
     sources: { social_security: "Social security", transit: "Transit and bicycles", court: "Court enforcement", penalty: "Administrative penalty", positive: "Positive records" },
     fields: {
       status: "status", contribution_base: "base", arrears: "arrears", rides: "rides", bike_rides: "bike rides",

@@ -265,14 +265,22 @@
     return out;
   }
 
+  const VERIFY_MARK = { verified: "✓ ", failed: "✗ ", unsealed: "○ ", checking: "… " };
+
+  /** The access log, each entry with what the browser found when it checked it (verify.js). */
   function access(T, S) {
     if (!S.access.length) return [h("p", { class: "meta", text: T.noAccess })];
-    return [h("ol", { class: "access", id: "access-list" }, S.access.slice(0, 50).map((a) => {
+    const head = S.treeHead;
+    const note = head ? T.verifyNote(head.tree_size, moment(S.lang, new Date(head.timestamp).toISOString()), head.key_id) : T.verifyNoHead;
+    return [h("p", { class: "meta", id: "access-head", text: note }), h("ol", { class: "access", id: "access-list" }, S.access.slice(0, 50).map((a, i) => {
       const who = a.actor === "citizen" ? T.you : a.partner_id ? partnerName(T, S, a.partner_id) : a.actor;
       const bits = [T.actions[a.action] || a.action];
       if (a.perk_id) bits.push(perkName(S, S.lang, a.perk_id));
       if (a.answer) bits.push(`${T.answer}${T.colon}${T.answers[a.answer] || a.answer}`);
-      return h("li", {}, h("time", { datetime: a.at, text: moment(S.lang, a.at) }), h("strong", { text: who }), h("span", { text: bits.join(" · ") }));
+      const state = (S.accessStates && S.accessStates[i]) || "checking";
+      return h("li", { "data-verified": state, "data-leaf-index": a.leaf_index === null || a.leaf_index === undefined ? "" : String(a.leaf_index) },
+        h("time", { datetime: a.at, text: moment(S.lang, a.at) }), h("strong", { text: who }), h("span", { text: bits.join(" · ") }),
+        h("span", { class: `badge verify-${state}` }, h("span", { "aria-hidden": "true", text: VERIFY_MARK[state] }), T.verify[state]));
     }))];
   }
 
