@@ -55,6 +55,10 @@ def errors(*statuses: int):
     def decorate(view):
         for status in (401, 403, *statuses):
             view = blp.alt_response(status, schema=ErrorEnvelopeSchema)(view)
+        if 503 not in statuses:  # an admin signed in by the city's provider, which may be down
+            view = blp.alt_response(503, schema=ErrorEnvelopeSchema, description=(
+                "The city's OpenID Connect provider cannot be reached to check its token (only "
+                "with a provider configured)"))(view)
         return view
     return decorate
 

@@ -60,17 +60,23 @@ PAGE_TTL = 60  # seconds; a re-score deletes the page at once, the TTL only boun
 ERRORS = {
     401: "No valid citizen token", 403: "A token, but not a citizen's",
 }
+SIGN_IN_DOWN = ("The city's OpenID Connect provider cannot be reached to check its token "
+                "(only with a provider configured; `Retry-After` says when to try again)")
 
 
 def _errors(*statuses: int, **described: str):
     """Document the error answers of a route (all in the one error envelope)."""
     texts = {**ERRORS, 404: "Not found (or not yours)", 409: "Conflicts with the current state",
-             422: "Invalid input; `errors` names each field", 503: "No model is loaded"}
+             422: "Invalid input; `errors` names each field",
+             503: f"No model is loaded; or: {SIGN_IN_DOWN[0].lower()}{SIGN_IN_DOWN[1:]}"}
 
     def wrap(view):
         for status in (401, 403, *statuses):
             view = blp.alt_response(status, schema=ErrorEnvelopeSchema, description=described.get(
                 f"s{status}", texts[status]))(view)
+        if 503 not in statuses:  # every route checks the token, and a provider's may be down
+            view = blp.alt_response(503, schema=ErrorEnvelopeSchema,
+                                    description=SIGN_IN_DOWN)(view)
         return view
 
     return wrap
