@@ -3,6 +3,7 @@
     .venv/bin/python bench/api.py [--database postgresql|sqlite|both] [--seconds 8]
                                   [--batch-sizes 100 1000] [--cpu-only]
                                   [--workers 2 8] [--seal-entries 500000] [--decisions-only]
+                                  [--profile 40]
 
 What it builds (all torn down afterwards): the service tests' small world (a 2,000-person
 city and a champion trained on it), its records stored and everyone scored as of 2025-07-01 and
@@ -271,7 +272,8 @@ def measure_app(store: Store, args, work: Path) -> tuple[dict, int]:
     return results, answered
 
 
-def cpu_per_request(store: Store, redis_url: str, batch_size: int = 100) -> list[str]:
+def cpu_per_request(store: Store, redis_url: str, batch_size: int = 100,
+                    profile: int = 0) -> list[str]:
     """Server CPU per request in this one process (the Flask test client: no HTTP, no wrk, no
     gunicorn), beside the floor app's: a ratio the machine's other load cannot distort as it
     does the wrk figures. It counts this process's CPU only, not PostgreSQL's or Redis's."""
@@ -320,8 +322,29 @@ def cpu_per_request(store: Store, redis_url: str, batch_size: int = 100) -> list
         ms = (time.process_time() - began) / count * 1000
         floor_ms = floor_ms or ms
         lines.append(f"| {label} | {ms:.3f} | {ms / per:.3f} | {ms / floor_ms:.1f} |")
+        if profile and label == "eligibility single":
+            lines.extend(_profiled(call, range(50 + count, 50 + 2 * count), profile))
     app.extensions["osmanthus.engine"].dispose()
     return lines
+
+
+def _profiled(call, indexes: range, top: int) -> list[str]:
+    """cProfile over more single decisions (fresh consents): where a decision's CPU goes (the
+    timer is this process's CPU time, so waiting on PostgreSQL or Redis does not count)."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    for i in indexes:
+        call(i)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return ["", "```", *out.getvalue().splitlines(), "```"]
 
 
 def measure_floor(args, label: str) -> dict[int, WrkResult]:
@@ -384,6 +407,8 @@ def main() -> None:
     parser.add_argument("--cold-people", type=int, default=18_000)
     parser.add_argument("--cpu-only", action="store_true",
                         help="only the in-process CPU figures (no gunicorn, no wrk)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print the N costliest functions of a single decision")
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 8],
                         help="gunicorn workers for the issue-15 decisions (PostgreSQL)")
     parser.add_argument("--decision-connections", type=int, default=16)
@@ -416,7 +441,7 @@ def main() -> None:
                 audit_line = check_audit(store, answered)
                 if name == "postgresql" and args.seal_entries and not args.cpu_only:
                     sealing = sealing_rate(store.url, args.seal_entries)
-                cpu = cpu_per_request(store, args.redis_url)
+                cpu = cpu_per_request(store, args.redis_url, profile=args.profile)
                 reports.append((store, results, audit_line, cpu, scaling, sealing))
             finally:
                 forget_pages(args.redis_url, store.version)

@@ -37,7 +37,12 @@ def _authenticate() -> None:
     On PostgreSQL the request takes one autocommit connection here and keeps it: the key
     lookup (when the worker does not remember the key: `auth.partner_id`), the consents read
     and the audit append all use it (one checkout, no BEGIN/ROLLBACK). SQLite takes a
-    connection per step, as its transactions lock the file."""
+    connection per step, as its transactions lock the file.
+
+    It runs once a request: the app-wide hook (`authenticate_before_body`) comes first, and
+    this blueprint's own hook, which Flask runs after it, finds the work done."""
+    if "partner_id" in g:
+        return
     engine = current_app.extensions["osmanthus.engine"]
     if engine.dialect.name == "postgresql":
         g.partner_connection = audit.autocommit(engine).connect()

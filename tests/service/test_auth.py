@@ -132,6 +132,35 @@ def test_remembered_claims_are_copies():
     assert decode_token(DEV, token, "citizen")["sub"] == PK
 
 
+def test_the_key_is_chosen_by_the_claimed_role_and_held_to_the_verified_one(monkeypatch):
+    """`_routing` reads the claimed role and kid without trusting them; if it ever read another
+    role than PyJWT's verified claims (a parser difference), the token is refused."""
+    import service.rights.auth as auth_module
+
+    # signed with the citizen key for the citizen audience, but its role claim says admin
+    mixed = _signed({**GOOD, "role": "admin", "sub": "alice"})
+    with pytest.raises(ApiError):  # routed by its claim (admin): the admin key refuses it
+        decode_token(DEV, mixed, "admin")
+    monkeypatch.setattr(auth_module, "_routing", lambda _token: ("citizen", DEV.jwt_kid))
+    auth_module._accepted.cache_clear()
+    with pytest.raises(ApiError) as caught:  # routed to the citizen key: verified, yet refused
+        decode_token(DEV, mixed, "admin")
+    assert caught.value.status == 401
+    auth_module._accepted.cache_clear()
+
+
+@pytest.mark.parametrize("token", ["", "a.b", "a.b.c.d", "é.é.é", "W10.W10.x",
+                                   "[" * 5000 + "." + "e30.x"])
+def test_what_is_not_a_token_is_a_401(token):
+    import base64
+
+    if token.startswith("["):  # a header nested deeper than json can parse
+        token = base64.urlsafe_b64encode(b"[" * 5000).decode() + ".e30.x"
+    with pytest.raises(ApiError) as caught:
+        decode_token(DEV, token, "citizen")
+    assert caught.value.status == 401
+
+
 # --- separate keys, asymmetric consent tokens, rotation by kid ------------------------------
 CONSENT_ID = "c" * 32
 

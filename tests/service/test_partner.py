@@ -283,6 +283,33 @@ def test_a_known_key_is_trusted_for_its_seconds_then_asked_for_again(bureau, cli
     assert ask(client, bikes, token).status_code == 401
 
 
+def test_a_decision_checks_the_key_once_and_takes_one_connection(bureau, client, bikes,
+                                                                 people_keys, monkeypatch):
+    """The app-wide hook checks the key before the body; the blueprint's own hook must not do
+    it again (it used to, with a second pooled connection on PostgreSQL)."""
+    from service.api import partner as partner_api
+
+    token = grant(bureau, people_keys[0])
+    assert ask(client, bikes, token).status_code == 200  # scored, key remembered
+    calls, checkouts = [], []
+    real = partner_api.partner_id
+    monkeypatch.setattr(partner_api, "partner_id",
+                        lambda *args: calls.append(args) or real(*args))
+    engine = bureau.extensions["osmanthus.engine"]
+
+    def count(*_args) -> None:
+        checkouts.append(1)
+
+    event.listen(engine, "checkout", count)
+    try:
+        assert ask(client, bikes, token).status_code == 200
+    finally:
+        event.remove(engine, "checkout", count)
+    assert len(calls) == 1
+    if engine.dialect.name == "postgresql":  # SQLite takes a connection per step
+        assert len(checkouts) == 1
+
+
 def test_with_no_key_memory_a_rotated_key_is_refused_at_once(bureau, people_keys):
     from service.app import create_app
 
