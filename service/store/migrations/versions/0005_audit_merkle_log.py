@@ -5,7 +5,8 @@
 - The old hash chain (`audit_log` + `audit_head`) is verified first, with its link hash
   reimplemented here so this file stands alone; a broken chain is refused, since carrying it
   over would launder the break into a log that verifies. Its rows are copied in seq order
-  (each given a nonce and its leaf hash), then one `audit_migrated` entry records how many
+  (each given a nonce and its leaf hash, whose leaf names the person by a salted commitment,
+  not the key: the current format), then one `audit_migrated` entry records how many
   rows there were and the old head's hash (none for an empty chain: a new database has
   nothing to carry over), and the old tables are dropped. The next seal
   (`osmanthus audit seal`, or the service's own) signs them all.
@@ -47,8 +48,11 @@ def _old_link(prev: str, seq: int, at: dt.datetime, actor, person_key, action, d
 
 
 def _leaf(at: dt.datetime, actor, person_key, action, detail, nonce: str) -> bytes:
-    """The new log's leaf hash (service/rights/audit.py: leaf_data), restated here."""
-    data = json.dumps([_utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), actor, person_key, action,
+    """The new log's leaf hash (service/rights/audit.py: leaf_data), restated here: the person
+    is named by hex SHA-256(nonce bytes ‖ UTF-8 person key), never by the key."""
+    person = (None if person_key is None
+              else hashlib.sha256(bytes.fromhex(nonce) + person_key.encode()).hexdigest())
+    data = json.dumps([_utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), actor, person, action,
                        detail, nonce], sort_keys=True, ensure_ascii=False,
                       separators=(",", ":"))
     return hashlib.sha256(b"\x00" + data.encode()).digest()
