@@ -15,6 +15,10 @@ index, adds them to the tree and signs a tree head; `service/rights/transparency
 inclusion and consistency and verifies the whole log.
 
 Two ways to append:
+Each entry is also queued for the sequencer in `audit_unsealed` (its id and leaf hash) by the
+same statement (PostgreSQL) or transaction: the sequencer then never reads or updates the wide
+entry rows (Trillian keeps unsequenced and sequenced leaves apart the same way).
+
 - `append` / `append_many` insert inside the caller's transaction (disputes, consents,
   reviews, repairs, admin: the entry belongs to the caller's own change).
 - `append_committed` inserts on its own and has committed when it returns (partners'
@@ -33,7 +37,7 @@ import secrets
 from sqlalchemy import Connection, Engine, insert, select
 
 from service.rights.merkle import leaf_hash
-from service.store.tables import as_utc, audit_entries, autocommit
+from service.store.tables import as_utc, audit_entries, audit_leaves, audit_unsealed, autocommit
 
 
 def stamp(at: dt.datetime) -> str:
@@ -96,8 +100,13 @@ def append_many(connection: Connection, entries: list[dict],
         return []
     rows, ids = _rows(entries, at or dt.datetime.now(dt.UTC)), []
     for start in range(0, len(rows), MULTI_ROW):  # one statement per MULTI_ROW entries
-        ids += sorted(connection.execute(insert(audit_entries).values(
-            rows[start:start + MULTI_ROW]).returning(audit_entries.c.id)).scalars())
+        chunk = rows[start:start + MULTI_ROW]
+        made = sorted(connection.execute(insert(audit_entries).values(chunk).returning(
+            audit_entries.c.id)).scalars())
+        connection.execute(insert(audit_unsealed).values([
+            {"id": id_, "leaf_hash": row["leaf_hash"]} for id_, row in zip(made, chunk,
+                                                                          strict=True)]))
+        ids += made
     return ids  # one statement's ids follow its rows' order (identity / SQLite's rowid)
 
 
@@ -105,11 +114,16 @@ def append_many(connection: Connection, entries: list[dict],
 # SQLAlchemy's per-statement work cost more than the statement. The rows travel as ONE JSON
 # document (json_to_recordset), so the text is the same for one row or a thousand (prepared
 # once by psycopg) and the rows are encoded by the json module in C.
+# The entry and its row in the sequencer's queue (`audit_unsealed`) go in together: one
+# statement, so one cannot exist without the other.
 _INSERT_SQL = (
-    "INSERT INTO audit_entries (at, actor, person_key, action, detail, nonce, leaf_hash) "
-    "SELECT %(at)s::timestamptz, v.actor, v.person_key, v.action, v.detail, v.nonce, "
-    "decode(v.leaf_hash, 'hex') FROM json_to_recordset(%(rows)s::json) AS v(actor text, "
-    "person_key text, action text, detail json, nonce text, leaf_hash text) RETURNING id")
+    "WITH e AS (INSERT INTO audit_entries (at, actor, person_key, action, detail, nonce, "
+    "leaf_hash) SELECT %(at)s::timestamptz, v.actor, v.person_key, v.action, v.detail, "
+    "v.nonce, decode(v.leaf_hash, 'hex') FROM json_to_recordset(%(rows)s::json) AS v(actor "
+    "text, person_key text, action text, detail json, nonce text, leaf_hash text) "
+    "RETURNING id, leaf_hash), "
+    "q AS (INSERT INTO audit_unsealed (id, leaf_hash) SELECT id, leaf_hash FROM e) "
+    "SELECT id FROM e")
 
 
 def append_committed(engine: Engine, entries: list[dict], at: dt.datetime | None = None,
@@ -154,9 +168,10 @@ def entries_for(engine: Engine, person_key: str, limit: int = 200, *,
     what they need to check it is in the log (`leaf_data`, which names them only by a salted
     commitment: safe to return as is; `leaf_index` None: not yet sealed).
     `before`: only entries older than that id, to page back through all of it."""
-    t = audit_entries
+    t, leaves = audit_entries, audit_leaves
     query = (select(t.c.id, t.c.at, t.c.actor, t.c.person_key, t.c.action, t.c.detail,
-                    t.c.nonce, t.c.leaf_index)
+                    t.c.nonce, leaves.c.leaf_index)
+             .select_from(t.outerjoin(leaves, leaves.c.entry_id == t.c.id))
              .where(t.c.person_key == person_key))
     if before is not None:
         query = query.where(t.c.id < before)

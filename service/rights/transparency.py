@@ -7,7 +7,8 @@ that the newer one extends it with a consistency proof (RFC 9162 §2.1). Proofs 
 the perfect subtrees in `audit_tree`, all fetched in one query.
 
 `verify_log` checks everything from the data: each head's signature, each entry's leaf hash
-from its own row, dense leaf indexes, the root at every head's size (recomputed in one
+from its own row (the person commitment from its `person_key`), dense leaf indexes, every entry
+either a leaf or still queued, the root at every head's size (recomputed in one
 streaming pass, which is also the consistency of consecutive heads) and every stored node.
 Someone with write access to the database who rewrites an entry, its leaf hash and every node
 is still caught: the signed roots no longer match, and they cannot sign new ones.
@@ -23,7 +24,13 @@ from sqlalchemy import Engine, func, select, text, tuple_
 
 from service.rights import merkle
 from service.rights.audit import entry_hash
-from service.store.tables import audit_entries, audit_tree, audit_tree_heads
+from service.store.tables import (
+    audit_entries,
+    audit_leaves,
+    audit_tree,
+    audit_tree_heads,
+    audit_unsealed,
+)
 
 HEAD_LABEL = "osmanthus-audit-tree-head:v1"
 
@@ -165,22 +172,40 @@ def verify_log(engine: Engine, public_keys: Mapping[str, object],
                 verdict.problem = f"the tree head of size {later.tree_size} goes back in time"
                 return verdict
         verdict.unsealed = connection.execute(select(func.count()).select_from(
-            audit_entries).where(audit_entries.c.leaf_index.is_(None))).scalar_one()
+            audit_unsealed)).scalar_one()
         _check_tree(connection, heads, verdict, batch)
+        if verdict.ok:
+            _check_queue(connection, verdict)
     return verdict
+
+
+def _check_queue(connection, verdict: Verdict) -> None:
+    """Every entry is a leaf or waits in the queue, never neither: an entry taken off the
+    queue without being sealed would never be in any signed head."""
+    count = lambda table: connection.execute(  # noqa: E731
+        select(func.count()).select_from(table)).scalar_one()
+    lost = count(audit_entries) - verdict.entries - verdict.unsealed
+    if lost > 0:
+        verdict.problem = (f"{lost} entr{'y is' if lost == 1 else 'ies are'} neither sealed "
+                           "nor waiting to be (taken off the queue unsealed)")
+    elif lost < 0:
+        verdict.problem = (f"the queue of unsealed entries holds {-lost} that are sealed "
+                           "already or not in the log")
 
 
 def _check_tree(connection, heads: list[TreeHead], verdict: Verdict, batch: int) -> None:
     """One pass over the sealed entries in leaf order, a page at a time, rebuilding the tree
     beside them: each page's stored nodes (those its leaves complete) are read by primary-key
     ranges and compared with the rebuilt ones, and each head's root at its size."""
-    t = audit_entries
+    t, leaves = audit_entries, audit_leaves
     compact, pending, start = merkle.CompactRange(), list(heads), 0
     while True:
         rows = connection.execute(
-            select(t.c.leaf_index, t.c.at, t.c.actor, t.c.person_key, t.c.action, t.c.detail,
-                   t.c.nonce, t.c.leaf_hash).where(t.c.leaf_index >= start)
-            .order_by(t.c.leaf_index).limit(batch)).all()
+            select(leaves.c.leaf_index, t.c.at, t.c.actor, t.c.person_key, t.c.action,
+                   t.c.detail, t.c.nonce, t.c.leaf_hash)
+            .select_from(leaves.join(t, t.c.id == leaves.c.entry_id))
+            .where(leaves.c.leaf_index >= start)
+            .order_by(leaves.c.leaf_index).limit(batch)).all()
         if not rows:
             break
         nodes = _nodes_completed_by(connection, rows[0].leaf_index, rows[-1].leaf_index)

@@ -74,10 +74,11 @@ def _all_leaves(app) -> list[bytes]:
     from sqlalchemy import select
 
     from service.store.tables import audit_entries as t
+    from service.store.tables import audit_leaves as leaves
 
     with app.extensions["osmanthus.engine"].connect() as connection:
-        rows = connection.execute(select(t).where(t.c.leaf_index.is_not(None))
-                                  .order_by(t.c.leaf_index)).all()
+        rows = connection.execute(select(t, leaves.c.leaf_index).select_from(
+            leaves.join(t, t.c.id == leaves.c.entry_id)).order_by(leaves.c.leaf_index)).all()
     assert [row.leaf_index for row in rows] == list(range(len(rows)))
     return [_leaf_text(row).encode() for row in rows]
 

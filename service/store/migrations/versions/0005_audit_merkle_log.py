@@ -1,7 +1,9 @@
 """the audit log becomes a Merkle log with signed tree heads (issue 15)
 
-- `audit_entries` (appended without a shared row), `audit_tree` (every complete perfect
-  subtree), `audit_tree_heads` (one signed head per seal).
+- `audit_entries` (appended without a shared row, never updated), `audit_unsealed` (the
+  sequencer's queue: each entry's id and leaf hash, written with it), `audit_leaves` (which
+  entry is each leaf), `audit_tree` (every complete perfect subtree), `audit_tree_heads` (one
+  signed head per seal).
 - The old hash chain (`audit_log` + `audit_head`) is verified first, with its link hash
   reimplemented here so this file stands alone; a broken chain is refused, since carrying it
   over would launder the break into a log that verifies. Its rows are copied in seq order
@@ -78,14 +80,24 @@ def upgrade() -> None:
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.Column("nonce", sa.String(length=32), nullable=False),
         sa.Column("leaf_hash", sa.LargeBinary(length=32), nullable=False),
-        sa.Column("leaf_index", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("leaf_index"),
     )
     op.create_index("ix_audit_entries_person_key", "audit_entries", ["person_key"])
-    op.create_index("ix_audit_entries_unsealed", "audit_entries", ["id"],
-                    postgresql_where=sa.text("leaf_index IS NULL"),
-                    sqlite_where=sa.text("leaf_index IS NULL"))
+    op.create_table(
+        "audit_unsealed",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  autoincrement=False, nullable=False),
+        sa.Column("leaf_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "audit_leaves",
+        sa.Column("leaf_index", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  nullable=False),
+        sa.PrimaryKeyConstraint("leaf_index"),
+        sa.UniqueConstraint("entry_id"),
+    )
     op.create_table(
         "audit_tree",
         sa.Column("level", sa.SmallInteger(), autoincrement=False, nullable=False),
@@ -151,6 +163,8 @@ def _carry_over(bind, entries: sa.Table) -> None:
                   "leaf_hash": _leaf(now, "system:migration", None, "audit_migrated", detail,
                                      nonce)})
     bind.execute(entries.insert(), batch)
+    bind.execute(sa.text("INSERT INTO audit_unsealed (id, leaf_hash) SELECT id, leaf_hash "
+                         "FROM audit_entries"))  # all of them wait for the first seal
 
 
 def downgrade() -> None:
@@ -196,6 +210,7 @@ def downgrade() -> None:
     bind.execute(head.insert(), [{"id": 1, "seq": seq, "hash": prev}])
     op.drop_table("audit_tree_heads")
     op.drop_table("audit_tree")
-    op.drop_index("ix_audit_entries_unsealed", table_name="audit_entries")
+    op.drop_table("audit_leaves")
+    op.drop_table("audit_unsealed")
     op.drop_index("ix_audit_entries_person_key", table_name="audit_entries")
     op.drop_table("audit_entries")
