@@ -10,7 +10,8 @@ IMMEDIATE` (service/store/tables.py), which serialises it with every other write
 Inside that transaction: read the latest head and the frontier (the perfect subtrees of the
 tree's right edge), take the oldest `batch` entries off the queue `audit_unsealed` (one
 `DELETE … RETURNING` of their ids and leaf hashes), give them leaf indexes from the tree's
-size on in id order, write every node they complete and the `(leaf_index, entry_id)` of each
+size on in id order, write every node above the leaves they complete (level 0 is the entries'
+own `leaf_hash`, not stored twice) and the `(leaf_index, entry_id)` of each
 leaf into `audit_leaves` (PostgreSQL: binary COPY), insert the signed head, commit. The wide
 `audit_entries` rows are never read nor updated (an UPDATE of them was most of a seal's cost:
 a new version of the row and of its index entries per entry). Nodes are only ever written
@@ -157,7 +158,8 @@ def _write_postgres(connection: Connection, size: int, ids: list[int], levels: l
         copy.set_types(["int2", "int8", "bytea"])
         write = copy.write_row
         for row in zip(levels, idxs, hashes, strict=True):
-            write(row)
+            if row[0]:  # level 0 is the entries' own leaf hashes: not stored twice
+                write(row)
     with cursor.copy("COPY audit_leaves (leaf_index, entry_id) FROM STDIN (FORMAT BINARY)"
                      ) as copy:
         copy.set_types(["int8", "int8"])
@@ -168,9 +170,10 @@ def _write_postgres(connection: Connection, size: int, ids: list[int], levels: l
 
 def _write_sqlite(connection: Connection, size: int, ids: list[int], levels: list[int],
                   idxs: list[int], hashes: list[bytes]) -> None:
-    connection.execute(insert(audit_tree), [
-        {"level": level, "idx": idx, "hash": h}
-        for level, idx, h in zip(levels, idxs, hashes, strict=True)])
+    nodes = [{"level": level, "idx": idx, "hash": h}
+             for level, idx, h in zip(levels, idxs, hashes, strict=True) if level]
+    if nodes:
+        connection.execute(insert(audit_tree), nodes)
     connection.execute(insert(audit_leaves), [{"leaf_index": size + n, "entry_id": entry}
                                               for n, entry in enumerate(ids)])
 

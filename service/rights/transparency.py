@@ -20,7 +20,7 @@ import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, select, text, tuple_
+from sqlalchemy import Engine, func, literal, select, text, tuple_, union_all
 
 from service.rights import merkle
 from service.rights.audit import entry_hash
@@ -95,20 +95,29 @@ def head_of_size(engine: Engine, size: int) -> TreeHead | None:
 
 
 def fetch_nodes(connection, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The stored nodes (level, idx) -> hash among `wanted`, in one query."""
+    """The stored nodes (level, idx) -> hash among `wanted`, in one query. Level 0 is not in
+    `audit_tree`: a leaf's hash is its entry's `leaf_hash` (through `audit_leaves`), stored
+    once."""
     if not wanted:
         return {}
-    t = audit_tree
+    t, leaves, e = audit_tree, audit_leaves, audit_entries
+    leaf_idxs = sorted(idx for level, idx in wanted if level == 0)
+    inner = sorted(key for key in wanted if key[0] > 0)
+    leaf_query = (select(literal(0), leaves.c.leaf_index, e.c.leaf_hash)
+                  .select_from(leaves.join(e, e.c.id == leaves.c.entry_id)))
     if connection.dialect.name == "postgresql":
-        levels, idxs = zip(*sorted(wanted), strict=True)
+        levels, idxs = zip(*inner, strict=True) if inner else ((), ())
         rows = connection.execute(text(
             "SELECT t.level, t.idx, t.hash FROM audit_tree t JOIN unnest(CAST(:levels AS "
             "smallint[]), CAST(:idxs AS bigint[])) AS w(level, idx) "
-            "ON t.level = w.level AND t.idx = w.idx"),
-            {"levels": list(levels), "idxs": list(idxs)})
+            "ON t.level = w.level AND t.idx = w.idx UNION ALL "
+            "SELECT 0, l.leaf_index, e.leaf_hash FROM audit_leaves l JOIN audit_entries e "
+            "ON e.id = l.entry_id WHERE l.leaf_index = ANY(CAST(:leaves AS bigint[]))"),
+            {"levels": list(levels), "idxs": list(idxs), "leaves": leaf_idxs})
     else:
-        rows = connection.execute(select(t.c.level, t.c.idx, t.c.hash).where(
-            tuple_(t.c.level, t.c.idx).in_(sorted(wanted))))
+        rows = connection.execute(union_all(
+            select(t.c.level, t.c.idx, t.c.hash).where(tuple_(t.c.level, t.c.idx).in_(inner)),
+            leaf_query.where(leaves.c.leaf_index.in_(leaf_idxs))))
     return {(row[0], row[1]): bytes(row[2]) for row in rows}
 
 
@@ -224,7 +233,7 @@ def _check_tree(connection, heads: list[TreeHead], verdict: Verdict, batch: int)
                 verdict.leaf_index = index
                 return
             for level, idx, h in compact.append(leaf):
-                if nodes.get((level, idx)) != h:
+                if level and nodes.get((level, idx)) != h:  # level 0: the leaf, checked above
                     verdict.problem = (f"the stored tree node ({level}, {idx}) does not match "
                                        "the entries")
                     verdict.leaf_index = index
@@ -243,7 +252,7 @@ def _check_tree(connection, heads: list[TreeHead], verdict: Verdict, batch: int)
                            f"entries that are not in the log (it has {compact.size})")
         return
     stored = connection.execute(select(func.count()).select_from(audit_tree)).scalar_one()
-    if stored != sum(compact.size >> level for level in range(compact.size.bit_length())):
+    if stored != sum(compact.size >> level for level in range(1, compact.size.bit_length())):
         verdict.problem = "the tree holds nodes beyond its entries"
 
 
@@ -251,10 +260,12 @@ def _nodes_completed_by(connection, first: int, last: int) -> dict[tuple[int, in
     """The stored nodes whose last leaf is in [first, last]: at each level, a range of idx
     (node (level, idx) is complete once leaf (idx + 1)·2^level − 1 is in)."""
     ranges = []
-    for level in range((last + 1).bit_length()):
+    for level in range(1, (last + 1).bit_length()):  # level 0 is the entries' leaf hashes
         low, high = -(-(first + 1) >> level) - 1, ((last + 1) >> level) - 1
         if low <= high:
             ranges.append(f"(level = {level} AND idx BETWEEN {low} AND {high})")
+    if not ranges:
+        return {}
     rows = connection.execute(text(
         f"SELECT level, idx, hash FROM audit_tree WHERE {' OR '.join(ranges)}"))
     return {(row[0], row[1]): bytes(row[2]) for row in rows}

@@ -321,7 +321,8 @@ audit_leaves = Table(  # the sequence: which entry is each leaf of the tree
 )
 
 audit_tree = Table(  # every complete perfect subtree: (level, idx) covers leaves
-    "audit_tree", metadata,  # [idx·2^level, (idx+1)·2^level); level 0 = the leaf hashes
+    "audit_tree", metadata,  # [idx·2^level, (idx+1)·2^level); level ≥ 1 (level 0, the leaf
+    # hashes, is audit_entries.leaf_hash through audit_leaves: transparency.fetch_nodes)
     Column("level", SmallInteger, primary_key=True, autoincrement=False),
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary(32), nullable=False),

@@ -48,8 +48,9 @@ def _state(engine) -> tuple[int, int, int]:
 
 
 def _nodes_of(size: int) -> int:
-    """How many perfect nodes a tree of `size` leaves has: sum of size >> level."""
-    return sum(size >> level for level in range(size.bit_length()))
+    """How many perfect nodes above the leaves a tree of `size` leaves has (level 0 is the
+    entries' own leaf hashes): sum of size >> level, level ≥ 1."""
+    return sum(size >> level for level in range(1, size.bit_length()))
 
 
 def test_a_second_sequencer_is_told_the_lock_is_held(engine, monkeypatch, config, pem_keys):

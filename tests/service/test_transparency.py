@@ -14,7 +14,7 @@ import hashlib
 import json
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from service.rights import audit, sequencer
 from service.rights.auth import issue_token
@@ -219,7 +219,7 @@ def _auditor(client):
 
 def test_verify_remote_keeps_heads_and_catches_a_rewrite(app, client, tmp_path):
     from service.cli.audit_remote import Problem, check_signature
-    from service.store.tables import audit_tree
+    from service.store.tables import audit_entries, audit_leaves, audit_tree
 
     kept = tmp_path / "heads.json"
     token = issue_token(app.extensions["osmanthus.config"], "citizen", PERSON)
@@ -239,14 +239,14 @@ def test_verify_remote_keeps_heads_and_catches_a_rewrite(app, client, tmp_path):
     assert [h["tree_size"] for h in json.loads(kept.read_text())["http://osmanthus.test"]] == [
         five, nine]
 
-    # a node of the tree rewritten (leaf 2, ours, in the proof of leaf 3, ours): the citizen's
-    # proof no longer reaches the signed root
+    # a leaf of the tree rewritten (leaf 2, ours, in the proof of leaf 3, ours; level 0 is the
+    # entry's stored leaf hash): the citizen's proof no longer reaches the signed root
     engine = app.extensions["osmanthus.engine"]
     assert five - 5 <= 2  # leaves 2 and 3 are the citizen's entries
     with engine.begin() as connection:
-        connection.execute(update(audit_tree).where(audit_tree.c.level == 0,
-                                                    audit_tree.c.idx == 2)
-                           .values(hash=b"\x00" * 32))
+        connection.execute(update(audit_entries).where(audit_entries.c.id == select(
+            audit_leaves.c.entry_id).where(audit_leaves.c.leaf_index == 2).scalar_subquery())
+                           .values(leaf_hash=b"\x00" * 32))
     with pytest.raises(Problem, match="inclusion proof does not verify"):
         _auditor(client).run(None, token)
     # the old tree rewritten (the node of leaves 0-3): the latest head no longer extends the

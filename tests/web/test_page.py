@@ -139,7 +139,7 @@ def _verified_access_log(live, driver, css, artifacts) -> None:
 
     from service.base.keys import audit_keys_of
     from service.rights import sequencer
-    from service.store.tables import audit_tree
+    from service.store.tables import audit_entries, audit_leaves
 
     def states() -> dict[str, str]:
         # read in one script: the page replaces the list when its check ends (no stale nodes)
@@ -164,10 +164,12 @@ def _verified_access_log(live, driver, css, artifacts) -> None:
     _screenshot(driver, artifacts / "citizen-phone-zh-verified.png", PHONE)
 
     index = next(int(i) for i in states() if int(i) ^ 1 < head.tree_size)
-    node = (audit_tree.c.level == 0) & (audit_tree.c.idx == index ^ 1)
+    # the sibling leaf's hash (level 0 of the tree is the entry's stored leaf hash) rewritten
+    node = audit_entries.c.id == select(audit_leaves.c.entry_id).where(
+        audit_leaves.c.leaf_index == index ^ 1).scalar_subquery()
     with engine.begin() as connection:
-        original = connection.execute(select(audit_tree.c.hash).where(node)).scalar_one()
-        connection.execute(update(audit_tree).where(node).values(hash=b"\x00" * 32))
+        original = connection.execute(select(audit_entries.c.leaf_hash).where(node)).scalar_one()
+        connection.execute(update(audit_entries).where(node).values(leaf_hash=b"\x00" * 32))
     try:
         driver.refresh()
         _wait(driver, lambda d: settled(d) and states()[str(index)] == "failed",
@@ -178,7 +180,7 @@ def _verified_access_log(live, driver, css, artifacts) -> None:
         css("#access").screenshot(str(artifacts / "citizen-access-log-tampered.png"))
     finally:
         with engine.begin() as connection:
-            connection.execute(update(audit_tree).where(node).values(hash=original))
+            connection.execute(update(audit_entries).where(node).values(leaf_hash=original))
     driver.refresh()
     _wait(driver, lambda d: settled(d) and set(states().values()) == {"verified"},
           "the restored proof does not verify")

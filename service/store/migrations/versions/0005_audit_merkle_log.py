@@ -2,8 +2,8 @@
 
 - `audit_entries` (appended without a shared row, never updated), `audit_unsealed` (the
   sequencer's queue: each entry's id and leaf hash, written with it), `audit_leaves` (which
-  entry is each leaf), `audit_tree` (every complete perfect subtree), `audit_tree_heads` (one
-  signed head per seal).
+  entry is each leaf), `audit_tree` (every complete perfect subtree above the leaves),
+  `audit_tree_heads` (one signed head per seal).
 - The old hash chain (`audit_log` + `audit_head`) is verified first, with its link hash
   reimplemented here so this file stands alone; a broken chain is refused, since carrying it
   over would launder the break into a log that verifies. Its rows are copied in seq order
