@@ -107,7 +107,7 @@ def test_a_dispute_a_consent_a_review_a_repair_and_the_log_carry_dates_of_one_cl
     revoked = served_client.delete(f"/v1/me/consents/{consent['consent_id']}",
                                    headers=headers).get_json()
     page = served_client.get("/v1/me/score", headers=headers).get_json()
-    log = served_client.get("/v1/me/access-log", headers=headers).get_json()
+    log = served_client.get("/v1/me/access-log", headers=headers).get_json()["entries"]
 
     assert (dispute["received_on"], dispute["due_on"]) == (
         day.isoformat(), (day + dt.timedelta(days=20)).isoformat())
