@@ -71,7 +71,7 @@ def seal_lag(url: str, after_id: int) -> tuple[list[float], int]:
     of the first head that includes it; and how many are still unsealed."""
     from sqlalchemy import select
 
-    from service.store.tables import audit_entries, audit_tree_heads, make_engine
+    from service.store.tables import audit_entries, audit_leaves, audit_tree_heads, make_engine
 
     engine = make_engine(url)
     try:
@@ -79,8 +79,11 @@ def seal_lag(url: str, after_id: int) -> tuple[list[float], int]:
             heads = connection.execute(select(audit_tree_heads.c.tree_size,
                                               audit_tree_heads.c.timestamp)
                                        .order_by(audit_tree_heads.c.tree_size)).all()
-            rows = connection.execute(select(audit_entries.c.at, audit_entries.c.leaf_index)
-                                      .where(audit_entries.c.id > after_id)).all()
+            rows = connection.execute(
+                select(audit_entries.c.at, audit_leaves.c.leaf_index)
+                .select_from(audit_entries.outerjoin(
+                    audit_leaves, audit_leaves.c.entry_id == audit_entries.c.id))
+                .where(audit_entries.c.id > after_id)).all()
     finally:
         engine.dispose()
     sizes = [h.tree_size for h in heads]
@@ -179,10 +182,12 @@ def _bytes_per_entry(engine) -> str:
 
     with engine.connect() as connection:
         sizes = {name: connection.execute(text(f"SELECT pg_total_relation_size('{name}')"))
-                 .scalar_one() for name in ("audit_entries", "audit_tree", "audit_tree_heads")}
+                 .scalar_one() for name in ("audit_entries", "audit_leaves", "audit_tree",
+                                            "audit_tree_heads")}
         entries = connection.execute(text("SELECT count(*) FROM audit_entries")).scalar_one()
     per = {name: size / max(entries, 1) for name, size in sizes.items()}
     return (f"on disk per entry: {per['audit_entries']:.0f} B in audit_entries, "
+            f"{per['audit_leaves']:.0f} B in audit_leaves, "
             f"{per['audit_tree']:.0f} B in audit_tree, {per['audit_tree_heads']:.1f} B in heads "
             f"(with indexes; {entries:,} entries)")
 

@@ -92,10 +92,10 @@ class AccessEntrySchema(Schema):
     leaf_index = fields.Integer(allow_none=True, metadata={
         "description": "its place in the Merkle tree (null until sealed)"})
     leaf_data = fields.String(required=True, metadata={
-        "description": "the text hashed as the leaf — canonical JSON of [at, actor, person "
-                       "key, action, detail, nonce] — with your person key shown as "
-                       "`\"@person_key\"`: replace that (its first occurrence) by your person "
-                       "key, the `sub` of your citizen token, as a JSON string, then hash"})
+        "description": "the text hashed as the leaf, exactly: canonical JSON of [at, actor, "
+                       "person, action, detail, nonce], where person is hex SHA-256(nonce bytes "
+                       "‖ your person key), a commitment, never the key; hash it as served "
+                       "(SHA-256 of 0x00 ‖ its UTF-8 bytes)"})
     proof = fields.List(fields.String(validate=HEX_HASH), metadata={
         "description": "the inclusion proof against `tree_head` (hex; absent when not sealed)"})
 

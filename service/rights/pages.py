@@ -10,7 +10,6 @@ scoring pass, since a person has at most a few hundred records.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from typing import Any
 
@@ -242,18 +241,16 @@ def perks_page(app: Flask, person_key: str) -> dict:
             "perks": perks}
 
 
-PERSON_SLOT = '"@person_key"'  # stands for the person key in an access log's leaf data
-
-
 def access_log(app: Flask, person_key: str, *, before: int | None = None,
                limit: int = 200) -> dict:
     """Who asked about the person or acted on their file, newest first, each entry with its
     inclusion proof against the latest signed tree head (`tree_head`, beside them). A partner's
     question is shown with its perk and answer (`detail.perk_id`, `detail.eligible`).
 
-    No answer carries a person key, so `leaf_data` shows the person's own as `PERSON_SLOT`:
-    whoever checks it puts back the `sub` of the citizen's token (the person key, DESIGN.md), as
-    the citizen page does in the browser; a log handed to someone else does not name them.
+    `leaf_data` is served verbatim: it names the person only by a salted commitment
+    (audit.person_commitment), so no answer carries a person key, nothing has to be put back
+    before hashing (the check works for a citizen signed in through the city's OpenID Connect
+    provider, whose `sub` is not the key), and a log handed to someone else does not name them.
 
     The entries are read before the head, so every entry sealed when read is inside the head
     (an entry sealed in between shows as not yet sealed: late, never wrong). All the proofs'
@@ -262,8 +259,6 @@ def access_log(app: Flask, person_key: str, *, before: int | None = None,
 
     engine = _engine(app)
     rows = entries_for(engine, person_key, limit, before=before)
-    mine = json.dumps(person_key)  # the third item of the leaf's JSON array, its first string
-    # equal to it (the time and the actor come before it and are never a person key)
     head = transparency.latest_head(engine)
     size = head.tree_size if head else 0
     sealed = sorted({e["leaf_index"] for e in rows
@@ -283,7 +278,7 @@ def access_log(app: Flask, person_key: str, *, before: int | None = None,
             "perk_id": detail.get("perk_id", detail.get("perk")),
             "answer": detail.get("eligible", detail.get("answer")),
             "detail": detail,
-            "leaf_data": entry["leaf_data"].replace(mine, PERSON_SLOT, 1),
+            "leaf_data": entry["leaf_data"],
             "sealed": index is not None and index < size,
             "leaf_index": index,
         }

@@ -8,11 +8,23 @@ service's thread just try again next time). On SQLite the seal's transaction is 
 IMMEDIATE` (service/store/tables.py), which serialises it with every other writer.
 
 Inside that transaction: read the latest head and the frontier (the perfect subtrees of the
-tree's right edge), take the unsealed entries `ORDER BY id LIMIT batch`, give them leaf
-indexes from the tree's size on, write every node they complete (PostgreSQL: binary COPY),
-set their `leaf_index` (one `UPDATE … FROM unnest(…)`), insert the signed head, commit.
-Nodes are only ever written once complete, so a seal adds rows and changes no node. Killed
-anywhere before the commit, nothing of the seal exists and the next one does it again.
+tree's right edge), take the oldest `batch` entries off the queue `audit_unsealed` (one
+`DELETE … RETURNING` of their ids and leaf hashes), give them leaf indexes from the tree's
+size on in id order, write every node above the leaves they complete (level 0 is the entries'
+own `leaf_hash`, not stored twice) and the `(leaf_index, entry_id)` of each
+leaf into `audit_leaves` (PostgreSQL: binary COPY), insert the signed head, commit. The wide
+`audit_entries` rows are never read nor updated (an UPDATE of them was most of a seal's cost:
+a new version of the row and of its index entries per entry). Nodes are only ever written
+once complete, so a seal adds rows and changes no node. Killed anywhere before the commit,
+nothing of the seal exists (the queue rows come back with the rollback) and the next one does
+it again.
+
+The seal's transaction commits with the server's `synchronous_commit` (on), deliberately: a
+committed head is visible at once to the API, which may publish it before an asynchronous
+commit reached the disk; a crash then loses it, the entries go back to the queue, and the next
+seal may sign a different root for the same size (new appends interleave differently): two
+signed roots at one size, which auditors rightly call a fork. It would buy nothing anyway: one
+WAL flush per batch of 100,000 entries.
 """
 
 from __future__ import annotations
@@ -22,11 +34,11 @@ import logging
 import threading
 import time
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
 
 from service.rights import merkle
 from service.rights.transparency import TreeHead, fetch_nodes, signed_head
-from service.store.tables import audit_entries, audit_tree, audit_tree_heads
+from service.store.tables import audit_leaves, audit_tree, audit_tree_heads, audit_unsealed
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +101,7 @@ def start(engine: Engine, signer, every_seconds: float) -> threading.Event:
 
 def _anything_unsealed(engine: Engine) -> bool:
     with engine.connect() as connection:
-        return connection.execute(select(audit_entries.c.id).where(
-            audit_entries.c.leaf_index.is_(None)).limit(1)).first() is not None
+        return connection.execute(select(audit_unsealed.c.id).limit(1)).first() is not None
 
 
 def _before_commit(connection: Connection) -> None:
@@ -109,14 +120,11 @@ def _seal_once(engine: Engine, signer, take: int) -> tuple[TreeHead | None, int]
             .order_by(audit_tree_heads.c.tree_size.desc()).limit(1)).first()
         size = previous.tree_size if previous else 0
         if postgres:  # the driver's binary rows: bytea as bytes, no per-row SQLAlchemy work
-            found = connection.connection.dbapi_connection.cursor(binary=True).execute(
-                "SELECT id, leaf_hash FROM audit_entries WHERE leaf_index IS NULL "
-                "ORDER BY id LIMIT %s", (int(take),)).fetchall()
+            found = sorted(connection.connection.dbapi_connection.cursor(binary=True).execute(
+                "DELETE FROM audit_unsealed WHERE id IN (SELECT id FROM audit_unsealed "
+                "ORDER BY id LIMIT %s) RETURNING id, leaf_hash", (int(take),)).fetchall())
         else:
-            found = connection.execute(
-                select(audit_entries.c.id, audit_entries.c.leaf_hash)
-                .where(audit_entries.c.leaf_index.is_(None))
-                .order_by(audit_entries.c.id).limit(take)).all()
+            found = _take_sqlite(connection, take)
         if not found:
             return None, 0
         frontier_keys = merkle.perfect_nodes(0, size)
@@ -150,24 +158,33 @@ def _write_postgres(connection: Connection, size: int, ids: list[int], levels: l
         copy.set_types(["int2", "int8", "bytea"])
         write = copy.write_row
         for row in zip(levels, idxs, hashes, strict=True):
-            write(row)
-    # the id range and `leaf_index IS NULL` let the planner read the rows through the partial
-    # index of unsealed entries instead of scanning the whole (ever growing) table
-    cursor.execute(
-        "UPDATE audit_entries e SET leaf_index = %(base)s + u.n - 1 "
-        "FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS u(id, n) WHERE e.id = u.id "
-        "AND e.id BETWEEN %(lo)s AND %(hi)s AND e.leaf_index IS NULL",
-        {"base": size, "ids": ids, "lo": ids[0], "hi": ids[-1]})
-    if cursor.rowcount != len(ids):
-        raise RuntimeError("audit entries changed while they were sealed")
+            if row[0]:  # level 0 is the entries' own leaf hashes: not stored twice
+                write(row)
+    with cursor.copy("COPY audit_leaves (leaf_index, entry_id) FROM STDIN (FORMAT BINARY)"
+                     ) as copy:
+        copy.set_types(["int8", "int8"])
+        write = copy.write_row
+        for n, entry in enumerate(ids, start=size):
+            write((n, entry))
 
 
 def _write_sqlite(connection: Connection, size: int, ids: list[int], levels: list[int],
                   idxs: list[int], hashes: list[bytes]) -> None:
-    connection.execute(insert(audit_tree), [
-        {"level": level, "idx": idx, "hash": h}
-        for level, idx, h in zip(levels, idxs, hashes, strict=True)])
-    t = audit_entries
-    connection.execute(update(t).where(t.c.id == bindparam("entry")).values(
-        leaf_index=bindparam("index")),
-        [{"entry": entry, "index": size + n} for n, entry in enumerate(ids)])
+    nodes = [{"level": level, "idx": idx, "hash": h}
+             for level, idx, h in zip(levels, idxs, hashes, strict=True) if level]
+    if nodes:
+        connection.execute(insert(audit_tree), nodes)
+    connection.execute(insert(audit_leaves), [{"leaf_index": size + n, "entry_id": entry}
+                                              for n, entry in enumerate(ids)])
+
+
+def _take_sqlite(connection: Connection, take: int) -> list:
+    """SQLite's `DELETE … RETURNING` has no ORDER BY/LIMIT: read the oldest, then delete
+    them (the transaction is `BEGIN IMMEDIATE`: nobody writes in between)."""
+    q = audit_unsealed
+    found = connection.execute(select(q.c.id, q.c.leaf_hash).order_by(q.c.id)
+                               .limit(take)).all()
+    if found:
+        connection.execute(delete(q).where(q.c.id == bindparam("entry")),
+                           [{"entry": row[0]} for row in found])
+    return found

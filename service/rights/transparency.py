@@ -7,7 +7,8 @@ that the newer one extends it with a consistency proof (RFC 9162 §2.1). Proofs 
 the perfect subtrees in `audit_tree`, all fetched in one query.
 
 `verify_log` checks everything from the data: each head's signature, each entry's leaf hash
-from its own row, dense leaf indexes, the root at every head's size (recomputed in one
+from its own row (the person commitment from its `person_key`), dense leaf indexes, every entry
+either a leaf or still queued, the root at every head's size (recomputed in one
 streaming pass, which is also the consistency of consecutive heads) and every stored node.
 Someone with write access to the database who rewrites an entry, its leaf hash and every node
 is still caught: the signed roots no longer match, and they cannot sign new ones.
@@ -19,11 +20,17 @@ import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, select, text, tuple_
+from sqlalchemy import Engine, func, literal, select, text, tuple_, union_all
 
 from service.rights import merkle
 from service.rights.audit import entry_hash
-from service.store.tables import audit_entries, audit_tree, audit_tree_heads
+from service.store.tables import (
+    audit_entries,
+    audit_leaves,
+    audit_tree,
+    audit_tree_heads,
+    audit_unsealed,
+)
 
 HEAD_LABEL = "osmanthus-audit-tree-head:v1"
 
@@ -88,20 +95,29 @@ def head_of_size(engine: Engine, size: int) -> TreeHead | None:
 
 
 def fetch_nodes(connection, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The stored nodes (level, idx) -> hash among `wanted`, in one query."""
+    """The stored nodes (level, idx) -> hash among `wanted`, in one query. Level 0 is not in
+    `audit_tree`: a leaf's hash is its entry's `leaf_hash` (through `audit_leaves`), stored
+    once."""
     if not wanted:
         return {}
-    t = audit_tree
+    t, leaves, e = audit_tree, audit_leaves, audit_entries
+    leaf_idxs = sorted(idx for level, idx in wanted if level == 0)
+    inner = sorted(key for key in wanted if key[0] > 0)
+    leaf_query = (select(literal(0), leaves.c.leaf_index, e.c.leaf_hash)
+                  .select_from(leaves.join(e, e.c.id == leaves.c.entry_id)))
     if connection.dialect.name == "postgresql":
-        levels, idxs = zip(*sorted(wanted), strict=True)
+        levels, idxs = zip(*inner, strict=True) if inner else ((), ())
         rows = connection.execute(text(
             "SELECT t.level, t.idx, t.hash FROM audit_tree t JOIN unnest(CAST(:levels AS "
             "smallint[]), CAST(:idxs AS bigint[])) AS w(level, idx) "
-            "ON t.level = w.level AND t.idx = w.idx"),
-            {"levels": list(levels), "idxs": list(idxs)})
+            "ON t.level = w.level AND t.idx = w.idx UNION ALL "
+            "SELECT 0, l.leaf_index, e.leaf_hash FROM audit_leaves l JOIN audit_entries e "
+            "ON e.id = l.entry_id WHERE l.leaf_index = ANY(CAST(:leaves AS bigint[]))"),
+            {"levels": list(levels), "idxs": list(idxs), "leaves": leaf_idxs})
     else:
-        rows = connection.execute(select(t.c.level, t.c.idx, t.c.hash).where(
-            tuple_(t.c.level, t.c.idx).in_(sorted(wanted))))
+        rows = connection.execute(union_all(
+            select(t.c.level, t.c.idx, t.c.hash).where(tuple_(t.c.level, t.c.idx).in_(inner)),
+            leaf_query.where(leaves.c.leaf_index.in_(leaf_idxs))))
     return {(row[0], row[1]): bytes(row[2]) for row in rows}
 
 
@@ -165,22 +181,40 @@ def verify_log(engine: Engine, public_keys: Mapping[str, object],
                 verdict.problem = f"the tree head of size {later.tree_size} goes back in time"
                 return verdict
         verdict.unsealed = connection.execute(select(func.count()).select_from(
-            audit_entries).where(audit_entries.c.leaf_index.is_(None))).scalar_one()
+            audit_unsealed)).scalar_one()
         _check_tree(connection, heads, verdict, batch)
+        if verdict.ok:
+            _check_queue(connection, verdict)
     return verdict
+
+
+def _check_queue(connection, verdict: Verdict) -> None:
+    """Every entry is a leaf or waits in the queue, never neither: an entry taken off the
+    queue without being sealed would never be in any signed head."""
+    count = lambda table: connection.execute(  # noqa: E731
+        select(func.count()).select_from(table)).scalar_one()
+    lost = count(audit_entries) - verdict.entries - verdict.unsealed
+    if lost > 0:
+        verdict.problem = (f"{lost} entr{'y is' if lost == 1 else 'ies are'} neither sealed "
+                           "nor waiting to be (taken off the queue unsealed)")
+    elif lost < 0:
+        verdict.problem = (f"the queue of unsealed entries holds {-lost} that are sealed "
+                           "already or not in the log")
 
 
 def _check_tree(connection, heads: list[TreeHead], verdict: Verdict, batch: int) -> None:
     """One pass over the sealed entries in leaf order, a page at a time, rebuilding the tree
     beside them: each page's stored nodes (those its leaves complete) are read by primary-key
     ranges and compared with the rebuilt ones, and each head's root at its size."""
-    t = audit_entries
+    t, leaves = audit_entries, audit_leaves
     compact, pending, start = merkle.CompactRange(), list(heads), 0
     while True:
         rows = connection.execute(
-            select(t.c.leaf_index, t.c.at, t.c.actor, t.c.person_key, t.c.action, t.c.detail,
-                   t.c.nonce, t.c.leaf_hash).where(t.c.leaf_index >= start)
-            .order_by(t.c.leaf_index).limit(batch)).all()
+            select(leaves.c.leaf_index, t.c.at, t.c.actor, t.c.person_key, t.c.action,
+                   t.c.detail, t.c.nonce, t.c.leaf_hash)
+            .select_from(leaves.join(t, t.c.id == leaves.c.entry_id))
+            .where(leaves.c.leaf_index >= start)
+            .order_by(leaves.c.leaf_index).limit(batch)).all()
         if not rows:
             break
         nodes = _nodes_completed_by(connection, rows[0].leaf_index, rows[-1].leaf_index)
@@ -199,7 +233,7 @@ def _check_tree(connection, heads: list[TreeHead], verdict: Verdict, batch: int)
                 verdict.leaf_index = index
                 return
             for level, idx, h in compact.append(leaf):
-                if nodes.get((level, idx)) != h:
+                if level and nodes.get((level, idx)) != h:  # level 0: the leaf, checked above
                     verdict.problem = (f"the stored tree node ({level}, {idx}) does not match "
                                        "the entries")
                     verdict.leaf_index = index
@@ -218,7 +252,7 @@ def _check_tree(connection, heads: list[TreeHead], verdict: Verdict, batch: int)
                            f"entries that are not in the log (it has {compact.size})")
         return
     stored = connection.execute(select(func.count()).select_from(audit_tree)).scalar_one()
-    if stored != sum(compact.size >> level for level in range(compact.size.bit_length())):
+    if stored != sum(compact.size >> level for level in range(1, compact.size.bit_length())):
         verdict.problem = "the tree holds nodes beyond its entries"
 
 
@@ -226,10 +260,12 @@ def _nodes_completed_by(connection, first: int, last: int) -> dict[tuple[int, in
     """The stored nodes whose last leaf is in [first, last]: at each level, a range of idx
     (node (level, idx) is complete once leaf (idx + 1)·2^level − 1 is in)."""
     ranges = []
-    for level in range((last + 1).bit_length()):
+    for level in range(1, (last + 1).bit_length()):  # level 0 is the entries' leaf hashes
         low, high = -(-(first + 1) >> level) - 1, ((last + 1) >> level) - 1
         if low <= high:
             ranges.append(f"(level = {level} AND idx BETWEEN {low} AND {high})")
+    if not ranges:
+        return {}
     rows = connection.execute(text(
         f"SELECT level, idx, hash FROM audit_tree WHERE {' OR '.join(ranges)}"))
     return {(row[0], row[1]): bytes(row[2]) for row in rows}

@@ -45,7 +45,6 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    text,
 )
 
 from features.records import SCHEMAS, Source, record_schema
@@ -307,13 +306,23 @@ audit_entries = Table(  # every read of a person's data by someone else, in appe
     Column("detail", JSON, nullable=False),
     Column("nonce", String(32), nullable=False),  # 16 random bytes, hex: the leaf is unguessable
     Column("leaf_hash", LargeBinary(32), nullable=False),  # by the appender, from the row
-    Column("leaf_index", BigInteger, nullable=True, unique=True),  # by the sequencer
-    Index("ix_audit_entries_unsealed", "id", postgresql_where=text("leaf_index IS NULL"),
-          sqlite_where=text("leaf_index IS NULL")),
+)  # never updated: sequencing lives in the two narrow tables below (Trillian's split)
+
+audit_unsealed = Table(  # the queue: written with each entry in the same statement, emptied
+    "audit_unsealed", metadata,  # by the sequencer (DELETE … RETURNING) as it seals
+    Column("id", _ID, primary_key=True, autoincrement=False),  # audit_entries.id
+    Column("leaf_hash", LargeBinary(32), nullable=False),  # so sealing never reads the entries
+)
+
+audit_leaves = Table(  # the sequence: which entry is each leaf of the tree
+    "audit_leaves", metadata,
+    Column("leaf_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("entry_id", _ID, nullable=False, unique=True),  # audit_entries.id
 )
 
 audit_tree = Table(  # every complete perfect subtree: (level, idx) covers leaves
-    "audit_tree", metadata,  # [idx·2^level, (idx+1)·2^level); level 0 = the leaf hashes
+    "audit_tree", metadata,  # [idx·2^level, (idx+1)·2^level); level ≥ 1 (level 0, the leaf
+    # hashes, is audit_entries.leaf_hash through audit_leaves: transparency.fetch_nodes)
     Column("level", SmallInteger, primary_key=True, autoincrement=False),
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary(32), nullable=False),

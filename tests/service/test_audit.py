@@ -13,7 +13,13 @@ from sqlalchemy import delete, func, select, update
 from service.base.config import Config
 from service.base.keys import AuditKeys, audit_keys_of
 from service.rights import audit, merkle, sequencer, transparency
-from service.store.tables import audit_entries, audit_tree, audit_tree_heads
+from service.store.tables import (
+    audit_entries,
+    audit_leaves,
+    audit_tree,
+    audit_tree_heads,
+    audit_unsealed,
+)
 
 
 @pytest.fixture
@@ -52,9 +58,19 @@ def _all_at_once(*jobs) -> list[Exception]:
 
 
 def _leaf_indexes(engine) -> dict[int, int | None]:
+    """Every entry's leaf index (None: not sealed)."""
     with engine.connect() as connection:
-        return dict(connection.execute(select(audit_entries.c.id,
-                                              audit_entries.c.leaf_index)).all())
+        return dict(connection.execute(select(audit_entries.c.id, audit_leaves.c.leaf_index)
+                                       .select_from(audit_entries.outerjoin(
+                                           audit_leaves,
+                                           audit_leaves.c.entry_id == audit_entries.c.id)))
+                    .all())
+
+
+def _at_leaf(index: int):
+    """The id of the entry at leaf `index`, as a subquery."""
+    return (select(audit_leaves.c.entry_id).where(audit_leaves.c.leaf_index == index)
+            .scalar_subquery())
 
 
 def test_a_sealed_log_verifies_and_every_entry_is_proved(engine, keys):
@@ -152,7 +168,7 @@ def test_a_seal_killed_before_its_commit_leaves_nothing_and_the_next_one_seals(
         sequencer.seal(engine, keys)
     with engine.connect() as connection:
         nodes = connection.execute(select(func.count()).select_from(audit_tree)).scalar_one()
-    assert nodes == 3 + 1  # three leaves and the one node they complete: as before the seal
+    assert nodes == 1  # the one node above three leaves: as before the seal
     assert sum(i is not None for i in _leaf_indexes(engine).values()) == 3
     assert transparency.latest_head(engine).tree_size == 3
     assert transparency.verify_log(engine, keys.public).unsealed == 6
@@ -173,28 +189,52 @@ def _sealed(engine, keys, n=8):
 def test_an_altered_entry_is_named(engine, keys):
     _sealed(engine, keys)
     with engine.begin() as connection:
-        connection.execute(update(audit_entries).where(audit_entries.c.leaf_index == 4)
+        connection.execute(update(audit_entries).where(audit_entries.c.id == _at_leaf(4))
                            .values(detail={"perk": "bike", "answer": "no", "i": 3}))
     verdict = transparency.verify_log(engine, keys.public)
     assert not verdict.ok and verdict.leaf_index == 4 and "altered" in verdict.problem
 
 
+def test_an_entry_moved_to_another_person_is_named(engine, keys):
+    """The leaf commits to the person key with the row's nonce: changing the row's person_key
+    (leaf hash untouched) no longer matches the commitment."""
+    _sealed(engine, keys)
+    with engine.begin() as connection:
+        connection.execute(update(audit_entries).where(audit_entries.c.id == _at_leaf(5))
+                           .values(person_key="p9"))
+    verdict = transparency.verify_log(engine, keys.public)
+    assert not verdict.ok and verdict.leaf_index == 5 and "altered" in verdict.problem
+
+
+def test_an_entry_taken_off_the_queue_unsealed_is_found(engine, keys):
+    _sealed(engine, keys)
+    _fill(engine, 3)
+    assert transparency.verify_log(engine, keys.public).unsealed == 3
+    with engine.begin() as connection:
+        lost = connection.execute(select(func.min(audit_unsealed.c.id))).scalar_one()
+        connection.execute(delete(audit_unsealed).where(audit_unsealed.c.id == lost))
+    verdict = transparency.verify_log(engine, keys.public)
+    assert not verdict.ok and "1 entry is neither sealed nor waiting" in verdict.problem
+
+
 def _rebuild_tree(connection) -> None:
     """What a forger with write access does: every leaf and node recomputed from the rows."""
-    leaves = [bytes(h) for h in connection.execute(select(audit_entries.c.leaf_hash).where(
-        audit_entries.c.leaf_index.is_not(None)).order_by(audit_entries.c.leaf_index)).scalars()]
+    leaves = [bytes(h) for h in connection.execute(
+        select(audit_entries.c.leaf_hash).select_from(audit_leaves.join(
+            audit_entries, audit_entries.c.id == audit_leaves.c.entry_id))
+        .order_by(audit_leaves.c.leaf_index)).scalars()]
     connection.execute(delete(audit_tree))
     levels, idxs, hashes = merkle.CompactRange().extend(leaves)
     connection.execute(audit_tree.insert(), [{"level": a, "idx": b, "hash": c}
                                              for a, b, c in zip(levels, idxs, hashes,
-                                                                strict=True)])
+                                                                strict=True) if a])
 
 
 def test_a_rewrite_with_every_hash_recomputed_is_caught_by_the_signed_heads(engine, keys):
     _sealed(engine, keys)
     with engine.begin() as connection:
         row = connection.execute(select(audit_entries).where(
-            audit_entries.c.leaf_index == 4)).one()
+            audit_entries.c.id == _at_leaf(4))).one()
         forged = {"perk": "bike", "answer": "no", "i": 3}
         connection.execute(update(audit_entries).where(audit_entries.c.id == row.id).values(
             detail=forged, leaf_hash=audit.entry_hash(row.at, row.actor, row.person_key,
@@ -208,7 +248,7 @@ def test_a_rewrite_with_every_hash_recomputed_is_caught_by_the_signed_heads(engi
 def test_a_deleted_entry_is_found(engine, keys):
     _sealed(engine, keys)
     with engine.begin() as connection:
-        connection.execute(delete(audit_entries).where(audit_entries.c.leaf_index == 2))
+        connection.execute(delete(audit_entries).where(audit_entries.c.id == _at_leaf(2)))
     verdict = transparency.verify_log(engine, keys.public)
     assert not verdict.ok and verdict.leaf_index == 2 and "missing" in verdict.problem
 
@@ -216,8 +256,8 @@ def test_a_deleted_entry_is_found(engine, keys):
 def test_a_deleted_tail_is_found_by_the_head_that_covers_it(engine, keys):
     _sealed(engine, keys)
     with engine.begin() as connection:
-        last = connection.execute(select(func.max(audit_entries.c.leaf_index))).scalar_one()
-        connection.execute(delete(audit_entries).where(audit_entries.c.leaf_index == last))
+        last = connection.execute(select(func.max(audit_leaves.c.leaf_index))).scalar_one()
+        connection.execute(delete(audit_entries).where(audit_entries.c.id == _at_leaf(last)))
     verdict = transparency.verify_log(engine, keys.public)
     assert not verdict.ok and "not in the log" in verdict.problem
 
@@ -291,6 +331,6 @@ def test_append_committed_needs_an_autocommit_connection_on_postgresql(engine):
 def test_a_node_beyond_the_entries_is_found(engine, keys):
     _sealed(engine, keys)
     with engine.begin() as connection:
-        connection.execute(audit_tree.insert().values(level=0, idx=999, hash=bytes(32)))
+        connection.execute(audit_tree.insert().values(level=1, idx=999, hash=bytes(32)))
     verdict = transparency.verify_log(engine, keys.public)
     assert not verdict.ok and "beyond its entries" in verdict.problem

@@ -67,8 +67,9 @@ def test_a_populated_old_chain_migrates_and_verifies(old_engine):
     assert k1[-1]["at"] == dt.datetime(2026, 3, 1, 8, 1, 0, 123456, tzinfo=dt.UTC)
     assert k1[-1]["detail"]["名"] == "桂花" and k1[-1]["leaf_index"] == 0
     with old_engine.connect() as c:
-        marker = c.execute(text("SELECT actor, detail, leaf_index FROM audit_entries WHERE "
-                                "action = 'audit_migrated'")).one()
+        marker = c.execute(text("SELECT e.actor, e.detail, l.leaf_index FROM audit_entries e "
+                                "JOIN audit_leaves l ON l.entry_id = e.id WHERE "
+                                "e.action = 'audit_migrated'")).one()
     detail = marker.detail if isinstance(marker.detail, dict) else json.loads(marker.detail)
     assert detail == {"legacy_rows": 25, "legacy_head": head} and marker.leaf_index == 25
 

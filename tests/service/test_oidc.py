@@ -370,3 +370,48 @@ def test_scripts_and_styles_keep_the_fixed_policy(app, provider):
     client = app.test_client()
     assert client.get("/app/static/app.js").headers["Content-Security-Policy"] == POLICY
     assert provider.issuer in client.get("/app").headers["Content-Security-Policy"]
+
+
+def test_a_provider_citizen_access_log_verifies_with_the_rfc_reference(app, provider):
+    """A citizen signed in by the city's provider (a `sub` that is not their person key) gets
+    an access log whose sealed entries verify as served, checked with the independent RFC 6962
+    implementation of test_transparency, and so does `verify-remote` with their token; no
+    answer carries the person key."""
+    from service.rights import audit
+    from tests.service.test_transparency import (
+        _all_leaves,
+        _auditor,
+        _seal,
+        _signature_ok,
+        mth,
+        path,
+    )
+
+    mine, other = person_key(RESIDENT), "cd" * 32
+    with app.extensions["osmanthus.engine"].begin() as connection:
+        for n, who in enumerate((mine, other, mine, mine, other)):
+            audit.append(connection, actor="partner:city-bikes", action="eligibility",
+                         person_key=who, detail={"perk_id": "bike-deposit-free", "n": n})
+    _seal(app)
+    with app.extensions["osmanthus.engine"].begin() as connection:
+        audit.append(connection, actor="partner:city-bikes", action="eligibility",
+                     person_key=mine, detail={"n": 5})  # not yet sealed
+    client = app.test_client()
+    token = provider.token("ES256", resident_id=RESIDENT)
+    assert jwt.decode(token, options={"verify_signature": False})["sub"] != mine
+    answer = client.get("/v1/me/access-log", headers=bearer(token))
+    assert answer.status_code == 200, answer.get_json()
+    log = answer.get_json()
+    assert mine not in json.dumps(log)
+    head, jwks = log["tree_head"], client.get("/.well-known/osmanthus-audit-keys.json").get_json()
+    assert _signature_ok(head, jwks)
+    leaves = _all_leaves(app)
+    assert mth(leaves).hex() == head["root_hash"] and len(leaves) == head["tree_size"]
+    sealed = [e for e in log["entries"] if e["sealed"]]
+    assert [e["detail"]["n"] for e in log["entries"]] == [5, 3, 2, 0]
+    assert len(sealed) == 3
+    for entry in sealed:  # the leaf data as served IS the leaf, and its proof is RFC 6962's
+        assert entry["leaf_data"].encode() == leaves[entry["leaf_index"]]
+        assert entry["proof"] == [h.hex() for h in path(entry["leaf_index"], leaves)]
+    lines = _auditor(client).run(None, token)
+    assert "3 entries included" in lines[-1] and "1 not yet sealed" in lines[-1]

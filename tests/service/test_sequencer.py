@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from service.base.config import Config, new_consent_key
 from service.base.keys import audit_keys_of
 from service.rights import audit, sequencer, transparency
-from service.store.tables import audit_entries, audit_tree, audit_tree_heads
+from service.store.tables import audit_entries, audit_leaves, audit_tree, audit_tree_heads
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,13 +44,13 @@ def _state(engine) -> tuple[int, int, int]:
         count = lambda q: connection.execute(q).scalar_one()  # noqa: E731
         return (count(select(func.count()).select_from(audit_tree_heads)),
                 count(select(func.count()).select_from(audit_tree)),
-                count(select(func.count()).select_from(audit_entries)
-                      .where(audit_entries.c.leaf_index.is_not(None))))
+                count(select(func.count()).select_from(audit_leaves)))
 
 
 def _nodes_of(size: int) -> int:
-    """How many perfect nodes a tree of `size` leaves has: sum of size >> level."""
-    return sum(size >> level for level in range(size.bit_length()))
+    """How many perfect nodes above the leaves a tree of `size` leaves has (level 0 is the
+    entries' own leaf hashes): sum of size >> level, level ≥ 1."""
+    return sum(size >> level for level in range(1, size.bit_length()))
 
 
 def test_a_second_sequencer_is_told_the_lock_is_held(engine, monkeypatch, config, pem_keys):
@@ -176,7 +176,8 @@ def test_the_cli_seals_and_verifies_and_names_a_problem(config, pem_keys):
     good = runner.invoke(main, ["audit", "verify"], env=env)
     assert good.exit_code == 0 and "5 sealed entries, 1 signed tree heads" in good.output
     with engine.begin() as connection:
-        connection.execute(audit_entries.update().where(audit_entries.c.leaf_index == 3)
+        connection.execute(audit_entries.update().where(audit_entries.c.id == select(
+            audit_leaves.c.entry_id).where(audit_leaves.c.leaf_index == 3).scalar_subquery())
                            .values(detail={"i": 0}))
     bad = runner.invoke(main, ["audit", "verify"], env=env)
     assert bad.exit_code == 1 and "leaf 3 was altered" in bad.output

@@ -14,7 +14,7 @@ import hashlib
 import json
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from service.rights import audit, sequencer
 from service.rights.auth import issue_token
@@ -74,13 +74,27 @@ def _all_leaves(app) -> list[bytes]:
     from sqlalchemy import select
 
     from service.store.tables import audit_entries as t
+    from service.store.tables import audit_leaves as leaves
 
     with app.extensions["osmanthus.engine"].connect() as connection:
-        rows = connection.execute(select(t).where(t.c.leaf_index.is_not(None))
-                                  .order_by(t.c.leaf_index)).all()
+        rows = connection.execute(select(t, leaves.c.leaf_index).select_from(
+            leaves.join(t, t.c.id == leaves.c.entry_id)).order_by(leaves.c.leaf_index)).all()
     assert [row.leaf_index for row in rows] == list(range(len(rows)))
-    return [audit.leaf_data(row.at, row.actor, row.person_key, row.action, row.detail,
-                            row.nonce).encode() for row in rows]
+    return [_leaf_text(row).encode() for row in rows]
+
+
+def _leaf_text(row) -> str:
+    """The leaf data as the README defines it, restated here (not the service's code):
+    canonical JSON of [UTC time, actor, hex SHA-256(nonce bytes ‖ person key), action,
+    detail, nonce]."""
+    import datetime as dt
+
+    at = row.at.replace(tzinfo=dt.UTC) if row.at.tzinfo is None else row.at.astimezone(dt.UTC)
+    person = (None if row.person_key is None else
+              hashlib.sha256(bytes.fromhex(row.nonce) + row.person_key.encode()).hexdigest())
+    return json.dumps([at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), row.actor, person, row.action,
+                       row.detail, row.nonce], sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
 
 
 def _seal(app):
@@ -150,12 +164,18 @@ def test_heads_proofs_and_keys_match_an_independent_rfc6962(app, client):
     assert len(leaves) == size
     assert [e["leaf_index"] for e in entries[:11]] == list(range(base, size))  # appended in order
     assert PERSON not in json.dumps(log)  # no answer names the person …
-    mine = [e["leaf_data"].replace('"@person_key"', json.dumps(PERSON), 1) for e in entries]
-    assert [m.encode() for m in mine[:11]] == leaves[base:]  # … who puts their key back
+    mine = [e["leaf_data"] for e in entries]  # hashed as served: nothing to put back
+    assert [m.encode() for m in mine[:11]] == leaves[base:]
     assert mth(leaves).hex() == head["root_hash"] and mth(leaves[:small]).hex() == old["root_hash"]
     for entry in entries[:11]:
         assert entry["proof"] == [h.hex() for h in path(entry["leaf_index"], leaves)]
-    assert json.loads(mine[0])[2:5] == [PERSON, "eligibility", entries[0]["detail"]]
+    first_leaf = json.loads(mine[0])
+    assert first_leaf[3:5] == ["eligibility", entries[0]["detail"]]
+    # the person is a salted commitment, SHA-256(nonce bytes ‖ key), different in every entry
+    commitments = [json.loads(m)[2] for m in mine]
+    assert commitments[0] == hashlib.sha256(bytes.fromhex(first_leaf[5])
+                                            + PERSON.encode()).hexdigest()
+    assert len(set(commitments)) == len(commitments)
 
     for first, second in ((small, size), (0, size), (1, size), (8, size), (size, size),
                           (3, small), (small, small + 3)):
@@ -199,7 +219,7 @@ def _auditor(client):
 
 def test_verify_remote_keeps_heads_and_catches_a_rewrite(app, client, tmp_path):
     from service.cli.audit_remote import Problem, check_signature
-    from service.store.tables import audit_tree
+    from service.store.tables import audit_entries, audit_leaves, audit_tree
 
     kept = tmp_path / "heads.json"
     token = issue_token(app.extensions["osmanthus.config"], "citizen", PERSON)
@@ -219,14 +239,14 @@ def test_verify_remote_keeps_heads_and_catches_a_rewrite(app, client, tmp_path):
     assert [h["tree_size"] for h in json.loads(kept.read_text())["http://osmanthus.test"]] == [
         five, nine]
 
-    # a node of the tree rewritten (leaf 2, ours, in the proof of leaf 3, ours): the citizen's
-    # proof no longer reaches the signed root
+    # a leaf of the tree rewritten (leaf 2, ours, in the proof of leaf 3, ours; level 0 is the
+    # entry's stored leaf hash): the citizen's proof no longer reaches the signed root
     engine = app.extensions["osmanthus.engine"]
     assert five - 5 <= 2  # leaves 2 and 3 are the citizen's entries
     with engine.begin() as connection:
-        connection.execute(update(audit_tree).where(audit_tree.c.level == 0,
-                                                    audit_tree.c.idx == 2)
-                           .values(hash=b"\x00" * 32))
+        connection.execute(update(audit_entries).where(audit_entries.c.id == select(
+            audit_leaves.c.entry_id).where(audit_leaves.c.leaf_index == 2).scalar_subquery())
+                           .values(leaf_hash=b"\x00" * 32))
     with pytest.raises(Problem, match="inclusion proof does not verify"):
         _auditor(client).run(None, token)
     # the old tree rewritten (the node of leaves 0-3): the latest head no longer extends the

@@ -89,7 +89,7 @@
       const res = await fetch("/.well-known/osmanthus-audit-keys.json", { cache: "no-store" });
       if (res.ok) keys = await res.json();
     } catch (err) { keys = null; }  // no keys: every sealed entry shows "does not verify"
-    const states = await window.OsmanthusVerify.checkLog(log, keys, window.OsmanthusVerify.personOf(S.token));
+    const states = await window.OsmanthusVerify.checkLog(log, keys);
     if (S.access !== log.entries || !S.score) return;
     S.accessStates = states;
     $("access-body").replaceChildren(...V.access(T(), S));

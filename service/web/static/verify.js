@@ -1,9 +1,9 @@
 /* The access log, checked in the citizen's own browser (issue 15).
 
  An entry is "verified" when, with nothing but WebCrypto:
- - SHA-256(0x00 ‖ leaf_data) — the entry's leaf hash, from the very text shown to the citizen,
-   with their person key (the `sub` of their own token: no answer carries it) put back where
-   the API shows "@person_key" —
+ - SHA-256(0x00 ‖ leaf_data) — the entry's leaf hash, from the very text the API served (it
+   names the citizen only by a salted commitment, never by their person key, so nothing is put
+   back and the check does not depend on how they signed in) —
    folded with its inclusion proof (RFC 9162 §2.1.3.2) gives the root of the tree head that came
    beside the entries, and
  - that head's Ed25519 signature over
@@ -86,26 +86,12 @@
     }
   }
 
-  const PERSON_SLOT = '"@person_key"';
-
-  /** The citizen's person key: the subject of their own token (read, not verified: the server
-   * verified it, and a wrong one only makes the citizen's own check fail). */
-  function personOf(token) {
-    try {
-      const part = token.split(".")[1];
-      return JSON.parse(new TextDecoder().decode(base64url(part))).sub || null;
-    } catch (err) {
-      return null;
-    }
-  }
-
   /** "verified", "unsealed" or "failed" for one access-log entry against the signed head. */
-  async function entryState(entry, head, signed, personKey) {
+  async function entryState(entry, head, signed) {
     if (!entry.sealed) return "unsealed";
     if (!head || !signed || !Array.isArray(entry.proof) || typeof entry.leaf_data !== "string") return "failed";
     try {
-      const data = entry.leaf_data.replace(PERSON_SLOT, () => JSON.stringify(personKey));
-      const root = await rootFromInclusion(await leafHash(data), entry.leaf_index, head.tree_size, entry.proof);
+      const root = await rootFromInclusion(await leafHash(entry.leaf_data), entry.leaf_index, head.tree_size, entry.proof);
       return root && bytesHex(root) === head.root_hash.toLowerCase() ? "verified" : "failed";
     } catch (err) {
       return "failed";
@@ -113,11 +99,11 @@
   }
 
   /** Every entry's state, in order: one signature check for the head, then each entry's fold. */
-  async function checkLog(log, jwks, personKey) {
+  async function checkLog(log, jwks) {
     if (!subtle) return log.entries.map((e) => (e.sealed ? "failed" : "unsealed"));
     const signed = log.tree_head ? await headSigned(log.tree_head, jwks) : false;
-    return Promise.all(log.entries.map((e) => entryState(e, log.tree_head, signed, personKey)));
+    return Promise.all(log.entries.map((e) => entryState(e, log.tree_head, signed)));
   }
 
-  global.OsmanthusVerify = { hexBytes, bytesHex, leafHash, rootFromInclusion, headMessage, headSigned, personOf, entryState, checkLog };
+  global.OsmanthusVerify = { hexBytes, bytesHex, leafHash, rootFromInclusion, headMessage, headSigned, entryState, checkLog };
 })(window);

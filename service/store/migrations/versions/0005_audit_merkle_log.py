@@ -1,11 +1,14 @@
 """the audit log becomes a Merkle log with signed tree heads (issue 15)
 
-- `audit_entries` (appended without a shared row), `audit_tree` (every complete perfect
-  subtree), `audit_tree_heads` (one signed head per seal).
+- `audit_entries` (appended without a shared row, never updated), `audit_unsealed` (the
+  sequencer's queue: each entry's id and leaf hash, written with it), `audit_leaves` (which
+  entry is each leaf), `audit_tree` (every complete perfect subtree above the leaves),
+  `audit_tree_heads` (one signed head per seal).
 - The old hash chain (`audit_log` + `audit_head`) is verified first, with its link hash
   reimplemented here so this file stands alone; a broken chain is refused, since carrying it
   over would launder the break into a log that verifies. Its rows are copied in seq order
-  (each given a nonce and its leaf hash), then one `audit_migrated` entry records how many
+  (each given a nonce and its leaf hash, whose leaf names the person by a salted commitment,
+  not the key: the current format), then one `audit_migrated` entry records how many
   rows there were and the old head's hash (none for an empty chain: a new database has
   nothing to carry over), and the old tables are dropped. The next seal
   (`osmanthus audit seal`, or the service's own) signs them all.
@@ -47,8 +50,11 @@ def _old_link(prev: str, seq: int, at: dt.datetime, actor, person_key, action, d
 
 
 def _leaf(at: dt.datetime, actor, person_key, action, detail, nonce: str) -> bytes:
-    """The new log's leaf hash (service/rights/audit.py: leaf_data), restated here."""
-    data = json.dumps([_utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), actor, person_key, action,
+    """The new log's leaf hash (service/rights/audit.py: leaf_data), restated here: the person
+    is named by hex SHA-256(nonce bytes ‖ UTF-8 person key), never by the key."""
+    person = (None if person_key is None
+              else hashlib.sha256(bytes.fromhex(nonce) + person_key.encode()).hexdigest())
+    data = json.dumps([_utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), actor, person, action,
                        detail, nonce], sort_keys=True, ensure_ascii=False,
                       separators=(",", ":"))
     return hashlib.sha256(b"\x00" + data.encode()).digest()
@@ -74,14 +80,24 @@ def upgrade() -> None:
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.Column("nonce", sa.String(length=32), nullable=False),
         sa.Column("leaf_hash", sa.LargeBinary(length=32), nullable=False),
-        sa.Column("leaf_index", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("leaf_index"),
     )
     op.create_index("ix_audit_entries_person_key", "audit_entries", ["person_key"])
-    op.create_index("ix_audit_entries_unsealed", "audit_entries", ["id"],
-                    postgresql_where=sa.text("leaf_index IS NULL"),
-                    sqlite_where=sa.text("leaf_index IS NULL"))
+    op.create_table(
+        "audit_unsealed",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  autoincrement=False, nullable=False),
+        sa.Column("leaf_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "audit_leaves",
+        sa.Column("leaf_index", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  nullable=False),
+        sa.PrimaryKeyConstraint("leaf_index"),
+        sa.UniqueConstraint("entry_id"),
+    )
     op.create_table(
         "audit_tree",
         sa.Column("level", sa.SmallInteger(), autoincrement=False, nullable=False),
@@ -147,6 +163,8 @@ def _carry_over(bind, entries: sa.Table) -> None:
                   "leaf_hash": _leaf(now, "system:migration", None, "audit_migrated", detail,
                                      nonce)})
     bind.execute(entries.insert(), batch)
+    bind.execute(sa.text("INSERT INTO audit_unsealed (id, leaf_hash) SELECT id, leaf_hash "
+                         "FROM audit_entries"))  # all of them wait for the first seal
 
 
 def downgrade() -> None:
@@ -192,6 +210,7 @@ def downgrade() -> None:
     bind.execute(head.insert(), [{"id": 1, "seq": seq, "hash": prev}])
     op.drop_table("audit_tree_heads")
     op.drop_table("audit_tree")
-    op.drop_index("ix_audit_entries_unsealed", table_name="audit_entries")
+    op.drop_table("audit_leaves")
+    op.drop_table("audit_unsealed")
     op.drop_index("ix_audit_entries_person_key", table_name="audit_entries")
     op.drop_table("audit_entries")
