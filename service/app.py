@@ -91,10 +91,11 @@ def create_app(config: Config | None = None) -> Flask:
     init_limiter(app, config)  # rate limits per API key (service/api/limits.py)
     app.wsgi_app = guard.SafeHeaders(app.wsgi_app, app.url_map)  # outermost: cached pages too
     if config.audit_seal_seconds > 0:  # this worker also seals the audit log (issue 15)
+        from service.base.clock import clock_of
         from service.base.keys import audit_keys_of
         from service.rights.sequencer import start
 
-        app.extensions["osmanthus.audit_sealer"] = start(engine, audit_keys_of(config),
-                                                         config.audit_seal_seconds)
+        app.extensions["osmanthus.audit_sealer"] = start(
+            engine, audit_keys_of(config), config.audit_seal_seconds, clock_of(config))
     return app
 

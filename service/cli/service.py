@@ -82,6 +82,7 @@ def audit_seal(follow: bool, every: float, batch: int) -> None:
     import signal
     import threading
 
+    from service.base.clock import clock_of
     from service.rights import sequencer
 
     config = Config.from_env()
@@ -95,10 +96,10 @@ def audit_seal(follow: bool, every: float, batch: int) -> None:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         click.echo(f"sealing the audit log every {every:g} s (key {keys.kid}); Ctrl-C stops")
         with contextlib.suppress(KeyboardInterrupt):
-            sequencer.run(engine, keys, every, stop)
+            sequencer.run(engine, keys, every, stop, clock_of(config))
         return
     try:
-        head = sequencer.seal(engine, keys, batch=batch)
+        head = sequencer.seal(engine, keys, batch=batch, clock=clock_of(config))
     except sequencer.LockHeld:
         click.echo("another sequencer holds the lock and is sealing now; nothing to do")
         return

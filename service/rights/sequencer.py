@@ -32,10 +32,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
 
+from service.base.clock import Clock
 from service.rights import merkle
 from service.rights.transparency import TreeHead, fetch_nodes, signed_head
 from service.store.tables import audit_leaves, audit_tree, audit_tree_heads, audit_unsealed
@@ -52,17 +52,19 @@ class LockHeld(RuntimeError):
     """Another sequencer is sealing right now."""
 
 
-def seal(engine: Engine, signer, *, batch: int = 100_000,
-         max_entries: int | None = None) -> TreeHead | None:
+def seal(engine: Engine, signer, *, batch: int = 100_000, max_entries: int | None = None,
+         clock: Clock | None = None) -> TreeHead | None:
     """Seal every unsealed entry (at most `max_entries`), `batch` per transaction and signed
     head; the last head written, or None when there was nothing to seal. `signer`: anything
     with `key_id` and `sign(bytes)` (service.base.keys.AuditKeys). Raises `LockHeld` when
-    another sequencer holds the lock."""
+    another sequencer holds the lock. `clock`: the service's clock (service.base.clock), which
+    dates the heads as it dates the entries, so a page never shows two worlds' times (the wall
+    clock in production; the demo city's own in the demo)."""
     last, done = None, 0
     while max_entries is None or done < max_entries:
         take = batch if max_entries is None else min(batch, max_entries - done)
         try:
-            head, added = _seal_once(engine, signer, take)
+            head, added = _seal_once(engine, signer, take, clock or Clock())
         except LockHeld:
             if last is None:
                 raise
@@ -75,14 +77,15 @@ def seal(engine: Engine, signer, *, batch: int = 100_000,
     return last
 
 
-def run(engine: Engine, signer, every_seconds: float, stop_event: threading.Event) -> None:
+def run(engine: Engine, signer, every_seconds: float, stop_event: threading.Event,
+        clock: Clock | None = None) -> None:
     """Seal every `every_seconds` until `stop_event` is set (the service's thread, `osmanthus
     audit seal --follow`). Another sequencer's lock or a lost database is logged and waited
     out, never fatal."""
     while not stop_event.is_set():
         try:
             if _anything_unsealed(engine):  # a read, no lock: the idle log costs no writes
-                seal(engine, signer)
+                seal(engine, signer, clock=clock)
         except LockHeld:
             pass
         except Exception:  # noqa: BLE001 - a sealing thread must outlive a database restart
@@ -90,11 +93,12 @@ def run(engine: Engine, signer, every_seconds: float, stop_event: threading.Even
         stop_event.wait(every_seconds)
 
 
-def start(engine: Engine, signer, every_seconds: float) -> threading.Event:
+def start(engine: Engine, signer, every_seconds: float,
+          clock: Clock | None = None) -> threading.Event:
     """`run` in a daemon thread (one per service worker; the lock makes one win each time);
     setting the returned event stops it."""
     stop = threading.Event()
-    threading.Thread(target=run, args=(engine, signer, every_seconds, stop),
+    threading.Thread(target=run, args=(engine, signer, every_seconds, stop, clock),
                      name="osmanthus-audit-sealer", daemon=True).start()
     return stop
 
@@ -108,7 +112,8 @@ def _before_commit(connection: Connection) -> None:
     """Nothing; a test stands in here to kill a seal with everything but the commit done."""
 
 
-def _seal_once(engine: Engine, signer, take: int) -> tuple[TreeHead | None, int]:
+def _seal_once(engine: Engine, signer, take: int,
+               clock: Clock) -> tuple[TreeHead | None, int]:
     postgres = engine.dialect.name == "postgresql"
     with engine.begin() as connection:
         if postgres and not connection.exec_driver_sql(
@@ -135,7 +140,7 @@ def _seal_once(engine: Engine, signer, take: int) -> tuple[TreeHead | None, int]
         compact = merkle.CompactRange(size, [stored[key] for key in frontier_keys])
         ids = [row[0] for row in found]
         levels, idxs, hashes = compact.extend([bytes(row[1]) for row in found])
-        now_ms = int(time.time() * 1000)
+        now_ms = int(clock.now().timestamp() * 1000)
         head = signed_head(signer, compact.size, compact.root(),
                            max(now_ms, previous.timestamp if previous else 0))
         if postgres:

@@ -228,3 +228,25 @@ def test_seal_follow_keeps_sealing_until_terminated(config, pem_keys, tmp_path):
     assert "every 0.1 s" in output
     assert transparency.verify_log(engine, keys.public).entries == 8
     engine.dispose()
+
+
+def test_heads_are_dated_by_the_service_clock_like_the_entries(engine, pem_keys):
+    """One clock (issue 13): in the demo city's own time, a head signed now is dated in that
+    time too, never in the machine's (else the page shows entries of 2026-01-01 under a head
+    of another year); a later head never goes back."""
+    import datetime as dt
+
+    from service.base.clock import Clock
+
+    _, keys = pem_keys
+    frozen = Clock(dt.date(2026, 1, 1))
+    _append(engine, 5)
+    first = sequencer.seal(engine, keys, clock=frozen)
+    assert first.timestamp_ms == int(frozen.now().timestamp() * 1000)
+    _append(engine, 3)
+    wall = sequencer.seal(engine, keys)  # the wall clock (production) is later still
+    assert wall.timestamp_ms > first.timestamp_ms
+    _append(engine, 2)
+    earlier = sequencer.seal(engine, keys, clock=Clock(dt.date(2025, 6, 1)))
+    assert earlier.timestamp_ms == wall.timestamp_ms  # held, never back in time
+    assert transparency.verify_log(engine, keys.public).ok
