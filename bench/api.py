@@ -140,7 +140,11 @@ def seed_store(name: str, world, root: Path, redis_url: str, cold_people: int) -
     else:
         url, drop = f"sqlite:///{root / 'bench-api.db'}", (lambda: None)
     env = {"DATABASE_URL": url, "REDIS_URL": redis_url, "OSMANTHUS_REGISTRY": str(world.registry),
-           "OSMANTHUS_AS_OF": TODAY.isoformat(), "OSMANTHUS_PARTNER_RATE_LIMIT": NO_LIMIT,
+           "OSMANTHUS_AS_OF": TODAY.isoformat(),
+           # the city's clock runs from TODAY at real speed (as the demo's does), so an entry's
+           # time and its head's are on one running clock and the seal lag means something
+           "OSMANTHUS_CLOCK_SINCE": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+           "OSMANTHUS_PARTNER_RATE_LIMIT": NO_LIMIT,
            "OSMANTHUS_NUM_THREADS": "1"}
     config = Config.from_env(env)
     app = create_app(config)
