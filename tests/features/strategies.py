@@ -98,6 +98,7 @@ def transit_row(draw: st.DrawFn, month: dt.date, as_of: dt.date) -> Row:
             "bike_rides": draw(st.integers(0, 20)), "overdue_returns": draw(small),
             "unpaid_fees": draw(st.sampled_from([0.0, 0.0, 0.0]) | amounts(300)),
             "fare_evasions": draw(small), "damage_incidents": draw(small),
+            "paid_early": draw(st.sampled_from([None, 0, 1])),
             **draw(states(month, as_of))}
 
 

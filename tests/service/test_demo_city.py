@@ -101,10 +101,6 @@ def test_each_band_below_excellent_holds_the_share_issue_11_asks(demo_city, band
     assert low <= share[band] <= high, share
 
 
-@pytest.mark.xfail(strict=True, reason="excellent (750+) holds nobody on the demo city: the top "
-                   "is a spotless file (681) plus positive records, each kept under 30 points, "
-                   "and all three together give 56, not the 68 that 750 needs (README, "
-                   "Decisions)")
 def test_excellent_holds_the_share_issue_11_asks(demo_city):
     share = _shares(demo_city)
     low, high = RANGES["excellent"]

@@ -1,0 +1,36 @@
+"""records_transit.paid_early: whether a month's transit bill was settled before its due date
+
+Issue 11: a spotless file said nothing more than "no lapse", so residents with clean files
+tied at one score and the top band stayed empty. The transit feed now may send, per month, 1
+when the month's fares and fees were settled before their due date (auto-debit or paid
+ahead) and 0 otherwise (`features.records`). The column is optional in the feed and nullable
+here: months stored before it, and agencies that do not send it, keep NULL, which the
+feature `tr_paid_early_share_24m` reads as no evidence (features/catalog.py).
+
+Written against 0004; a 0005 from another branch lands first, and the lead re-chains
+`down_revision` to it on merge.
+
+Revision ID: 0006
+Revises: 0004
+Create Date: 2026-12-06 05:15:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0006'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("records_transit") as batch_op:
+        batch_op.add_column(sa.Column("paid_early", sa.BigInteger(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("records_transit") as batch_op:
+        batch_op.drop_column("paid_early")
