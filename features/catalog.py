@@ -213,13 +213,14 @@ FEATURES: tuple[Feature, ...] = (
     # Paying before the due date (issue 11, the top of the scale): what separates one spotless
     # file from another, as early and automatic payment does in utility and telecom data. A
     # share, not a count or a run, so a short file (the young) and a quiet card (rural riders,
-    # the old) are not held back by how much they ride; shrunk towards one half by
-    # EARLY_PRIOR months each way, so two early months are not "always early". No transit
-    # record, or a feed without the column: one half (EARLY_DEFAULT), the middle, not the bottom.
+    # the old) are not held back by how much they ride; shrunk towards EARLY_DEFAULT by
+    # EARLY_PRIOR months, so two early months are not "always early". No transit record, or a
+    # feed without the column: EARLY_DEFAULT (0.55, the middle of the city's shares, not the
+    # bottom: a resident without a transit account is not scored as one who never pays early).
     _f("tr_paid_early_share_24m", TR, "share", "近24个月交通费用提前缴清的比例",
        "share of the last 24 months' transit bills settled before their due date "
        "(auto-debit or paid ahead), among months that ended with nothing unpaid, shrunk "
-       "towards one half for short records", +1,
+       "towards the middle (0.55) for short records", +1,
        ("近24个月提前缴费比例{value:.0%}", "{value:.0%} of the last 24 months' transit bills paid early"),
        ("近24个月提前缴费比例{value:.0%}", "{value:.0%} of the last 24 months' transit bills paid early"),
        ((_sum("paid_early", clean_month & (m <= 24)) + EARLY_PRIOR * EARLY_DEFAULT)
@@ -331,6 +332,10 @@ FEATURES: tuple[Feature, ...] = (
 # Scored, they let the trees put a record's weight on its age or its fine, so that an old but
 # counting serious penalty, or a listing older than any in the training snapshot, cost next to
 # nothing, and they split one record's points across look-alike columns (issue 11).
+#
+# Blood donations are shown but carry no points: donors must be 18–60 (献血法), so points for
+# donations are points for being under 60; scored, they left the over-60s at 0.06 of the best
+# age group's rate of reaching 750 on the demo city (README, "Decisions").
 UNSCORED = frozenset({
     "ss_months_paid_12m", "ss_current_paid_streak", "ss_months_of_history",
     "tr_rides_12m", "tr_bike_rides_12m", "tr_active_months_12m", "tr_months_of_history",
