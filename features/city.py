@@ -39,9 +39,10 @@ The records follow from that, each with its own noise, so that no feature is a p
   count), about a third general, about 7% serious (concentrated among the unwilling and
   the strained), with categories, fines, stated or default disclosure windows and repairs;
 - **paying early**: each resident has a habit of settling bills before they are due
-  (auto-debit, paying ahead), leaning on reliability and integrity; a transit month with
-  nothing left unpaid is marked `paid_early` with a probability rising with the habit and
-  falling with that month's strain;
+  (auto-debit, paying ahead), leaning a little on reliability and integrity; a transit month
+  with nothing left unpaid, and a social-security month in good standing (a pensioner's own
+  dues included), is marked `paid_early` with a probability rising with the habit and falling
+  with that month's strain: one habit, two sources of evidence;
 - **positive records**: about two in five adults volunteer, about 1.5% give blood in a year,
   honours are uncommon (about 5% over five years); modestly tied to reliability and integrity.
 

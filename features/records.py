@@ -104,6 +104,14 @@ SCHEMAS: dict[Source, SourceSchema] = {
                    allowed=CONTRIBUTION_STATUSES),
             Column("contribution_base", pl.Float64, "monthly contribution base, CNY", minimum=0),
             Column("arrears", pl.Float64, "contribution arrears outstanding at month end, CNY", minimum=0),
+            # Issue 11: a second early-payment source beside transit, so that the evidence of
+            # the habit is split between two features and residents without a transit account
+            # have some. Optional, like transit's, so that older feeds still validate.
+            Column("paid_early", pl.Int64,
+                   "1 when a paid month's contribution (on a pension: the pensioner's own dues, "
+                   "such as the resident medical-insurance premium) was settled before its due "
+                   "date (auto-debit or paid ahead), 0 when on or after it; empty if not reported",
+                   required=False, minimum=0, maximum=1),
         ),
         natural_key=("month",),
         date_column="month",

@@ -88,6 +88,7 @@ def social_security_row(draw: st.DrawFn, month: dt.date, as_of: dt.date) -> Row:
     return {"month": month, "status": "missed" if missed else "exempt" if kind == 1 else "paid",
             "contribution_base": draw(amounts(20_000)),
             "arrears": draw(amounts(3_000)) if missed or draw(st.integers(0, 9)) == 0 else 0.0,
+            "paid_early": draw(st.sampled_from([None, 0, 1])),
             **draw(states(month, as_of))}
 
 

@@ -40,7 +40,11 @@ def ss_rows() -> list[dict]:
         status = "missed" if k in (3, 14, 30, 37) else "exempt" if k == 8 else "paid"
         rows.append({"month": month(k), "status": status,
                      "contribution_base": 5000.0 if k <= 6 else 6000.0,
-                     "arrears": {1: 150.0, 3: 800.0, 14: 300.0, 25: 100.0}.get(k, 0.0)})
+                     "arrears": {1: 150.0, 3: 800.0, 14: 300.0, 25: 100.0}.get(k, 0.0),
+                     # paid early in 2, 4, 6 and 8 (exempt: a pensioner's own dues count);
+                     # also marked in 3 (missed) and 25 (outside 24 months), which do not
+                     # count; 7 not reported
+                     "paid_early": 1 if k in (2, 3, 4, 6, 8, 25) else (None if k == 7 else 0)})
     # Not counting: this month (not yet known), month 41 (disputed, unanswered past its due
     # date), month 61 (retention).
     rows.append({"month": month(0), "status": "missed", "contribution_base": 1.0,
@@ -61,6 +65,9 @@ SS_EXPECTED = {
     "ss_arrears_latest": 150,  # month 1
     "ss_months_with_arrears_24m": 3,  # months 1, 3, 14 (25 is outside)
     "ss_months_of_history": 40,  # the overdue disputed month 41 does not count
+    # within 24 months: 24 minus 5 (absent), 3 and 14 (missed), 7 (not reported) = 20 months
+    # in good standing reported, 4 early: (4 + 2·0.55) / (20 + 2)
+    "ss_paid_early_share_24m": (4 + 2 * 0.55) / (20 + 2),
 }
 
 
@@ -330,6 +337,10 @@ def _reference(rows: S.Rows, key: str, as_of: dt.date) -> dict[str, float]:
         ss_months_with_arrears_24m=sum(1 for m, r in ss if r["arrears"] > 0 and m <= 24),
         ss_months_of_history=max((m for m, _ in ss), default=0),
     )
+    early = [r["paid_early"] for m, r in ss if m <= 24 and r["status"] in ("paid", "exempt")
+             and r.get("paid_early") is not None]
+    f["ss_paid_early_share_24m"] = ((sum(early) + EARLY_PRIOR * EARLY_DEFAULT)
+                                    / (len(early) + EARLY_PRIOR)) if ss else EARLY_DEFAULT
     tr = counting(Source.TRANSIT)
 
     def tsum(column: str, within: int) -> float:
