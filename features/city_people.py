@@ -63,8 +63,8 @@ TRANSIT_CARD_BASE = 0.75
 # Per standard deviation of the habit: this much of each trait (the habit has SD 1). At 0.4
 # and 0.2 the two early-payment shares stood in for reliability as well, and the transit
 # share alone spanned 95–112 points, more than a court listing's smallest cost; at 0.2 and
-# 0.1 each share spans about 55 (README, Decisions).
-EARLY_RELIABILITY, EARLY_INTEGRITY = 0.2, 0.1
+# 0.12 each share spans about 55 (README, Decisions).
+EARLY_RELIABILITY, EARLY_INTEGRITY = 0.2, 0.12
 
 
 @dataclass
