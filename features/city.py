@@ -38,12 +38,17 @@ The records follow from that, each with its own noise, so that no feature is a p
 - **administrative penalties**: a few decisions per 100 adults a year, mostly minor (which never
   count), about a third general, about 7% serious (concentrated among the unwilling and
   the strained), with categories, fines, stated or default disclosure windows and repairs;
+- **paying early**: each resident has a habit of settling bills before they are due
+  (auto-debit, paying ahead), leaning a little on reliability and integrity; a transit month
+  with nothing left unpaid, and a social-security month in good standing (a pensioner's own
+  dues included), is marked `paid_early` with a probability rising with the habit and falling
+  with that month's strain: one habit, two sources of evidence;
 - **positive records**: about two in five adults volunteer, about 1.5% give blood in a year,
   honours are uncommon (about 5% over five years); modestly tied to reliability and integrity.
 
 **The outcome**: each month a resident defaults on a deposit-free service (a fee or bill unpaid
 more than 30 days) with hazard σ(−7.7 + 1.1 · strain − 0.5 · reliability − 0.5 · integrity
-+ 0.35 · luck + 2.0 · [an active court listing]). Month by month, because a default makes a
++ 0.35 · luck − 0.3 · early habit + 2.0 · [an active court listing]). Month by month, because a default makes a
 listing likelier and a listing the next default (`features.city_records` holds every dial
 beside the fact it follows). For a
 snapshot T (the first of a month), `defaulted` says whether a default happened in the 12 months
@@ -255,4 +260,5 @@ def _write_fates(out: Path, pop: Population, keys: pl.Series, snapshots: tuple[d
         "strain": strain.reshape(-1),
         "luck": np.tile(pop.luck, len(snapshots)),
         "integrity": np.tile(pop.integrity, len(snapshots)),
+        "early_habit": np.tile(pop.early_habit, len(snapshots)),
     }), out / "truth.parquet")

@@ -104,6 +104,14 @@ SCHEMAS: dict[Source, SourceSchema] = {
                    allowed=CONTRIBUTION_STATUSES),
             Column("contribution_base", pl.Float64, "monthly contribution base, CNY", minimum=0),
             Column("arrears", pl.Float64, "contribution arrears outstanding at month end, CNY", minimum=0),
+            # Issue 11: a second early-payment source beside transit, so that the evidence of
+            # the habit is split between two features and residents without a transit account
+            # have some. Optional, like transit's, so that older feeds still validate.
+            Column("paid_early", pl.Int64,
+                   "1 when a paid month's contribution (on a pension: the pensioner's own dues, "
+                   "such as the resident medical-insurance premium) was settled before its due "
+                   "date (auto-debit or paid ahead), 0 when on or after it; empty if not reported",
+                   required=False, minimum=0, maximum=1),
         ),
         natural_key=("month",),
         date_column="month",
@@ -120,6 +128,12 @@ SCHEMAS: dict[Source, SourceSchema] = {
             Column("unpaid_fees", pl.Float64, "fees outstanding at month end, CNY", minimum=0),
             Column("fare_evasions", pl.Int64, "recorded fare evasions", minimum=0),
             Column("damage_incidents", pl.Int64, "bikes damaged by the rider", minimum=0),
+            # Issue 11: how a month's bill is paid, not only whether. Optional, so that feeds
+            # from before the column (and agencies that do not send it) still validate.
+            Column("paid_early", pl.Int64,
+                   "1 when the month's fares and fees were settled before their due date "
+                   "(auto-debit or paid ahead), 0 when on or after it; empty if not reported",
+                   required=False, minimum=0, maximum=1),
         ),
         natural_key=("month",),
         date_column="month",

@@ -88,6 +88,7 @@ def social_security_row(draw: st.DrawFn, month: dt.date, as_of: dt.date) -> Row:
     return {"month": month, "status": "missed" if missed else "exempt" if kind == 1 else "paid",
             "contribution_base": draw(amounts(20_000)),
             "arrears": draw(amounts(3_000)) if missed or draw(st.integers(0, 9)) == 0 else 0.0,
+            "paid_early": draw(st.sampled_from([None, 0, 1])),
             **draw(states(month, as_of))}
 
 
@@ -98,6 +99,7 @@ def transit_row(draw: st.DrawFn, month: dt.date, as_of: dt.date) -> Row:
             "bike_rides": draw(st.integers(0, 20)), "overdue_returns": draw(small),
             "unpaid_fees": draw(st.sampled_from([0.0, 0.0, 0.0]) | amounts(300)),
             "fare_evasions": draw(small), "damage_incidents": draw(small),
+            "paid_early": draw(st.sampled_from([None, 0, 1])),
             **draw(states(month, as_of))}
 
 

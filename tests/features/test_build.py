@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from features.build import RECORDS_COUNTED, build_features
-from features.catalog import BY_NAME, FEATURE_NAMES, NEVER
+from features.catalog import BY_NAME, EARLY_DEFAULT, EARLY_PRIOR, FEATURE_NAMES, NEVER
 from features.records import Records, Source
 from tests.features import strategies as S
 from tests.features.test_rules import ref_reason
@@ -40,7 +40,11 @@ def ss_rows() -> list[dict]:
         status = "missed" if k in (3, 14, 30, 37) else "exempt" if k == 8 else "paid"
         rows.append({"month": month(k), "status": status,
                      "contribution_base": 5000.0 if k <= 6 else 6000.0,
-                     "arrears": {1: 150.0, 3: 800.0, 14: 300.0, 25: 100.0}.get(k, 0.0)})
+                     "arrears": {1: 150.0, 3: 800.0, 14: 300.0, 25: 100.0}.get(k, 0.0),
+                     # paid early in 2, 4, 6 and 8 (exempt: a pensioner's own dues count);
+                     # also marked in 3 (missed) and 25 (outside 24 months), which do not
+                     # count; 7 not reported
+                     "paid_early": 1 if k in (2, 3, 4, 6, 8, 25) else (None if k == 7 else 0)})
     # Not counting: this month (not yet known), month 41 (disputed, unanswered past its due
     # date), month 61 (retention).
     rows.append({"month": month(0), "status": "missed", "contribution_base": 1.0,
@@ -61,6 +65,9 @@ SS_EXPECTED = {
     "ss_arrears_latest": 150,  # month 1
     "ss_months_with_arrears_24m": 3,  # months 1, 3, 14 (25 is outside)
     "ss_months_of_history": 40,  # the overdue disputed month 41 does not count
+    # within 24 months: 24 minus 5 (absent), 3 and 14 (missed), 7 (not reported) = 20 months
+    # in good standing reported, 4 early: (4 + 2·0.55) / (20 + 2)
+    "ss_paid_early_share_24m": (4 + 2 * 0.55) / (20 + 2),
 }
 
 
@@ -75,6 +82,9 @@ def tr_rows() -> list[dict]:
         row = {"month": month(k), "rides": 0 if k == 2 else 10, "bike_rides": 0 if k == 2 else 2,
                "overdue_returns": 0, "unpaid_fees": 0.0, "fare_evasions": 0,
                "damage_incidents": 0}
+        # paid early in months 3, 5, 7, 9 (of those that ended with nothing unpaid), and in
+        # month 6, which ended with a fee unpaid (it does not count: not a clean month)
+        row["paid_early"] = 1 if k in (3, 5, 6, 7, 9) else (None if k == 11 else 0)
         rows.append({**row, **extra.get(k, {})})
     # Not counting: this month (not yet known), and month 31, repaired the day before as_of.
     rows.append({"month": month(0), "rides": 99, "bike_rides": 99, "overdue_returns": 9,
@@ -98,6 +108,9 @@ TR_EXPECTED = {
     "tr_damage_incidents_24m": 1,  # month 24 (25 is outside)
     "tr_months_since_overdue": 4,
     "tr_months_of_history": 30,
+    # within 24 months: 16 months (1..15, 20, 24 minus 2 unpaid: 1, 6, 13; minus 11, not
+    # reported) = 13 clean reported months, 4 early: (4 + 2·0.55) / (13 + 2)
+    "tr_paid_early_share_24m": (4 + 2 * 0.55) / (13 + 2),
 }
 
 
@@ -324,6 +337,10 @@ def _reference(rows: S.Rows, key: str, as_of: dt.date) -> dict[str, float]:
         ss_months_with_arrears_24m=sum(1 for m, r in ss if r["arrears"] > 0 and m <= 24),
         ss_months_of_history=max((m for m, _ in ss), default=0),
     )
+    early = [r["paid_early"] for m, r in ss if m <= 24 and r["status"] in ("paid", "exempt")
+             and r.get("paid_early") is not None]
+    f["ss_paid_early_share_24m"] = ((sum(early) + EARLY_PRIOR * EARLY_DEFAULT)
+                                    / (len(early) + EARLY_PRIOR)) if ss else EARLY_DEFAULT
     tr = counting(Source.TRANSIT)
 
     def tsum(column: str, within: int) -> float:
@@ -342,6 +359,11 @@ def _reference(rows: S.Rows, key: str, as_of: dt.date) -> dict[str, float]:
         tr_months_since_overdue=min(overdue, default=NEVER),
         tr_months_of_history=max((m for m, _ in tr), default=0),
     )
+    clean = [r for m, r in tr if m <= 24 and r["unpaid_fees"] == 0
+             and r.get("paid_early") is not None]
+    f["tr_paid_early_share_24m"] = (
+        (sum(r["paid_early"] for r in clean) + EARLY_PRIOR * EARLY_DEFAULT)
+        / (len(clean) + EARLY_PRIOR)) if tr else EARLY_DEFAULT
     ct = counting(Source.COURT)
     f.update(
         ct_active_listings=len(ct), ct_active_amount=sum(r["amount"] for _, r in ct),

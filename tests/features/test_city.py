@@ -177,7 +177,9 @@ def test_default_rate_is_low_single_digit_and_true_pd_is_calibrated(city):
         rate = one["defaulted"].mean()
         assert 0.01 < rate < 0.06
         assert abs(one["true_pd"].mean() - rate) < 0.01
-        assert 0.78 < roc_auc_score(one["defaulted"], one["true_pd"]) < 0.9
+        # the true probability ranks defaults well but not perfectly (luck, and a year's strain
+        # still to come): 0.90 here since the early-payment habit (issue 11) joined the hazard
+        assert 0.78 < roc_auc_score(one["defaulted"], one["true_pd"]) < 0.92
 
 
 def test_records_look_like_a_city(city):
