@@ -137,6 +137,7 @@ def _verified_access_log(live, driver, css, artifacts) -> None:
     proof the server serves tampered (a stored node rewritten) says it does not verify."""
     from sqlalchemy import select, update
 
+    from service.base.clock import clock_of
     from service.base.keys import audit_keys_of
     from service.rights import sequencer
     from service.store.tables import audit_entries, audit_leaves
@@ -156,10 +157,12 @@ def _verified_access_log(live, driver, css, artifacts) -> None:
     assert "尚未封存" in css("#access-list").text and "尚未封存" not in css("#access-head").text
     engine = live.app.extensions["osmanthus.engine"]
     config = live.app.extensions["osmanthus.config"]
-    head = sequencer.seal(engine, audit_keys_of(config))
+    head = sequencer.seal(engine, audit_keys_of(config), clock=clock_of(config))
     driver.refresh()  # signs in again from the session: the page loads the log anew
     _wait(driver, lambda d: settled(d) and set(states().values()) == {"verified"},
           f"not every entry verified: {states()}")
+    # one clock: the head is dated in the city's time like its entries, not the machine's
+    assert clock_of(config).today().isoformat() in css("#access-head").text
     assert "已验证" in css("#access-list").text and str(head.tree_size) in css("#access-head").text
     _screenshot(driver, artifacts / "citizen-phone-zh-verified.png", PHONE)
 
