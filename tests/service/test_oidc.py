@@ -138,6 +138,9 @@ BAD_CITIZEN_TOKENS = {
     "an invalid ID number": lambda p: p.token(resident_id=RESIDENT[:-1] + "0"
                                               if RESIDENT[-1] != "0" else RESIDENT[:-1] + "1"),
     "an ID number that is not a string": lambda p: p.token(resident_id=110101198805171234),
+    "a payload nested too deep to read": lambda p: ".".join(
+        base64.urlsafe_b64encode(part).decode().rstrip("=")
+        for part in (b'{"alg":"ES256"}', b"[" * 2000 + b"]" * 2000, b"sig")),
 }
 
 
