@@ -277,10 +277,13 @@ def test_citizen_page(live_app, browser, artifacts):
     from selenium.webdriver.common.action_chains import ActionChains
 
     ActionChains(driver).double_click(css("#consent-form button[type=submit]")).perform()
-    qr = _wait(driver, lambda d: css("#consent-qr"), "no QR code")
+    _wait(driver, lambda d: css("#consent-qr"), "no QR code")
     _wait(driver, lambda d: len(_api(live, person_key, "/consents")) >= 1, "no consent")
     assert len(_api(live, person_key, "/consents")) == 1
-    assert driver.switch_to.active_element == qr  # focus moves to what was made
+    # focus moves to what was made (waited for: it moves once the page has redrawn)
+    _wait(driver, lambda d: d.switch_to.active_element == css("#consent-qr"), "focus is not on the code")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#consent-qr")) == 1
+    qr = css("#consent-qr")
     modules = int(qr.get_attribute("data-modules"))
     assert 21 <= modules <= 177 and (modules - 17) % 4 == 0
     token = css("#consent-token").get_attribute("value")

@@ -173,13 +173,18 @@
       // one idempotency key per grant: a double click (or a click after the first answer came)
       // sends the same key and gets the same consent back, never a second one. A new key
       // comes when the form is changed, a consent is revoked, or the citizen signs out.
+      // While the first request is on its way a second submit is dropped here, so the page draws
+      // one code and moves focus once; the key still covers a click after the answer arrived.
+      if (S.granting) return;
+      S.granting = true;
       S.grantKey = S.grantKey || `g-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
       const key = S.grantKey;
       act(async () => {
         const out = await api("/consents", "POST", { partner_id: partner, perks, until, idempotency_key: key });
         S.granted = { consent_id: out.consent.consent_id, token: out.token, qr_svg: out.qr_svg };
         return "";
-      }, () => { const qr = $("consent-qr"); if (qr) { qr.scrollIntoView({ block: "center" }); qr.setAttribute("tabindex", "-1"); qr.focus(); } });
+      }, () => { const qr = $("consent-qr"); if (qr) { qr.scrollIntoView({ block: "center" }); qr.setAttribute("tabindex", "-1"); qr.focus(); } })
+        .finally(() => { S.granting = false; });
     },
     revoke(consent) {
       act(async () => {
