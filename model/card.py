@@ -33,9 +33,12 @@ FACTORS = (
 ETHICS = (
     "Public records reflect enforcement and access as well as behaviour: districts with more "
     "transit inspection or fewer social-security employers may show more negative records. "
-    "Penalties count only inside their legal disclosure window; repaired and disputed records "
-    "do not count. A person with no records gets the base score, never a penalty for a thin "
-    "file beyond what the catalogue's history features say.")
+    "Penalties count only inside their legal disclosure window. A repaired record stops "
+    "counting; a disputed record keeps counting, labelled as under dispute, until the source "
+    "answers, and stops counting if no answer comes by the due date (20 days by default). A "
+    "person with no records gets the score of an empty file (every feature at its default, "
+    "not the base points), and every perk answers no until a record is on file (the thin-file "
+    "rule), since such a score rests on no evidence.")
 CAVEATS = (
     "Validated out of time on one later snapshot; re-evaluate on every new snapshot and watch "
     "the score PSI (above 0.25 means the population has shifted).",

@@ -389,6 +389,7 @@ def train_files(*, client: Any, out_of: str | Path, target: str | None = None,
                 directions: dict[str, int] | None = None, bad: Any = None,
                 people: pl.DataFrame | None = None, seed: int = 0, rounds: int | None = None,
                 progress: bool = False, scale: PointsScale | None = None,
+                thresholds: dict[str, float] | None = None,
                 ) -> tuple[Scorecard, dict[str, Any], dict | None]:
     """`osmanthus train --engine dask`: read the training table (a Parquet file or directory)
     lazily — joined to `outcomes` as of `train_as_of` in catalog mode, or with its own
@@ -429,6 +430,6 @@ def train_files(*, client: Any, out_of: str | Path, target: str | None = None,
     if valid is not None:
         train_sample = sample_frame(train, CALIBRATION_ROWS, seed + 3)
         evaluation = evaluate(card, valid, valid_y, train_frame=train_sample, people=people,
-                              as_of=valid_as_of)
+                              as_of=valid_as_of, thresholds=thresholds)
         evaluation["sampled"] = {"valid_rows": valid.height, "train_rows": train_sample.height}
     return card, report, evaluation

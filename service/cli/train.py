@@ -10,7 +10,13 @@ from typing import Any
 import click
 import polars as pl
 
-from service.cli.model import _directions_file, _points_scale, _scale_options, _table_or_none
+from service.cli.model import (
+    _directions_file,
+    _perk_thresholds,
+    _points_scale,
+    _scale_options,
+    _table_or_none,
+)
 
 
 @click.command()
@@ -27,6 +33,9 @@ from service.cli.model import _directions_file, _points_scale, _scale_options, _
               help="Catalog mode: a later snapshot to calibrate and validate on.")
 @click.option("--people", "people_path", type=click.Path(exists=True, dir_okay=False),
               help="People (person_key, gender, birth_date, district) for the fairness tables.")
+@click.option("--perks", "perks_path", type=click.Path(exists=True, dir_okay=False),
+              help="Catalog mode: the perk configuration whose minimum scores the fairness "
+              "tables are read at (default: the service's perks, as the promotion gates use).")
 @click.option("--table", "table_path", type=click.Path(exists=True),
               help="Table mode: any credit table (CSV/Parquet; with --engine dask also a "
               "directory of Parquet partitions) with a target column.")
@@ -63,7 +72,8 @@ from service.cli.model import _directions_file, _points_scale, _scale_options, _
 @_scale_options
 def train(features_path: str | None, valid_features_path: str | None,
           outcomes_path: str | None, train_as_of: dt.datetime | None,
-          valid_as_of: dt.datetime | None, people_path: str | None, table_path: str | None,
+          valid_as_of: dt.datetime | None, people_path: str | None, perks_path: str | None,
+          table_path: str | None,
           valid_table_path: str | None, target: str | None, bad: str | None,
           catalog_path: str | None, infer_directions: bool, separator: str | None,
           id_columns: tuple[str, ...], out_dir: str, seed: int,
@@ -101,7 +111,7 @@ def train(features_path: str | None, valid_features_path: str | None,
                            outcomes_path, train_as_of,
                            valid_features_path or valid_table_path, valid_as_of, people_path,
                            target, bad, catalog_path, id_columns, out_dir, seed, num_threads,
-                           description, scheduler, workers, rounds, scale)
+                           description, scheduler, workers, rounds, scale, perks_path)
     given = [p for p in (features_path, valid_features_path, outcomes_path, table_path,
                          valid_table_path) if p is not None and Path(p).is_dir()]
     if given or rounds is not None:
@@ -155,9 +165,12 @@ def train(features_path: str | None, valid_features_path: str | None,
             _echo_directions(report)
         evaluation = None
         if valid_frame is not None:
+            # the card's fairness tables at the scores partners' answers turn on (as the
+            # promotion gates read them), not at the band edges, which decide nothing
             evaluation = run_evaluation(
                 card, valid_frame, encode_target(valid_y, bad_value),
-                train_frame=train_frame, people=_table_or_none(people_path), as_of=valid_day)
+                train_frame=train_frame, people=_table_or_none(people_path), as_of=valid_day,
+                thresholds=None if table_info is not None else _perk_thresholds(perks_path))
         save_model(card, out_dir, report=report, evaluation=evaluation,
                    training_data_hash=frame_hash(train_frame.select(features),
                                                  encode_target(y, bad_value)),
@@ -197,7 +210,7 @@ def _train_dask(catalog: bool, train_path: str, outcomes_path: str | None,
                 target: str | None, bad: str | None, catalog_path: str | None,
                 id_columns: tuple[str, ...], out_dir: str, seed: int, num_threads: int,
                 description: str, scheduler: str | None, workers: int | None,
-                rounds: int | None, scale: Any = None) -> None:
+                rounds: int | None, scale: Any = None, perks_path: str | None = None) -> None:
     """`train --engine dask` (model/train_dask.py): the same scorecard, fit on a cluster."""
     from features.catalog import SCORED_FEATURES, directions
     from model.bundle import save_model
@@ -218,7 +231,8 @@ def _train_dask(catalog: bool, train_path: str, outcomes_path: str | None,
                 features=list(SCORED_FEATURES) if catalog else None, exclude=id_columns,
                 directions=directions() if catalog else _directions_file(catalog_path),
                 bad=None if catalog else bad, people=_table_or_none(people_path), seed=seed,
-                rounds=rounds, progress=True, scale=scale)
+                rounds=rounds, progress=True, scale=scale,
+                thresholds=_perk_thresholds(perks_path) if catalog else None)
         save_model(card, out_dir, report=report, evaluation=evaluation, description=description)
     except (ValueError, KeyError, FileExistsError) as error:
         raise click.ClickException(str(error.args[0] if error.args else error)) from error

@@ -149,3 +149,17 @@ def test_evaluate_reports_the_points_cost_of_each_record_type(demo_city):
     text = to_markdown(result)
     assert "## Points cost of each adverse record type" in text
     assert "| active court listing |" in text
+
+
+def test_the_model_card_reads_fairness_at_the_perks_thresholds_as_the_promotion_gates_do(
+        demo_city):
+    """A card written by `osmanthus train` must not list a fairness "failure" at a band edge
+    no perk uses beside a model the gates promote: its tables are at the perks' minimums."""
+    import json
+
+    evaluation = json.loads((demo_city.model_dir / "evaluation.json").read_text())
+    assert evaluation["thresholds"] == load_perks(None).thresholds()
+    card = (demo_city.model_dir / "MODEL_CARD.md").read_text()
+    for perk, minimum in load_perks(None).thresholds().items():
+        assert f"| {perk} ≥ {minimum:g} |" in card
+    assert "| excellent ≥ 750 |" not in card
