@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from model import card_table
-from model.evaluate import AIR_FLOOR
+from model.fairness import AIR_FLOOR
 
 INTENDED_USE = (
     "Estimate a resident's chance of defaulting on a deposit-free city service (an unpaid fee "

@@ -34,7 +34,8 @@ import polars as pl
 
 from features.catalog import directions as catalog_directions
 from model.bundle import LoadedModel, ModelRefused, bundle_digest, load_model, save_model
-from model.evaluate import MIN_GROUP, evaluate, fairness_failures, psi
+from model.evaluate import evaluate, psi
+from model.fairness import MIN_GROUP, fairness_failures
 
 log = logging.getLogger(__name__)
 

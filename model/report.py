@@ -32,8 +32,9 @@ from markdown_it import MarkdownIt
 
 from features.catalog import BY_NAME
 from model import report_plots as plots
-from model.evaluate import AIR_FLOOR, evaluate, psi
+from model.evaluate import evaluate, psi
 from model.explain import NO_RECORD
+from model.fairness import AIR_FLOOR
 from model.recalibrate import before_and_after, comparison
 from model.shown import apportion, select
 
