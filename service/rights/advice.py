@@ -4,11 +4,15 @@ points it would restore, and the date it would happen by itself.
 The points are never a guess: the person's own records are re-scored by the real feature
 builder and scorecard with that record left out (`whatif.scores_without`), all variants in one
 pass. "By itself" is the record's own expiry (`features.repair.terms`), and for a perk the first
-of those dates within a year on which the person's score, re-computed as of that date from the
-records they have now, would pass the perk (records age out of their windows; nothing new is
-assumed). Nothing impossible is advised: a court listing is fulfilled, not repaired; repair is
-offered only from its date; a perk that even clearing every adverse record would not reach is
-said to be out of reach this year, with the score that clearing would give.
+date within a year on which the person's score, re-computed as of that date from the records
+they have now, would pass the perk (nothing new is assumed, good or bad). The dates tried are
+the first of each coming month, when the features' 12-, 24- and 36-month windows move on, and
+each adverse record's expiry: most of a score's points fade as its records leave those
+windows, years before the records themselves expire, so expiries alone would promise a perk
+far too late or never. Nothing impossible is advised: a court listing is fulfilled, not
+repaired; repair is offered only from its date; a perk that neither clearing every adverse
+record nor waiting a year reaches is said to be out of reach this year, with the score that
+clearing would give.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from service.rights.perks import CONDITIONS
 from service.scoring.whatif import scores_without
 
 HORIZON = dt.timedelta(days=365)
-MAX_DATES = 12  # expiry dates tried for "by itself" (each is one feature build of one person)
+MAX_EXPIRIES = 12  # expiry dates tried for "by itself", beside the 12 month starts
 
 
 def _actions(source: str, record: dict, given, as_of: dt.date) -> list[dict]:
@@ -78,13 +82,11 @@ def _perk_advice(app: Flask, records, as_of: dt.date, score: float, features: di
     locked = [p for p in config.perks if p.decide(score, features) == "no"]
     if not locked or cleared is None:
         return []
-    dates = sorted({r["terms"].expires_on for r in adverse if r["terms"].expires_on
-                    and as_of < r["terms"].expires_on <= as_of + HORIZON})[:MAX_DATES]
-    later = [(day, *scores_without(app, records, [None], day)[0]) for day in dates]
+    unlocked = _unlock_dates(app, records, as_of, adverse, locked)
     out = []
     for perk in locked:
-        by_itself = next((day for day, s, f in later if perk.decide(s, f) == "yes"), None)
-        reachable = perk.decide(*cleared) == "yes"
+        by_itself = unlocked.get(perk.perk_id)
+        reachable = perk.decide(*cleared) == "yes" or by_itself is not None
         failed = perk.failed_conditions(features)
         texts = [(CONDITIONS[c][2], CONDITIONS[c][3]) for c in failed]
         if reachable:
@@ -103,3 +105,32 @@ def _perk_advice(app: Flask, records, as_of: dt.date, score: float, features: di
                     "unlocks_by_itself_on": by_itself, "failed_conditions": failed,
                     "text_zh": zh, "text_en": en, "text": zh if lang == "zh" else en})
     return out
+
+
+def _month_starts(as_of: dt.date, horizon: dt.timedelta) -> list[dt.date]:
+    """The first day of each month after `as_of`, up to `as_of + horizon`."""
+    out, (year, month) = [], (as_of.year, as_of.month)
+    while True:
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        day = dt.date(year, month, 1)
+        if day > as_of + horizon:
+            return out
+        out.append(day)
+
+
+def _unlock_dates(app: Flask, records, as_of: dt.date, adverse: list[dict],
+                  locked: list) -> dict[str, dt.date]:
+    """perk_id → the first date within a year on which the person's score, from the records
+    they have now, passes that perk; one feature build per date, in date order, stopping once
+    every locked perk has its date."""
+    expiries = sorted({r["terms"].expires_on for r in adverse if r["terms"].expires_on
+                       and as_of < r["terms"].expires_on <= as_of + HORIZON})[:MAX_EXPIRIES]
+    found: dict[str, dt.date] = {}
+    for day in sorted({*_month_starts(as_of, HORIZON), *expiries}):
+        score, features = scores_without(app, records, [None], day)[0]
+        for perk in locked:
+            if perk.perk_id not in found and perk.decide(score, features) == "yes":
+                found[perk.perk_id] = day
+        if len(found) == len(locked):
+            break
+    return found

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 from sqlalchemy import delete
+from sqlalchemy.exc import NoResultFound
 
 from features.records import Source
 from service.scoring.score import latest, rescore
@@ -73,3 +74,44 @@ def test_a_perk_out_of_reach_this_year_is_said_to_be(served_app, served_client, 
                 if perk["score_if_all_cleared"] < minimum:
                     assert f"{perk['score_if_all_cleared']:.0f}" in perk["text"]
     assert seen == {"reachable", "out of reach"}
+
+
+def test_a_locked_perk_unlocks_by_itself_when_its_records_leave_the_score_windows(
+        served_app, served_client, auth, people_keys):
+    """Most of a record's points fade as it leaves the features' 12–36-month windows, years
+    before it expires: the advice dates the unlock by those windows, the first month on which
+    the person's own records, re-scored as of that day, pass the perk — not by expiries only
+    (which put it years away, or said nothing)."""
+    import datetime as dt
+
+    from service.rights.advice import _month_starts
+    from service.rights.pages import explained_records
+    from service.scoring.whatif import scores_without
+
+    perks = served_app.extensions["osmanthus.perks"]
+    seen = 0
+    for key in people_keys[:12]:
+        try:
+            spoil_latest_transit_month(served_app, key)  # fees unpaid in the latest month
+        except NoResultFound:
+            continue  # no transit account
+        page = advice(served_client, auth.citizen(key))
+        expiries = [dt.date.fromisoformat(a["stops_by_itself_on"]) for a in page["records"]
+                    if a["stops_by_itself_on"]]
+        with served_app.app_context():
+            records, as_of, _ = explained_records(served_app, key)
+        for tip in page["perks"]:
+            if tip["unlocks_by_itself_on"] is None:
+                continue
+            day = dt.date.fromisoformat(tip["unlocks_by_itself_on"])
+            assert tip["reachable_this_year"] and as_of < day <= as_of + dt.timedelta(days=365)
+            perk = perks.perk(tip["perk_id"])
+            with served_app.app_context():
+                assert perk.decide(*scores_without(served_app, records, [None], day)[0]) == "yes"
+                earlier = [d for d in _month_starts(as_of, dt.timedelta(days=365)) if d < day]
+                for before in earlier:  # and not on any month start before it
+                    assert perk.decide(*scores_without(served_app, records, [None],
+                                                       before)[0]) == "no"
+            if expiries and day < min(expiries):
+                seen += 1
+    assert seen, "no perk was dated by its records leaving the score's windows"
