@@ -10,9 +10,10 @@ the first of each coming month, when the features' 12-, 24- and 36-month windows
 each adverse record's expiry: most of a score's points fade as its records leave those
 windows, years before the records themselves expire, so expiries alone would promise a perk
 far too late or never. Nothing impossible is advised: a court listing is fulfilled, not
-repaired; repair is offered only from its date; a perk that neither clearing every adverse
-record nor waiting a year reaches is said to be out of reach this year, with the score that
-clearing would give.
+repaired; repair is offered only from its date; a perk that even clearing every adverse
+record would not reach is said to be out of reach this year, with the score that clearing
+would give (waiting is not tried for it: waiting only lets records leave their windows, which
+clearing does at once).
 """
 
 from __future__ import annotations
@@ -82,11 +83,14 @@ def _perk_advice(app: Flask, records, as_of: dt.date, score: float, features: di
     locked = [p for p in config.perks if p.decide(score, features) == "no"]
     if not locked or cleared is None:
         return []
-    unlocked = _unlock_dates(app, records, as_of, adverse, locked)
+    # waiting lets records leave their windows, which clearing them does at once: a date is
+    # looked for only where clearing would reach the perk (and no build is spent otherwise)
+    reachable_now = [p for p in locked if p.decide(*cleared) == "yes"]
+    unlocked = _unlock_dates(app, records, as_of, adverse, reachable_now)
     out = []
     for perk in locked:
         by_itself = unlocked.get(perk.perk_id)
-        reachable = perk.decide(*cleared) == "yes" or by_itself is not None
+        reachable = perk in reachable_now
         failed = perk.failed_conditions(features)
         texts = [(CONDITIONS[c][2], CONDITIONS[c][3]) for c in failed]
         if reachable:
@@ -126,6 +130,8 @@ def _unlock_dates(app: Flask, records, as_of: dt.date, adverse: list[dict],
     expiries = sorted({r["terms"].expires_on for r in adverse if r["terms"].expires_on
                        and as_of < r["terms"].expires_on <= as_of + HORIZON})[:MAX_EXPIRIES]
     found: dict[str, dt.date] = {}
+    if not locked:
+        return found
     for day in sorted({*_month_starts(as_of, HORIZON), *expiries}):
         score, features = scores_without(app, records, [None], day)[0]
         for perk in locked:
