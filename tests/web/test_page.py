@@ -369,7 +369,7 @@ def test_citizen_page(live_app, browser, artifacts):
         ".left < mid)).map((c) => c.getBoundingClientRect().bottom));"
         "return [bottom((l) => l), bottom((l) => !l)];")
     assert left > 0 and right > 0
-    assert abs(left - right) < 0.35 * max(left, right), (left, right)
+    assert abs(left - right) < 0.2 * max(left, right), (left, right)
     css("#lang-switch").click()
     _wait(driver, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN",
           "the page did not switch back to Chinese")
