@@ -49,8 +49,8 @@ The records follow from that, each with its own noise, so that no feature is a p
 **The outcome**: each month a resident defaults on a deposit-free service (a fee or bill unpaid
 more than 30 days) with hazard σ(−7.7 + 1.1 · strain − 0.5 · reliability − 0.5 · integrity
 + 0.35 · luck − 0.3 · early habit + 2.0 · [an active court listing]). Month by month, because a default makes a
-listing likelier and a listing the next default (`features.city_records` holds every dial
-beside the fact it follows). For a
+listing likelier and a listing the next default (`features.city_events` and
+`features.city_records` hold every dial beside the fact it follows). For a
 snapshot T (the first of a month), `defaulted` says whether a default happened in the 12 months
 from T, and `true_pd` = 1 − Π(1 − hazard) over those months: the chance given the hidden traits
 *and* the strain path of that year, an upper bound no model can reach. Most defaults also leave

@@ -171,7 +171,7 @@ def draw_population(rng: np.random.Generator, n: int, first_snapshot: dt.date) -
     integrity = rng.standard_normal(n)
     # The habit of settling bills before they are due (auto-debit, paying ahead): part of
     # conscientiousness and of willingness to pay, part a person's own routine. Drawn last, from
-    # traits alone, so it is group-neutral like every other trait (features.city_records).
+    # traits alone, so it is group-neutral like every other trait (features.city_events, city_records).
     own = math.sqrt(1 - EARLY_RELIABILITY**2 - EARLY_INTEGRITY**2)
     early_habit = (EARLY_RELIABILITY * reliability + EARLY_INTEGRITY * integrity
                    + own * rng.standard_normal(n))
