@@ -199,6 +199,8 @@ def compare(data: Dataset, trainer: Fitter, repeats: int, folds: int, seed: int 
         "ceiling_mean": float(top_auc.mean()), "ceiling_sd": float(top_auc.std(ddof=1)),
         "below_ceiling": float((top_auc - model_auc).mean()),
         "below_ceiling_se": float((top_auc - model_auc).std(ddof=1) / np.sqrt(len(diff))),
+        "ceiling_over_baseline": float((top_auc - base_auc).mean()),
+        "ceiling_over_baseline_se": float((top_auc - base_auc).std(ddof=1) / np.sqrt(len(diff))),
         "median_rounds": float(np.median(rounds)), "passed": bool(diff.mean() >= 0),
         "seconds": time.perf_counter() - start,
     }
