@@ -118,13 +118,15 @@ class RateLimits:
         try:
             allowed = self.limiter.hit(item, *identifiers, cost=cost)
         except Exception as error:  # noqa: BLE001 - whatever the storage raised
-            if self._fallback is None or self._dead:
+            if self._fallback is None:
                 log.error("rate-limit storage unreachable; failing closed "
                           "(rate_limit_fail_open=0)")
                 raise ApiError(503, "rate limiting is unavailable; try again shortly",
                                headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}) from error
-            log.warning("rate-limit storage unreachable; counting in this process meanwhile")
-            self._dead = True
+            if not self._dead:  # (another thread may have found it dead meanwhile)
+                log.warning("rate-limit storage unreachable; counting in this process "
+                            "meanwhile")
+                self._dead = True
             allowed = self._fallback.hit(item, *identifiers, cost=cost)
         if not allowed:
             raise ApiError(429, f"rate limit exceeded ({item}); retry after the time in "

@@ -63,13 +63,16 @@ class DecisionsInFront:
         if environ.get("QUERY_STRING") or not _is_json(environ.get("CONTENT_TYPE") or ""):
             return None
         length = environ.get("CONTENT_LENGTH") or ""
-        if not length.isdigit() or not 0 < int(length) <= \
+        if not (length.isascii() and length.isdigit()) or not 0 < int(length) <= \
                 self.app.extensions["osmanthus.config"].max_body_bytes:
             return None
-        body = environ["wsgi.input"].read(int(length))
+        try:
+            body = environ["wsgi.input"].read(int(length))
+        except Exception:  # noqa: BLE001 - the client went away: Flask says so
+            body = b""
         environ["wsgi.input"] = io.BytesIO(body)  # Flask can read it again
         if len(body) != int(length):
-            return None  # the client went away: Flask says so
+            return None  # a short body: Flask answers it as it would have
         try:
             value = safe_json(body.decode("utf-8"))
             return _REQUEST.load(value) if isinstance(value, dict) else None
@@ -79,10 +82,10 @@ class DecisionsInFront:
     def _answer(self, environ: dict, question: dict) -> Response:
         """The route's answer to `question`: the key, the limit, the decision, its dump."""
         extensions = self.app.extensions
-        engine = extensions["osmanthus.engine"]
-        connection = (audit.autocommit(engine).connect()
-                      if engine.dialect.name == "postgresql" else None)
+        engine, connection = extensions["osmanthus.engine"], None
         try:
+            if engine.dialect.name == "postgresql":  # one connection for it all, as the route
+                connection = audit.autocommit(engine).connect()
             partner = auth.partner_of(self.app, environ.get("HTTP_X_API_KEY"), connection)
             extensions["osmanthus.limiter"].check(SCOPE, bucket_of(
                 environ.get("HTTP_X_API_KEY"), environ.get("REMOTE_ADDR")))
