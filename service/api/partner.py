@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 
+from service.api.partner_front import DecisionsInFront
 from service.api.partner_schemas import (
     BatchRequestSchema,
     BatchResponseSchema,
@@ -28,6 +29,12 @@ _ERRORS = {
     401: "No API key, or not a valid one",
     429: "Too many requests for this API key; see Retry-After",
 }
+
+
+@blp.record_once
+def _install_decisions_in_front(state) -> None:
+    """A single decision is answered in front of Flask when it can be (`api.partner_front`)."""
+    state.app.wsgi_app = DecisionsInFront(state.app, state.app.wsgi_app)
 
 
 @blp.before_request

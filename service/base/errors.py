@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import Flask, jsonify
+from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -44,18 +44,37 @@ def _field_errors(errors: object) -> object:
     return errors
 
 
-def envelope(status: int, message: str, code: str | None = None, errors: dict | None = None):
+def envelope(status: int, message: str, code: str | None = None, errors: dict | None = None,
+             app: Flask | None = None) -> tuple[Response, int]:
+    """The envelope as a JSON response and its status (`app`: when there is no app context)."""
     body = {"code": code or CODES.get(status, "error"), "status": status, "message": message,
             "errors": _field_errors(errors or {})}
-    return jsonify(body), status
+    return (app or current_app).json.response(body), status
+
+
+def error_response(error: ApiError, app: Flask | None = None) -> Response:
+    """An `ApiError` answered: its envelope, status and headers. The single partner decision
+    answered in front of Flask (`api.partner_front`) answers its errors with it too."""
+    response, status = envelope(error.status, error.message, error.code, error.errors, app)
+    response.status_code = status
+    response.headers.update(error.headers)
+    return response
+
+
+def unexpected_response(error: BaseException, app: Flask | None = None) -> Response:
+    """An error nobody meant: logged with its traceback under an incident id, answered with a
+    plain 500 that names the id and nothing else."""
+    incident = uuid.uuid4().hex[:12]
+    log.error("unexpected error, incident %s", incident, exc_info=error)
+    response, status = envelope(500, f"internal error (incident {incident})", app=app)
+    response.status_code = status
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
-        response, status = envelope(error.status, error.message, error.code, error.errors)
-        response.headers.update(error.headers)
-        return response, status
+        return error_response(error)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
@@ -78,6 +97,4 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
-        incident = uuid.uuid4().hex[:12]
-        log.exception("unexpected error, incident %s", incident)
-        return envelope(500, f"internal error (incident {incident})")
+        return unexpected_response(error)

@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 
 import jwt
+from flask import Flask
 
 from service.base.config import Config
 from service.base.errors import ApiError
@@ -214,8 +215,15 @@ _clock = time.monotonic  # the key memory's clock (tests move it)
 
 
 def partner_id(connection=None) -> str:
-    """The partner whose API key (header `X-API-Key`) came with this request (looked up on
-    `connection` when given: the partner API's one connection for the request).
+    """The partner whose API key (header `X-API-Key`) came with this request (`partner_of`)."""
+    from flask import current_app, request
+
+    return partner_of(current_app, request.headers.get("X-API-Key"), connection)
+
+
+def partner_of(app: Flask, key: str | None, connection=None) -> str:
+    """The partner whose API key is `key` (looked up on `connection` when given: the partner
+    API's one connection for the request).
 
     A key found in the store is trusted by this worker for `api_key_cache_seconds` (default
     5 s) without asking again: the lookup was a round trip on every partner request. So a
@@ -223,19 +231,16 @@ def partner_id(connection=None) -> str:
     remembered and always costs a lookup."""
     from contextlib import nullcontext
 
-    from flask import current_app, request
-
-    key = request.headers.get("X-API-Key")
     if not key:
         raise ApiError(401, "an X-API-Key header is required")
     key_hash = hash_api_key(key)
-    config: Config = current_app.extensions["osmanthus.config"]
-    known: dict[str, tuple[str, float]] = current_app.extensions.setdefault(
+    config: Config = app.extensions["osmanthus.config"]
+    known: dict[str, tuple[str, float]] = app.extensions.setdefault(
         "osmanthus.partner_keys", {})
     remembered = known.get(key_hash)
     if remembered is not None and remembered[1] > _clock():
         return remembered[0]
-    engine = current_app.extensions["osmanthus.engine"]
+    engine = app.extensions["osmanthus.engine"]
     with nullcontext(connection) if connection is not None else engine.connect() as reading:
         found = reading.execute(_partner_by_key_hash(),
                                 {"key_hash": key_hash}).scalar_one_or_none()

@@ -11,7 +11,7 @@ from flask import Blueprint, Flask
 
 from service.api.limits import init_limiter
 from service.base.config import Config
-from service.base.errors import register_error_handlers
+from service.base.errors import ApiError, register_error_handlers
 from tests.conftest import skip_or_fail
 
 REDIS_URL = os.environ.get("REDIS_URL_TEST", "redis://127.0.0.1:6379/15")
@@ -141,3 +141,24 @@ def test_a_limit_for_an_unregistered_blueprint_fails_at_start_up(monkeypatch):
     monkeypatch.setitem(limits.LIMITED_BLUEPRINTS, "nowhere", lambda config: "1/minute")
     with pytest.raises(RuntimeError, match="nowhere"):
         make_app()
+
+
+def test_failing_open_a_request_that_finds_redis_already_given_up_is_still_counted(
+        monkeypatch):
+    """Two requests at once meet a dying Redis: the one whose call fails after the other has
+    switched to the in-memory count is counted there too — never a 503 when failing open."""
+    from service.api.limits import RateLimits
+
+    limits = RateLimits(Config(redis_url=DEAD_REDIS, partner_rate_limit="2/minute",
+                               rate_limit_fail_open=True))
+
+    def dies_meanwhile(*_args, **_kwargs):
+        limits._dead = True  # another thread found Redis dead while this call waited
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(limits._main, "hit", dies_meanwhile)
+    limits.check("partner", "key:a")  # counted in memory: 1
+    limits.check("partner", "key:a")  # 2
+    with pytest.raises(ApiError) as refused:
+        limits.check("partner", "key:a")
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"]

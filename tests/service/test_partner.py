@@ -286,14 +286,14 @@ def test_a_known_key_is_trusted_for_its_seconds_then_asked_for_again(bureau, cli
 def test_a_decision_checks_the_key_once_and_takes_one_connection(bureau, client, bikes,
                                                                  people_keys, monkeypatch):
     """The app-wide hook checks the key before the body; the blueprint's own hook must not do
-    it again (it used to, with a second pooled connection on PostgreSQL)."""
-    from service.api import partner as partner_api
-
+    it again (it used to, with a second pooled connection on PostgreSQL). The same holds for a
+    decision answered in front of Flask (`api.partner_front`): both check it with
+    `auth.partner_of`."""
     token = grant(bureau, people_keys[0])
     assert ask(client, bikes, token).status_code == 200  # scored, key remembered
     calls, checkouts = [], []
-    real = partner_api.partner_id
-    monkeypatch.setattr(partner_api, "partner_id",
+    real = auth_module.partner_of
+    monkeypatch.setattr(auth_module, "partner_of",
                         lambda *args: calls.append(args) or real(*args))
     engine = bureau.extensions["osmanthus.engine"]
 
@@ -302,12 +302,15 @@ def test_a_decision_checks_the_key_once_and_takes_one_connection(bureau, client,
 
     event.listen(engine, "checkout", count)
     try:
-        assert ask(client, bikes, token).status_code == 200
+        for path in ("/v1/partner/eligibility", "/v1/partner/eligibility/"):  # front, Flask
+            calls.clear(), checkouts.clear()
+            assert client.post(path, headers=bikes, json={"consent_token": token,
+                                                          "perk_id": BIKES}).status_code == 200
+            assert len(calls) == 1, path
+            if engine.dialect.name == "postgresql":  # SQLite takes a connection per step
+                assert len(checkouts) == 1, path
     finally:
         event.remove(engine, "checkout", count)
-    assert len(calls) == 1
-    if engine.dialect.name == "postgresql":  # SQLite takes a connection per step
-        assert len(checkouts) == 1
 
 
 def test_with_no_key_memory_a_rotated_key_is_refused_at_once(bureau, people_keys):
