@@ -103,7 +103,7 @@ def measure(url: str, redis_url: str, count: int) -> None:
     from bench.floor_app import app as floor
     from bench.floor_app import create_tables
     from service.api import partner_front
-    from service.api.limits import RateLimits
+    from service.api.limits import InFrontCount
     from service.app import create_app
     from service.base import clock
     from service.base.config import Config
@@ -168,7 +168,7 @@ def measure(url: str, redis_url: str, count: int) -> None:
     for owner, name, label in [
             (partner_front.DecisionsInFront, "_question", "body: size, guard, schema"),
             (partner_front.auth, "partner_of", "API key (remembered)"),
-            (RateLimits, "check", "rate limit (Redis EVALSHA)"),
+            (InFrontCount, "hit", "rate limit (Redis EVALSHA)"),
             (partner_front, "decide", "decide, in all"),
             (eligibility, "_precheck", "  consent token (PyJWT, Ed25519)"),
             (eligibility, "_load", "  consents read (PostgreSQL)"),
@@ -188,7 +188,7 @@ def measure(url: str, redis_url: str, count: int) -> None:
 
     connection = autocommit(engine).connect()
     driver, today = audit.driver_connection(connection), clock.now(app)
-    limits = app.extensions["osmanthus.limiter"]
+    limits = app.extensions["osmanthus.front_count"]
     entry = {"actor": f"partner:{PARTNER}", "person_key": keys[0], "action": "eligibility",
              "detail": {"perk": PERK, "answer": "yes", "decision_id": "d" * 32,
                         "consent_id": "c" * 32}}
@@ -196,7 +196,7 @@ def measure(url: str, redis_url: str, count: int) -> None:
         ("consents read", lambda i: eligibility._load(connection, [consent_ids[i]], today)),
         ("audit append and its commit",
          lambda i: audit.append_committed(engine, [entry], at=today, connection=connection)),
-        ("Redis count", lambda i: limits.check("partner", "key:bench-parts")),
+        ("Redis count", lambda i: limits.hit("partner", "key:bench-parts")),
         ("floor's insert and its commit (psycopg)", lambda i: driver.execute(
             "INSERT INTO floor_log (key, detail) VALUES (%s, %s)", ("k", '{"eligible": 1}'))),
     ]

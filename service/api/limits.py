@@ -1,5 +1,4 @@
-"""Rate limits per API key, counted with `limits`: Redis when `REDIS_URL` is set, in-process
-otherwise.
+"""Rate limits per API key (Flask-Limiter): Redis when `REDIS_URL` is set, in-process otherwise.
 
 - The bucket is a hash of the caller's API key (domain-separated, so it is not even the
   stored lookup hash), never the key itself; a request without a key is bucketed by address.
@@ -7,15 +6,20 @@ otherwise.
   limit; every route of the blueprint shares one bucket per key, so alternating endpoints does
   not double a partner's allowance. A batch costs one hit per item (`request_cost`).
 - Breaching a limit is a 429 in the usual envelope with `Retry-After` (whole seconds).
-- The count is one call of `limits`' sliding-window-counter strategy (one Redis `EVALSHA`),
-  made by `RateLimits.check`: from a `before_request` hook for Flask's routes, and by the
-  single decision answered in front of Flask (`api.partner_front`). It replaced
-  Flask-Limiter, whose per-request machinery (resolving the limits of the endpoint, its
-  context, its header hook) cost twice the Redis call it wraps (issue 15); the Redis keys,
-  the strategy and every answer are the ones Flask-Limiter gave.
+
+Flask-Limiter is the limiter of every Flask route; nothing of its storage handling, fallback or
+recovery is ours. The single partner decision answered in front of Flask (`api.partner_front`,
+issue 15) is counted by `InFrontCount` in the same bucket: Flask-Limiter's public strategy
+object (`Limiter.limiter`), called with the item, identifiers and cost Flask-Limiter's own
+check uses, so a partner's requests share one count whichever way they are answered. It calls
+the strategy directly because Flask-Limiter's per-request machinery around that one Redis
+`EVALSHA` (resolving the endpoint's limits, its request context, its hooks) cost about twice
+the call. Whenever the count is not plainly healthy — Flask-Limiter is counting on its
+in-memory fallback, or the storage failed within the last second — the lane lets Flask answer,
+before any side effect, and Flask-Limiter fails open or closed, and recovers, as for any route.
 
 Redis set but down — `rate_limit_fail_open` (default: open, `OSMANTHUS_RATE_LIMIT_FAIL_OPEN=0`
-to close). Open: each process falls back to an in-memory counter with the same limits (so a
+to close). Open: each process falls back to an in-memory limiter with the same limits (so a
 partner is still held to roughly the limit per worker) and re-checks Redis with a back-off;
 requests keep being answered. The perks are deposit-free bikes and books, so an outage of the
 limiter should not become an outage of the city's bicycles; the audit log still records every
@@ -23,13 +27,13 @@ answer. Closed: a request that cannot be counted is refused with 503 and `Retry-
 operators who would rather stop than serve uncounted. Either way only the limited blueprints
 depend on the limiter: citizens' pages never do.
 
-Coming back: failing open, Redis is re-checked (a PING) on a back-off (after 1, 2, 4 … 32 s,
-then from 1 s again), so counting returns to Redis within about as long as the outage lasted.
-Meanwhile each worker counts on its own (a partner may get up to the limit per worker), and a
-restarted Redis starts its counts afresh: an outage can cost at most a window's worth of extra
-answers per worker, never an unlimited stream. Failing closed, every request tries Redis, so
-partners are served again as soon as it answers. `tests/service/test_faults_redis.py` kills a
-real Redis under load to hold both to this, and `bench/faults.py` measures it.
+Coming back: failing open, Flask-Limiter re-checks Redis on a back-off (after 1, 2, 4 … 32 s),
+so counting returns to Redis within about as long as the outage lasted. Meanwhile each
+worker counts on its own (a partner may get up to the limit per worker), and a restarted Redis
+starts its counts afresh: an outage can cost at most a window's worth of extra answers per
+worker, never an unlimited stream. Failing closed, every request tries Redis, so partners
+are served again as soon as it answers. `tests/service/test_faults_redis.py` kills a real Redis
+under load to hold both to this, and `bench/faults.py` measures it.
 """
 
 from __future__ import annotations
@@ -41,16 +45,18 @@ import time
 from collections.abc import Callable
 
 from flask import Flask, request
-from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, storage_from_string
-from limits.strategies import RateLimiter, SlidingWindowCounterRateLimiter
+from flask_limiter import Limiter, RateLimitExceeded
+from limits import RateLimitItem, WindowStats, parse
+from limits.errors import StorageError
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from service.base.config import Config
-from service.base.errors import ApiError
+from service.base.errors import ApiError, error_response
 
 log = logging.getLogger(__name__)
 
-# blueprint name → the setting that gives its limit (a `limits` string, e.g. "6000/minute")
+# blueprint name → the setting that gives its limit (a Flask-Limiter string, e.g. "6000/minute")
 LIMITED_BLUEPRINTS: dict[str, Callable[[Config], str]] = {
     "partner": lambda config: config.partner_rate_limit,
     # the public audit log (no key: bucketed by address), at the partners' rate: generous for
@@ -61,7 +67,7 @@ MAX_COST = 1000  # the largest batch an endpoint accepts
 REDIS_TIMEOUT_SECONDS = 0.25  # a dead Redis must not hold a request for long
 UNAVAILABLE_RETRY_AFTER = "5"
 KEY_PREFIX = "osmanthus"  # in every counter's key: LIMITS:LIMITER/osmanthus/<bucket>/<scope>/…
-MAX_BACKOFF_STEP = 5  # re-check a dead Redis after 1, 2, 4 … 2**5 s, then from 1 s again
+FRONT_PAUSE_SECONDS = 1.0  # after a storage error, the lane leaves counting to Flask-Limiter
 
 
 def bucket_of(api_key: str | None, address: str | None) -> str:
@@ -84,96 +90,101 @@ def request_cost() -> int:
     return 1
 
 
-class RateLimits:
-    """The limited blueprints' counters: one `limits` strategy on Redis (or memory), and,
-    failing open, an in-memory one that counts while Redis is down."""
+def init_limiter(app: Flask, config: Config) -> Limiter:
+    """Attach a limiter to `app` (after its blueprints are registered), its error replies, and
+    the count of requests answered in front of Flask (`osmanthus.front_count`)."""
+    storage_options: dict = {}
+    if config.redis_url:
+        storage_options = {"wrap_exceptions": True, "socket_timeout": REDIS_TIMEOUT_SECONDS,
+                           "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
+    limiter = Limiter(
+        rate_key,
+        app=app,
+        storage_uri=config.redis_url or "memory://",
+        storage_options=storage_options,
+        strategy="sliding-window-counter",  # constant memory per key, no burst at window edges
+        key_prefix=KEY_PREFIX,
+        headers_enabled=False,  # spares a storage round trip per request; 429s carry Retry-After
+        swallow_errors=config.rate_limit_fail_open,
+        in_memory_fallback_enabled=config.rate_limit_fail_open,
+    )
+    for name, limit_of in LIMITED_BLUEPRINTS.items():
+        blueprint = app.blueprints.get(name)
+        if blueprint is None:
+            raise RuntimeError(f"rate limit for unknown blueprint {name!r}: register it first")
+        limiter.shared_limit(limit_of(config), scope=name, cost=request_cost)(blueprint)
 
-    def __init__(self, config: Config) -> None:
-        options: dict = {}
-        if config.redis_url:
-            options = {"wrap_exceptions": True, "socket_timeout": REDIS_TIMEOUT_SECONDS,
-                       "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
-        self.storage = storage_from_string(config.redis_url or "memory://", **options)
-        self._main = SlidingWindowCounterRateLimiter(self.storage)  # no burst at window edges
-        self._fallback = (SlidingWindowCounterRateLimiter(MemoryStorage())
-                          if config.rate_limit_fail_open else None)
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many(error: RateLimitExceeded):
+        current = limiter.current_limit  # the breached one
+        wait = _retry_after(lambda: current.window) if current is not None else 1
+        return error_response(rate_limited(str(error.description), wait))
+
+    @app.errorhandler(StorageError)
+    def _storage_down(_error: StorageError):
+        log.error("rate-limit storage unreachable; failing closed (rate_limit_fail_open=0)")
+        return error_response(ApiError(503, "rate limiting is unavailable; try again shortly",
+                                       headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}))
+
+    app.extensions["osmanthus.limiter"] = limiter
+    app.extensions["osmanthus.front_count"] = InFrontCount(limiter, config)
+    _limit_citizens(app, config)
+    return limiter
+
+
+class InFrontCount:
+    """Counts a request answered in front of Flask in Flask-Limiter's bucket for it, through
+    Flask-Limiter's public strategy (`Limiter.limiter`) with the item, identifiers
+    (`KEY_PREFIX`, bucket, scope) and cost its own check of a shared limit uses."""
+
+    def __init__(self, limiter: Limiter, config: Config) -> None:
+        self.limiter = limiter
         self.items: dict[str, RateLimitItem] = {
             name: parse(limit_of(config)) for name, limit_of in LIMITED_BLUEPRINTS.items()}
-        self._dead = False  # Redis failed, counting in memory (failing open only)
-        self._backoff_step, self._last_check = 0, time.time()
+        self._paused_until = 0.0  # monotonic: a storage error was met, Flask-Limiter counts
 
-    @property
-    def limiter(self) -> RateLimiter:
-        """The strategy counting now: the in-memory one while Redis is down (failing open)."""
-        return self._fallback if self._dead and self._fallback is not None else self._main
-
-    def check(self, scope: str, bucket: str, cost: int = 1) -> None:
-        """Count `cost` hits of `bucket` against `scope`'s limit. Over it: ApiError 429 with
-        `Retry-After`; the storage unreachable and failing closed: ApiError 503."""
-        item = self.items[scope]
-        identifiers = (KEY_PREFIX, bucket, scope)
-        if self._dead and self._should_recheck() and self.storage.check():
-            log.info("rate-limit storage recovered")
-            self._dead, self._backoff_step = False, 0
+    def hit(self, scope: str, bucket: str, cost: int = 1) -> bool:
+        """Count `cost` hits of `bucket` against `scope`'s limit: True when within it; over
+        it, ApiError 429 with `Retry-After`, as Flask-Limiter's breach is answered. False when
+        not counted — Flask-Limiter is on its in-memory fallback (its own recovery check must
+        run), or the storage failed now or within `FRONT_PAUSE_SECONDS` — and the caller lets
+        Flask answer, where Flask-Limiter counts, fails open or closed, as for any route."""
+        strategy = self.limiter.limiter
+        if strategy.storage is not self.limiter.storage or \
+                time.monotonic() < self._paused_until:
+            return False
+        item, identifiers = self.items[scope], (KEY_PREFIX, bucket, scope)
         try:
-            allowed = self.limiter.hit(item, *identifiers, cost=cost)
-        except Exception as error:  # noqa: BLE001 - whatever the storage raised
-            if self._fallback is None:
-                log.error("rate-limit storage unreachable; failing closed "
-                          "(rate_limit_fail_open=0)")
-                raise ApiError(503, "rate limiting is unavailable; try again shortly",
-                               headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}) from error
-            if not self._dead:  # (another thread may have found it dead meanwhile)
-                log.warning("rate-limit storage unreachable; counting in this process "
-                            "meanwhile")
-                self._dead = True
-            allowed = self._fallback.hit(item, *identifiers, cost=cost)
+            allowed = strategy.hit(item, *identifiers, cost=cost)
+        except Exception:  # noqa: BLE001 - whatever the storage raised: Flask-Limiter's to handle
+            self._paused_until = time.monotonic() + FRONT_PAUSE_SECONDS
+            log.warning("rate-limit storage failed in front of Flask; Flask-Limiter counts "
+                        "for the next %.0f s", FRONT_PAUSE_SECONDS, exc_info=True)
+            return False
         if not allowed:
-            raise ApiError(429, f"rate limit exceeded ({item}); retry after the time in "
-                                "Retry-After",
-                           headers={"Retry-After": str(self._retry_after(item, identifiers))})
+            raise rate_limited(str(item), _retry_after(
+                lambda: strategy.get_window_stats(item, *identifiers)))
+        return True
 
-    def _should_recheck(self) -> bool:
-        """Whether to ask a dead Redis again now: after 1, 2, 4 … 32 s, then from 1 s."""
-        if self._backoff_step > MAX_BACKOFF_STEP:
-            self._backoff_step = 0
-        if time.time() - self._last_check > 2 ** self._backoff_step:
-            self._last_check = time.time()
-            self._backoff_step += 1
-            return True
-        return False
 
-    def _retry_after(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> int:
-        """Whole seconds until the breached limit lets one more request through (at least 1)."""
-        try:
-            return _seconds_until(self.limiter.get_window_stats(item, *identifiers).reset_time)
-        except Exception:  # noqa: BLE001 - the storage may have gone away since the breach
-            log.warning("could not read the rate-limit window", exc_info=True)
-        return 1
+def rate_limited(description: str, retry_after: int) -> ApiError:
+    """The 429 of a breached limit (`description`: the limit, e.g. "3 per 1 minute")."""
+    return ApiError(429, f"rate limit exceeded ({description}); retry after the time in "
+                         "Retry-After", headers={"Retry-After": str(retry_after)})
+
+
+def _retry_after(window: Callable[[], WindowStats]) -> int:
+    """Whole seconds until the breached limit lets one more request through (at least 1)."""
+    try:
+        return _seconds_until(window().reset_time)
+    except Exception:  # noqa: BLE001 - the storage may have gone away since the breach
+        log.warning("could not read the rate-limit window", exc_info=True)
+    return 1
 
 
 def _seconds_until(reset_time: float) -> int:
     """Whole seconds from now to `reset_time` (a window's reset), at least 1."""
     return max(1, math.ceil(reset_time - time.time()))
-
-
-def init_limiter(app: Flask, config: Config) -> RateLimits:
-    """Count the limited blueprints' requests (after their registration: a limit for a
-    blueprint the app does not have fails here, at start-up)."""
-    for name in LIMITED_BLUEPRINTS:
-        if name not in app.blueprints:
-            raise RuntimeError(f"rate limit for unknown blueprint {name!r}: register it first")
-    limits = RateLimits(config)
-
-    @app.before_request
-    def _count() -> None:
-        scope = request.blueprint
-        if scope in limits.items:
-            limits.check(scope, rate_key(), request_cost())
-
-    app.extensions["osmanthus.limiter"] = limits
-    _limit_citizens(app, config)
-    return limits
 
 
 CITIZEN_COUNTED = "osmanthus.citizen_counted"  # environ: this request's verdict, once counted

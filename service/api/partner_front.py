@@ -8,9 +8,13 @@ score page), does the same steps in the same order, with the same functions:
 
 1. the body's size (`max_body_bytes`), its JSON refused by the same guard (`guard.safe_json`),
    then read by the same schema (`EligibilityRequestSchema.load`);
-2. the API key (`auth.partner_of`, looked up through the module so one spy sees both paths: 401 without one, or with one that is not valid), on the
-   request's one autocommit connection (PostgreSQL), as the blueprint's hook takes it;
-3. the rate limit (`RateLimits.check`: 429 with `Retry-After`, or 503 failing closed);
+2. the API key (`auth.partner_of`, looked up through the module so one spy sees both paths:
+   401 without one, or with one that is not valid), on the request's one autocommit
+   connection (PostgreSQL), as the blueprint's hook takes it;
+3. the rate limit, in Flask-Limiter's bucket through its own strategy
+   (`api.limits.InFrontCount`: 429 with `Retry-After`); when that count is not plainly healthy
+   (Flask-Limiter on its in-memory fallback, a storage error) the request goes to Flask, still
+   before any side effect, and Flask-Limiter counts it, failing open or closed;
 4. `eligibility.decide`, its refusal raised as the route raises it, the answer dumped with
    `EligibilitySchema`; every error answered with the one envelope (`errors.error_response`,
    `errors.unexpected_response`).
@@ -54,9 +58,10 @@ class DecisionsInFront:
         question = None
         if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST":
             question = self._question(environ)
-        if question is None:
+        answer = None if question is None else self._answer(environ, question)
+        if answer is None:
             return self.wrapped(environ, start_response)
-        return self._answer(environ, question)(environ, start_response)
+        return answer(environ, start_response)
 
     def _question(self, environ: dict) -> dict | None:
         """The question in the body, or None for Flask to answer (its body put back)."""
@@ -79,16 +84,18 @@ class DecisionsInFront:
         except (ValueError, ValidationError):  # the guard's refusals (InputRefused) included
             return None
 
-    def _answer(self, environ: dict, question: dict) -> Response:
-        """The route's answer to `question`: the key, the limit, the decision, its dump."""
+    def _answer(self, environ: dict, question: dict) -> Response | None:
+        """The route's answer to `question`: the key, the limit, the decision, its dump; or
+        None when the limit could not plainly be counted here (Flask answers, and counts)."""
         extensions = self.app.extensions
         engine, connection = extensions["osmanthus.engine"], None
         try:
             if engine.dialect.name == "postgresql":  # one connection for it all, as the route
                 connection = audit.autocommit(engine).connect()
             partner = auth.partner_of(self.app, environ.get("HTTP_X_API_KEY"), connection)
-            extensions["osmanthus.limiter"].check(SCOPE, bucket_of(
-                environ.get("HTTP_X_API_KEY"), environ.get("REMOTE_ADDR")))
+            if not extensions["osmanthus.front_count"].hit(SCOPE, bucket_of(
+                    environ.get("HTTP_X_API_KEY"), environ.get("REMOTE_ADDR"))):
+                return None  # nothing counted nor audited yet: Flask-Limiter's turn
             result = decide(self.app, partner,
                             [(question["consent_token"], question["perk_id"])],
                             connection=connection)[0]

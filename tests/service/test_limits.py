@@ -143,22 +143,68 @@ def test_a_limit_for_an_unregistered_blueprint_fails_at_start_up(monkeypatch):
         make_app()
 
 
-def test_failing_open_a_request_that_finds_redis_already_given_up_is_still_counted(
-        monkeypatch):
-    """Two requests at once meet a dying Redis: the one whose call fails after the other has
-    switched to the in-memory count is counted there too — never a 503 when failing open."""
-    from service.api.limits import RateLimits
+def front_count(app: Flask):
+    return app.extensions["osmanthus.front_count"]
 
-    limits = RateLimits(Config(redis_url=DEAD_REDIS, partner_rate_limit="2/minute",
-                               rate_limit_fail_open=True))
 
-    def dies_meanwhile(*_args, **_kwargs):
-        limits._dead = True  # another thread found Redis dead while this call waited
-        raise ConnectionError("Redis went away")
+def bucket(key: dict[str, str]) -> str:
+    from service.api.limits import bucket_of
 
-    monkeypatch.setattr(limits._main, "hit", dies_meanwhile)
-    limits.check("partner", "key:a")  # counted in memory: 1
-    limits.check("partner", "key:a")  # 2
+    return bucket_of(key["X-API-Key"], None)
+
+
+def test_a_count_in_front_of_flask_shares_flask_limiters_bucket(storage):
+    """3 hits counted in front + 2 requests through Flask-Limiter = the limit of 5: the 6th is
+    refused either way, with the same 429 Flask-Limiter's handler gives."""
+    app = make_app(redis_url=storage, partner_rate_limit="5/minute")
+    client, key = app.test_client(), a_key()
+    assert front_count(app).hit("partner", bucket(key)) is True
+    assert client.get("/v1/partner/ping", headers=key).status_code == 200
+    assert front_count(app).hit("partner", bucket(key)) is True
+    assert client.get("/v1/partner/other", headers=key).status_code == 200
+    assert front_count(app).hit("partner", bucket(key)) is True
     with pytest.raises(ApiError) as refused:
-        limits.check("partner", "key:a")
-    assert refused.value.status == 429 and refused.value.headers["Retry-After"]
+        front_count(app).hit("partner", bucket(key))
+    flask_refusal = client.get("/v1/partner/ping", headers=key)
+    assert refused.value.status == flask_refusal.status_code == 429
+    assert refused.value.message == flask_refusal.json["message"]
+    assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
+    assert front_count(app).hit("partner", bucket(a_key())) is True  # another key's bucket
+
+
+def test_in_front_nothing_is_counted_while_flask_limiter_counts_in_memory(monkeypatch):
+    """Failing open on a dead Redis, Flask-Limiter counts on its in-memory fallback and checks
+    Redis again on its own back-off: the lane leaves every request to it meanwhile."""
+    app = make_app(redis_url=DEAD_REDIS, partner_rate_limit="3/minute",
+                   rate_limit_fail_open=True)
+    assert app.test_client().get("/v1/partner/ping", headers=a_key()).status_code == 200
+    limiter = app.extensions["osmanthus.limiter"]
+    assert limiter.limiter.storage is not limiter.storage  # on its fallback
+    counted: list[tuple] = []
+    monkeypatch.setattr(limiter.limiter, "hit", lambda *a, **k: counted.append(a) or True)
+    assert front_count(app).hit("partner", bucket(a_key())) is False
+    assert counted == [], "counted in front while Flask-Limiter is on its fallback"
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_a_storage_error_in_front_leaves_the_request_to_flask_limiter_for_a_second(
+        monkeypatch, fail_open):
+    """The lane does not count (False: Flask answers, Flask-Limiter fails open or closed) and
+    does not try the dead storage again for FRONT_PAUSE_SECONDS."""
+    from service.api import limits
+
+    app = make_app(redis_url=DEAD_REDIS, partner_rate_limit="3/minute",
+                   rate_limit_fail_open=fail_open)
+    strategy = app.extensions["osmanthus.limiter"].limiter
+    tries = []
+    real_hit = strategy.hit
+    monkeypatch.setattr(strategy, "hit", lambda *a, **k: tries.append(a) or real_hit(*a, **k))
+    assert front_count(app).hit("partner", bucket(a_key())) is False
+    assert front_count(app).hit("partner", bucket(a_key())) is False
+    assert len(tries) == 1, "a dead storage is tried once, then left to Flask-Limiter"
+    with monkeypatch.context() as later:
+        later.setattr(limits.time, "monotonic", lambda: 10.0 ** 9)  # the pause is over
+        assert front_count(app).hit("partner", bucket(a_key())) is False
+    assert len(tries) == 2
+    expected = 200 if fail_open else 503
+    assert app.test_client().get("/v1/partner/ping", headers=a_key()).status_code == expected

@@ -196,3 +196,58 @@ def test_what_the_front_does_not_take_on_reaches_flask_unchanged(served_app, peo
     response = client.post(PATH, headers={**key, "Content-Type": "text/plain"},
                            data=b'{"consent_token": "t", "perk_id": "p"}')
     assert response.status_code == 422 and "consent_token" in response.json["errors"]
+
+
+def flask_spy(app, monkeypatch) -> list[str]:
+    """The paths of the requests the front layer handed to Flask."""
+    front, reached = front_of(app), []
+    flask_app = front.wrapped
+    monkeypatch.setattr(front, "wrapped", lambda environ, start_response: (
+        reached.append(environ["PATH_INFO"]) or flask_app(environ, start_response)))
+    return reached
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def limit_storage(request) -> str | None:
+    from tests.service.test_limits import redis_url
+
+    return None if request.param == "memory" else redis_url()
+
+
+def test_decisions_in_front_and_through_flask_share_one_count(served_apps, people_keys,
+                                                               monkeypatch, limit_storage):
+    """5 a minute: 3 decisions in front and 2 through Flask-Limiter are the 5; the 6th is
+    refused whichever way it comes (one bucket, in memory and on Redis)."""
+    app = served_apps(partner_rate_limit="5/minute", redis_url=limit_storage)
+    reached_flask, client = flask_spy(app, monkeypatch), app.test_client()
+    key = Auth(app).partner("city-bikes")
+    question = {"consent_token": grant(app, people_keys[27]), "perk_id": BIKES}
+    statuses = [client.post(path, headers=key, json=question).status_code
+                for path in (PATH, PATH + "/", PATH, PATH + "/", PATH)]
+    assert statuses == [200] * 5 and reached_flask == [PATH + "/"] * 2
+    assert client.post(PATH, headers=key, json=question).status_code == 429
+    assert client.post(PATH + "/", headers=key, json=question).status_code == 429
+    assert len(reached_flask) == 3, "the 429 in front is the front's own"
+
+
+@pytest.mark.parametrize("fail_open", [True, False], ids=["open", "closed"])
+def test_with_redis_down_a_decision_is_flask_limiters_to_count(served_apps, people_keys,
+                                                               monkeypatch, fail_open):
+    """A dead Redis: the front leaves the decision to Flask before deciding anything, and
+    Flask-Limiter fails open (counting in memory: the 3rd of 2 a minute is a 429) or closed
+    (503 with Retry-After, nothing audited)."""
+    app = served_apps(partner_rate_limit="2/minute", redis_url="redis://127.0.0.1:1/0",
+                      rate_limit_fail_open=fail_open)
+    reached_flask, client = flask_spy(app, monkeypatch), app.test_client()
+    key = Auth(app).partner("city-bikes")
+    question = {"consent_token": grant(app, people_keys[28]), "perk_id": BIKES}
+    before = entries_of(app)
+    statuses = [client.post(PATH, headers=key, json=question) for _ in range(3)]
+    assert reached_flask == [PATH] * 3
+    if fail_open:
+        assert [r.status_code for r in statuses] == [200, 200, 429]
+        assert entries_of(app) == before + 2
+    else:
+        assert [r.status_code for r in statuses] == [503] * 3
+        assert all(r.headers["Retry-After"] for r in statuses)
+        assert entries_of(app) == before
