@@ -25,6 +25,7 @@ from features.catalog import BY_NAME
 from features.records import Source
 
 POSITIVE_SPAN_LIMIT = 30.0  # points: issue 11's ceiling for one positive-record feature
+NO_POINTS = 0.05  # points: a span or a cost below this rounds to nothing on any page
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,10 @@ def positive_spans(scorecard: Any) -> dict[str, float]:
 
 def points_summary(scorecard: Any, frame: pl.DataFrame) -> dict[str, Any]:
     """Everything above, JSON-able: what `osmanthus evaluate` reports."""
+    spans = feature_spans(scorecard)
     return {"record_costs": record_costs(scorecard, frame),
+            "features_without_points": [n for n in scorecard.feature_names
+                                        if spans.get(n, 0.0) < NO_POINTS],
             "positive_spans": positive_spans(scorecard),
             "positive_span_limit": POSITIVE_SPAN_LIMIT,
             "monotone_violations": monotone_violations(scorecard)}
@@ -134,6 +138,16 @@ def points_markdown(summary: dict[str, Any]) -> list[str]:
               f"| {number(r['max'])} |" for r in summary["record_costs"]]
     spans = ", ".join(f"{k} {v:.1f}" for k, v in summary["positive_spans"].items())
     violations = summary["monotone_violations"]
+    # a record type nobody loses a point for is still on residents' files and pages, shown as
+    # counting: say so, rather than let a table of zeros pass unremarked
+    free = [r["record"] for r in summary["record_costs"]
+            if r["holders"] and r["max"] is not None and r["max"] < NO_POINTS]
+    unpointed = summary.get("features_without_points") or []
+    lines += ["", "Record types that cost no holder a point in this model (the trees found no "
+              "signal in them; they stay on the file and are shown): "
+              + (", ".join(free) if free else "none") + ".",
+              "Scored features that carry no points: "
+              + (", ".join(unpointed) if unpointed else "none") + "."]
     lines += ["", f"Positive-record features' points spans (limit "
               f"{summary['positive_span_limit']:g}): {spans or 'none scored'}.",
               "Features moving against their declared direction: "

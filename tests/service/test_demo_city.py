@@ -149,6 +149,14 @@ def test_evaluate_reports_the_points_cost_of_each_record_type(demo_city):
     text = to_markdown(result)
     assert "## Points cost of each adverse record type" in text
     assert "| active court listing |" in text
+    # a record type nobody loses a point for, and a scored feature without points, are named
+    line = next(x for x in text.splitlines() if x.startswith("Record types that cost no holder"))
+    for row in result["points"]["record_costs"]:
+        assert (row["record"] in line) == bool(row["holders"] and row["max"] < 0.05), row
+    spans = feature_spans(demo_city.scorecard)
+    unpointed = next(x for x in text.splitlines() if x.startswith("Scored features that carry"))
+    for name in demo_city.scorecard.feature_names:
+        assert (name in unpointed) == (spans.get(name, 0.0) < 0.05), name
 
 
 def test_the_model_card_reads_fairness_at_the_perks_thresholds_as_the_promotion_gates_do(
