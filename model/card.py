@@ -99,6 +99,13 @@ def _scale_lines(scale: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _without_points(evaluation: dict[str, Any] | None) -> str:
+    """`; N carry no points (names)` when the evaluation found scored features without points:
+    a feature listed as used but worth nothing to anyone must say so on the card."""
+    unpointed = ((evaluation or {}).get("points") or {}).get("features_without_points") or []
+    return f"; {len(unpointed)} carry no points ({', '.join(unpointed)})" if unpointed else ""
+
+
 def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
     """The Markdown model card for a bundle's metadata and (optional) evaluation."""
     scale = meta.get("points_scaling") or {}
@@ -119,7 +126,8 @@ def model_card(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
         f"({scale.get('base_score')} points at {scale.get('base_odds')}:1 good:bad odds, "
         f"{scale.get('pdo')} points to double the odds, clipped to "
         f"{scale.get('min_score')}–{scale.get('max_score')}).",
-        f"- Features: {len(features)} ({len(monotone)} with a monotone direction).",
+        f"- Features: {len(features)} ({len(monotone)} with a monotone direction)"
+        + _without_points(evaluation) + ".",
         f"- Feature catalog: {meta.get('catalog_hash') or 'none (a modeller’s own table)'}",
         f"- Training data hash: {meta.get('training_data_hash')}",
         f"- Seed: {meta.get('seed')}; libraries: "

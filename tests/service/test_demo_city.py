@@ -171,3 +171,7 @@ def test_the_model_card_reads_fairness_at_the_perks_thresholds_as_the_promotion_
     for perk, minimum in load_perks(None).thresholds().items():
         assert f"| {perk} ≥ {minimum:g} |" in card
     assert "| excellent ≥ 750 |" not in card
+    # the scored features the trees gave no points are named beside the feature count
+    unpointed = evaluation["points"]["features_without_points"]
+    named = f"{len(unpointed)} carry no points ({', '.join(unpointed)})"
+    assert (named in card) if unpointed else ("carry no points" not in card)
