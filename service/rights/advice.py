@@ -23,6 +23,7 @@ import math
 
 from flask import Flask
 
+from features.rules import add_months
 from service.rights.pages import explained_records, score_row
 from service.rights.perks import CONDITIONS
 from service.scoring.whatif import scores_without
@@ -113,13 +114,9 @@ def _perk_advice(app: Flask, records, as_of: dt.date, score: float, features: di
 
 def _month_starts(as_of: dt.date, horizon: dt.timedelta) -> list[dt.date]:
     """The first day of each month after `as_of`, up to `as_of + horizon`."""
-    out, (year, month) = [], (as_of.year, as_of.month)
-    while True:
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        day = dt.date(year, month, 1)
-        if day > as_of + horizon:
-            return out
-        out.append(day)
+    first, last = as_of.replace(day=1), as_of + horizon
+    starts = (add_months(first, k) for k in range(1, horizon.days // 28 + 2))
+    return [day for day in starts if day <= last]
 
 
 def _unlock_dates(app: Flask, records, as_of: dt.date, adverse: list[dict],
